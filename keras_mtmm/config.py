@@ -1,0 +1,487 @@
+"""The experiment config: typed dataclasses, YAML loading, `--set` overrides, validation.
+
+One YAML file describes an experiment (see `configs/demo.yaml`). Loading it
+gives an `ExperimentConfig` whose every field has been type-checked; unknown
+keys, wrong types and unknown registry names raise a `ConfigError` that names
+the dotted key, what was expected and what was received.
+
+Example:
+    >>> config = load_config("configs/demo.yaml", overrides=["training.epochs=1"])
+    >>> config.tasks["price"].weight
+    0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
+
+MODALITY_TYPES = ("image", "text", "numeric", "categorical")
+TASK_TYPES = ("binary", "multiclass", "multilabel", "regression")
+
+
+@dataclass
+class DataConfig:
+    """Where the raw examples come from and how they are split.
+
+    `source: demo` generates the built-in demo data; `source: csv` reads
+    `path` (image paths in the CSV are relative to the CSV's folder).
+    """
+
+    source: str = "demo"
+    path: str | None = None
+    num_examples: int = 4000
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    label_separator: str = "|"
+
+
+@dataclass
+class EncoderConfig:
+    """How one modality is encoded into a feature vector.
+
+    `type` names a registered encoder (image: `cnn`; text: `conv1d`, `bag`;
+    numeric: `mlp`; categorical: `embedding`). `units` is the width of the
+    encoder's output.
+    """
+
+    type: str | None = None
+    units: int = 64
+    filters: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+    hidden_units: list[int] = field(default_factory=list)
+    embedding_dim: int = 16
+    dropout: float = 0.0
+    handle: str | None = None
+    trainable: bool = False
+
+
+@dataclass
+class ModalityConfig:
+    """One raw input of the model: its type, source columns and encoder.
+
+    image and text modalities read one column; numeric and categorical read
+    one or more, in the order given (that order is the serving input's).
+    """
+
+    type: str = ""
+    columns: list[str] = field(default_factory=list)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    image_size: list[int] = field(default_factory=lambda: [32, 32])
+    max_tokens: int = 2000
+    sequence_length: int = 16
+
+
+@dataclass
+class FusionConfig:
+    """How modality features are fused: `early`, `late` or `weighted`.
+
+    `units` is the common projection width for `weighted`; `weights` fixes
+    the modality weights (`weighted`, `late`) in modality order, otherwise
+    they are learned as softmax logits.
+    """
+
+    strategy: str = "early"
+    units: int = 64
+    weights: list[float] | None = None
+
+
+@dataclass
+class SharingConfig:
+    """How parameters are shared between tasks (`hard`: shared trunk + towers)."""
+
+    type: str = "hard"
+    shared_units: list[int] = field(default_factory=lambda: [128, 64])
+    tower_units: list[int] = field(default_factory=lambda: [32])
+    dropout: float = 0.1
+
+
+@dataclass
+class TaskConfig:
+    """One named task: its type, label column, loss weight w_i and metrics.
+
+    `classes` fixes the class names and their order (for `binary`, the second
+    is the positive class); otherwise they are read from the training split.
+    """
+
+    type: str = ""
+    label: str = ""
+    weight: float = 1.0
+    metrics: list[str] | None = None
+    classes: list[str] | None = None
+    top_k: int = 2
+
+
+@dataclass
+class WeightingConfig:
+    """How task losses are combined: `static` (tasks.<t>.weight) or `inverse_size`."""
+
+    strategy: str = "static"
+
+
+@dataclass
+class TrainingConfig:
+    """The optimizer and the fit loop."""
+
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 0.002
+    early_stopping_patience: int = 4
+    steps_per_epoch: int | None = None
+    shuffle_buffer: int = 4096
+    deterministic: bool = True
+    output_dir: str = "runs"
+
+
+@dataclass
+class ExportConfig:
+    """Where the SavedModel for TF Serving goes: `<dir>/<name>/<version>/`."""
+
+    dir: str = "saved_models"
+    version: int | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment, as read from one YAML file."""
+
+    name: str = "experiment"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-ready data (the resolved config)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config, apply `--set` overrides, validate it.
+
+    Args:
+        path: the YAML file.
+        overrides: `dotted.key=value` strings; values are parsed as YAML scalars.
+
+    Returns:
+        The validated `ExperimentConfig`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            str(path), f"cannot read the config ({error.strerror})", "pass --config PATH"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(where, f"cannot parse YAML ({problem})", "fix the YAML syntax") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            str(path), f"expected a mapping at the top level, got {type(raw).__name__}", "see configs/demo.yaml"
+        )
+    return config_from_dict(raw, overrides)
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    """Build and validate an `ExperimentConfig` from plain data (e.g. parsed YAML)."""
+    raw = _deep_copy(raw)
+    for override in overrides or []:
+        apply_override(raw, override)
+    config = _build(ExperimentConfig, raw, "")
+    validate(config)
+    return config
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply one `dotted.key=value` override to raw config data, in place."""
+    key, sep, value_text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            "--set", f"expected KEY=VALUE, got '{override}'", "write e.g. --set training.epochs=1"
+        )
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError:
+        value = value_text
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                where, f"cannot set '{key}': '{where}' is not a mapping", "check the dotted key"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _deep_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(item) for item in value]
+    return value
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Convert raw data into dataclass `cls`, checking keys and types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            where or "config",
+            f"expected a mapping, got {type(raw).__name__} {raw!r}",
+            f"write '{where}' as a block of keys",
+        )
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            suggestion = did_you_mean(key, names)
+            fix = suggestion or f"known keys: {', '.join(names)}"
+            raise ConfigError(_join(where, str(key)), "unknown key", fix)
+    values = {key: _convert(hints[key], raw[key], _join(where, key)) for key in raw}
+    return cls(**values)
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """Check `value` against the type hint and convert it (int -> float, nested dataclasses)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except ConfigError as error:
+                errors.append(error)
+        raise _type_error(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(hint, value, where)
+        (item_hint,) = typing.get_args(hint)
+        return [_convert(item_hint, item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise _type_error(hint, value, where)
+        _, item_hint = typing.get_args(hint)
+        return {str(key): _convert(item_hint, item, _join(where, str(key))) for key, item in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _type_error(hint, value, where)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(hint, value, where)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(hint, value, where)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _type_error(hint, value, where)
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {where}")
+
+
+def _type_error(hint: Any, value: Any, where: str) -> ConfigError:
+    return ConfigError(
+        where,
+        f"expected {_type_name(hint)}, got {type(value).__name__} {value!r}",
+        f"set '{where}' to {_type_name(hint)}",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Validation of values (beyond types)
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Check values and registry names; raise `ConfigError` on the first problem."""
+    from keras_mtmm import registries
+
+    if not config.name or "/" in config.name or config.name.startswith("."):
+        raise ConfigError("name", f"expected a plain folder name, got {config.name!r}", "e.g. name: demo")
+    registries.SOURCES.get(config.data.source, "data.source")
+    if config.data.source == "csv" and not config.data.path:
+        raise ConfigError("data.path", "data.source is csv but no path is set", "set data.path to the CSV file")
+    if config.data.num_examples < 10:
+        raise ConfigError("data.num_examples", f"expected at least 10, got {config.data.num_examples}", "raise it")
+    for key in ("validation_fraction", "test_fraction"):
+        fraction = getattr(config.data, key)
+        if not 0.0 <= fraction < 0.5:
+            raise ConfigError(f"data.{key}", f"expected a fraction in [0, 0.5), got {fraction}", "e.g. 0.1")
+
+    if not config.modalities:
+        raise ConfigError("modalities", "no modality is configured", "add at least one (see configs/demo.yaml)")
+    for name, modality in config.modalities.items():
+        _validate_modality(name, modality, registries)
+
+    fusion_key = "fusion.strategy"
+    registries.FUSIONS.get(config.fusion.strategy, fusion_key)
+    if config.fusion.weights is not None:
+        if len(config.fusion.weights) != len(config.modalities):
+            raise ConfigError(
+                "fusion.weights",
+                f"expected {len(config.modalities)} weights (one per modality), got {len(config.fusion.weights)}",
+                f"list one weight per modality in order: {', '.join(config.modalities)}",
+            )
+        if any(weight < 0 for weight in config.fusion.weights) or sum(config.fusion.weights) <= 0:
+            raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
+    _check_positive("fusion.units", config.fusion.units)
+
+    registries.SHARINGS.get(config.sharing.type, "sharing.type")
+    for i, units in enumerate(config.sharing.shared_units + config.sharing.tower_units):
+        _check_positive(f"sharing units[{i}]", units)
+    _check_rate("sharing.dropout", config.sharing.dropout)
+
+    if not config.tasks:
+        raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
+    for name, task in config.tasks.items():
+        _validate_task(name, task, config, registries)
+
+    registries.WEIGHTINGS.get(config.weighting.strategy, "weighting.strategy")
+
+    training = config.training
+    for key in ("epochs", "batch_size", "shuffle_buffer"):
+        _check_positive(f"training.{key}", getattr(training, key))
+    if training.learning_rate <= 0:
+        raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")
+    if training.steps_per_epoch is not None:
+        _check_positive("training.steps_per_epoch", training.steps_per_epoch)
+    if config.export.version is not None:
+        _check_positive("export.version", config.export.version)
+
+
+def _validate_modality(name: str, modality: ModalityConfig, registries: Any) -> None:
+    where = f"modalities.{name}"
+    if not name.isidentifier():
+        raise ConfigError(where, f"modality name {name!r} is not an identifier", "use letters, digits and _")
+    if modality.type not in MODALITY_TYPES:
+        raise ConfigError(f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES))
+    if not modality.columns:
+        raise ConfigError(f"{where}.columns", "no source column is named", "list the column(s) this modality reads")
+    if modality.type in ("image", "text") and len(modality.columns) != 1:
+        raise ConfigError(
+            f"{where}.columns",
+            f"an {modality.type} modality reads exactly one column, got {len(modality.columns)}",
+            "make one modality per column",
+        )
+    if modality.encoder.type is None:
+        modality.encoder.type = registries.DEFAULT_ENCODERS[modality.type]
+    encoder = registries.ENCODERS.get(modality.encoder.type, f"{where}.encoder.type")
+    if modality.type not in encoder.modality_types:
+        allowed = [n for n in registries.ENCODERS.names() if modality.type in registries.ENCODERS.get(n).modality_types]
+        raise ConfigError(
+            f"{where}.encoder.type",
+            f"encoder '{modality.encoder.type}' does not take {modality.type} input",
+            f"choose one of: {', '.join(allowed)}",
+        )
+    if len(modality.image_size) != 2 or min(modality.image_size) < 8:
+        raise ConfigError(f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]")
+    _check_positive(f"{where}.max_tokens", modality.max_tokens)
+    _check_positive(f"{where}.sequence_length", modality.sequence_length)
+    _check_positive(f"{where}.encoder.units", modality.encoder.units)
+    _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
+    _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+
+
+def _validate_task(name: str, task: TaskConfig, config: ExperimentConfig, registries: Any) -> None:
+    where = f"tasks.{name}"
+    if not name.isidentifier():
+        raise ConfigError(where, f"task name {name!r} is not an identifier", "use letters, digits and _")
+    if name in config.modalities:
+        raise ConfigError(where, f"task name '{name}' is also a modality name", "rename one of them")
+    head = registries.TASK_TYPES.get(task.type, f"{where}.type")
+    if not task.label:
+        raise ConfigError(f"{where}.label", "no label column is named", "set the column holding this task's labels")
+    if task.weight < 0:
+        raise ConfigError(f"{where}.weight", f"expected a weight >= 0, got {task.weight}", "use 0 to switch a task off")
+    if task.metrics is not None:
+        for i, metric in enumerate(task.metrics):
+            if metric not in head.metric_names:
+                raise ConfigError(
+                    f"{where}.metrics[{i}]",
+                    f"unknown metric '{metric}' for a {task.type} task",
+                    choice_hint(metric, head.metric_names),
+                )
+    if task.classes is not None:
+        if len(set(task.classes)) != len(task.classes):
+            raise ConfigError(f"{where}.classes", "class names repeat", "list each class once")
+        if task.type == "binary" and len(task.classes) != 2:
+            raise ConfigError(f"{where}.classes", f"a binary task has 2 classes, got {len(task.classes)}", "list [negative, positive]")
+        if task.type == "regression":
+            raise ConfigError(f"{where}.classes", "a regression task has no classes", "remove classes")
+    _check_positive(f"{where}.top_k", task.top_k)
+
+
+def _check_positive(where: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(where, f"expected a positive integer, got {value}", "set it to 1 or more")
+
+
+def _check_rate(where: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(where, f"expected a rate in [0, 1), got {value}", "e.g. 0.1")

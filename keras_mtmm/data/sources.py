@@ -1,0 +1,114 @@
+"""Data sources (`data.source`): each returns one column table for the whole dataset.
+
+- `demo`: the built-in synthetic catalogue (`keras_mtmm.data.demo`), generated
+  on the fly from `data.num_examples` and the experiment seed.
+- `csv`: a CSV file with a header; image cells are paths relative to the
+  CSV's folder (read as encoded bytes), numeric cells are parsed as numbers,
+  empty cells are missing values (or "unlabelled" in label columns).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from keras_mtmm.data.demo import generate_demo
+from keras_mtmm.errors import DataError
+from keras_mtmm.registries import SOURCES
+
+# Leading bytes of the image formats tf.io.decode_image reads.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+@SOURCES.register("demo")
+def load_demo(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np.ndarray]:
+    """The built-in demo table (`data.num_examples` rows, deterministic in `seed`)."""
+    image_sizes = {tuple(m.image_size) for m in modalities.values() if m.type == "image"}
+    side = max((max(size) for size in image_sizes), default=32)
+    return generate_demo(data.num_examples, seed=seed, image_size=max(side, 16))
+
+
+@SOURCES.register("csv")
+def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np.ndarray]:
+    """Read `data.path` (relative to `base_dir` unless absolute) into a column table."""
+    path = Path(data.path)
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as error:
+        raise DataError("data.path", f"cannot open CSV '{path}' ({error.strerror})", "check the path") from None
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise DataError(str(path), "the CSV is empty (no header row)", "write a header row naming the columns")
+        header = [name.strip() for name in header]
+        rows = list(reader)
+    kinds = _column_kinds(modalities, tasks)
+    missing = [column for column in kinds if column not in header]
+    if missing:
+        raise DataError(
+            f"{path}: column '{missing[0]}'",
+            "is configured but not in the CSV",
+            f"the CSV has: {', '.join(header)}",
+        )
+    positions = {name: header.index(name) for name in kinds}
+    table: dict[str, list] = {name: [] for name in kinds}
+    for row_number, row in enumerate(rows):
+        line = row_number + 2  # 1-based, after the header
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}", f"expected {len(header)} cells, got {len(row)}", "fix the row's commas/quotes")
+        for name, kind in kinds.items():
+            cell = row[positions[name]].strip()
+            table[name].append(_parse_cell(cell, kind, name, f"{path}:{line}", path.parent))
+    if not table or not next(iter(table.values())):
+        raise DataError(str(path), "the CSV has a header but no data rows", "add rows")
+    return {
+        name: np.asarray(values, dtype=np.float32 if kinds[name] == "numeric" else object)
+        for name, values in table.items()
+    }
+
+
+def _column_kinds(modalities, tasks) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for modality in modalities.values():
+        for column in modality.columns:
+            kinds[column] = modality.type
+    for task in tasks.values():
+        kinds.setdefault(task.label, "label")
+    return kinds
+
+
+def _parse_cell(cell: str, kind: str, column: str, where: str, folder: Path):
+    if kind == "numeric":
+        if not cell:
+            return math.nan
+        try:
+            return float(cell)
+        except ValueError:
+            raise DataError(f"{where}: column '{column}'", f"expected a number, got {cell!r}", "fix the cell or leave it empty for a missing value") from None
+    if kind == "image":
+        return read_image_bytes(cell, folder, f"{where}: column '{column}'")
+    return cell
+
+
+def read_image_bytes(cell: str, folder: Path, where: str) -> bytes:
+    """Read an image file named in a CSV cell; an empty cell is a missing image (b"")."""
+    if not cell:
+        return b""
+    image_path = Path(cell)
+    if not image_path.is_absolute():
+        image_path = folder / image_path
+    try:
+        content = image_path.read_bytes()
+    except OSError as error:
+        raise DataError(where, f"cannot read image '{image_path}' ({error.strerror})", "fix the path (relative to the CSV)") from None
+    if not content.startswith(IMAGE_SIGNATURES):
+        raise DataError(where, f"'{image_path}' is not a PNG, JPEG, GIF or BMP image", "replace or remove the file")
+    return content

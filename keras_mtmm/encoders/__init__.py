@@ -1,0 +1,74 @@
+"""Modality encoders: one file per family (image, text, tabular).
+
+Each encoder is a registered, serializable Keras layer that maps one
+preprocessed modality tensor to a feature vector of width `units`.
+`build_encoder` unpacks a modality's config into explicit arguments.
+"""
+
+from __future__ import annotations
+
+from keras_mtmm.encoders.image import ConvImageEncoder
+from keras_mtmm.encoders.tabular import CategoricalEmbeddingEncoder, NumericMLPEncoder
+from keras_mtmm.encoders.text import BagOfWordsTextEncoder, ConvTextEncoder
+
+__all__ = [
+    "BagOfWordsTextEncoder",
+    "CategoricalEmbeddingEncoder",
+    "ConvImageEncoder",
+    "ConvTextEncoder",
+    "NumericMLPEncoder",
+    "build_encoder",
+]
+
+
+def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
+    """Build the encoder layer for one modality.
+
+    Args:
+        name: the modality name (the layer is named `<name>_encoder`).
+        modality: its `ModalityConfig`.
+        vocabulary_sizes: the preprocessor's vocabulary size per column
+            (text: one entry; categorical: one per column; else empty).
+    """
+    encoder = modality.encoder
+    layer_name = f"{name}_encoder"
+    if encoder.type == "cnn":
+        return ConvImageEncoder(
+            filters=encoder.filters,
+            kernel_size=encoder.kernel_size,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            name=layer_name,
+        )
+    if encoder.type == "conv1d":
+        return ConvTextEncoder(
+            vocabulary_size=vocabulary_sizes[0],
+            embedding_dim=encoder.embedding_dim,
+            filters=encoder.filters,
+            kernel_size=encoder.kernel_size,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            name=layer_name,
+        )
+    if encoder.type == "bag":
+        return BagOfWordsTextEncoder(
+            vocabulary_size=vocabulary_sizes[0],
+            embedding_dim=encoder.embedding_dim,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            name=layer_name,
+        )
+    if encoder.type == "mlp":
+        return NumericMLPEncoder(
+            hidden_units=encoder.hidden_units, units=encoder.units, dropout=encoder.dropout, name=layer_name
+        )
+    if encoder.type == "embedding":
+        return CategoricalEmbeddingEncoder(
+            vocabulary_sizes=vocabulary_sizes,
+            embedding_dim=encoder.embedding_dim,
+            hidden_units=encoder.hidden_units,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            name=layer_name,
+        )
+    raise ValueError(f"no builder for encoder type {encoder.type!r}")

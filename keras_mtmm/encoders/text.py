@@ -1,0 +1,128 @@
+"""Text encoders over token ids (0 = padding): Conv1D + max-pool, or a bag of words."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_mtmm.registries import ENCODERS
+
+
+@ENCODERS.register("conv1d")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class ConvTextEncoder(keras.layers.Layer):
+    """Embedding -> Conv1D(relu) blocks -> global max pooling -> Dense(units).
+
+    Args:
+        vocabulary_size: the number of token ids (the text vectorizer's vocabulary size).
+        embedding_dim: the width of token embeddings.
+        filters: the number of filters of each Conv1D layer.
+        kernel_size: the Conv1D window, in tokens.
+        units: the width of the output feature vector.
+        dropout: dropout rate before the output projection.
+
+    Example:
+        >>> encoder = ConvTextEncoder(vocabulary_size=100, embedding_dim=16, filters=[32], units=32)
+    """
+
+    modality_types = ("text",)
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        embedding_dim: int = 16,
+        filters: list[int] = (32,),
+        kernel_size: int = 3,
+        units: int = 32,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        filters = [int(f) for f in filters]
+        if vocabulary_size < 2 or embedding_dim < 1 or units < 1 or not filters:
+            raise ValueError(
+                "ConvTextEncoder: vocabulary_size >= 2, embedding_dim >= 1, units >= 1 and non-empty filters "
+                f"expected, got {vocabulary_size}, {embedding_dim}, {units}, {filters}"
+            )
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.units = units
+        self.dropout = dropout
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.convs = [
+            keras.layers.Conv1D(f, kernel_size, padding="same", activation="relu", name=f"conv_{i}")
+            for i, f in enumerate(filters)
+        ]
+        self.pool = keras.layers.GlobalMaxPooling1D()
+        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+
+    def call(self, token_ids, training=None):
+        x = self.embedding(token_ids)
+        for conv in self.convs:
+            x = conv(x)
+        x = self.pool(x)
+        return self.projection(self.dropout_layer(x, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "embedding_dim": self.embedding_dim,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "units": self.units,
+            "dropout": self.dropout,
+        }
+
+
+@ENCODERS.register("bag")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class BagOfWordsTextEncoder(keras.layers.Layer):
+    """Mean of token embeddings over non-padding tokens, then Dense(units).
+
+    Args:
+        vocabulary_size: the number of token ids.
+        embedding_dim: the width of token embeddings.
+        units: the width of the output feature vector.
+        dropout: dropout rate before the output projection.
+    """
+
+    modality_types = ("text",)
+
+    def __init__(self, vocabulary_size: int, embedding_dim: int = 16, units: int = 32, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if vocabulary_size < 2 or embedding_dim < 1 or units < 1:
+            raise ValueError(
+                f"BagOfWordsTextEncoder: got vocabulary_size={vocabulary_size}, embedding_dim={embedding_dim}, units={units}"
+            )
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.dropout = dropout
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+
+    def call(self, token_ids, training=None):
+        embedded = self.embedding(token_ids)
+        present = keras.ops.cast(keras.ops.not_equal(token_ids, 0), embedded.dtype)[..., None]
+        total = keras.ops.sum(embedded * present, axis=1)
+        count = keras.ops.maximum(keras.ops.sum(present, axis=1), 1.0)
+        return self.projection(self.dropout_layer(total / count, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "dropout": self.dropout,
+        }

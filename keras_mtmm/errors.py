@@ -1,0 +1,56 @@
+"""User-facing errors: each names where the problem is, what is wrong and how to fix it.
+
+The command line turns any `UserError` into one line on stderr,
+`error: <where>: <what>; <fix>`, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake in the user's config, data or flags (not a bug in keras_mtmm).
+
+    Args:
+        where: the dotted config key, `file:line`, column or flag at fault.
+        what: what is wrong, naming what was expected and what was received.
+        fix: how to fix it.
+    """
+
+    def __init__(self, where: str, what: str, fix: str = ""):
+        self.where = where
+        self.what = what
+        self.fix = fix
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        message = f"{self.where}: {self.what}"
+        return f"{message}; {self.fix}" if self.fix else message
+
+
+class ConfigError(UserError, ValueError):
+    """The experiment config (YAML or `--set`) is invalid."""
+
+
+class DataError(UserError, ValueError):
+    """The data does not match the config or cannot be read."""
+
+
+class ExportError(UserError, ValueError):
+    """An export cannot be written or read as asked."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return `"did you mean 'x'?"` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def choice_hint(name: str, choices: Iterable[str]) -> str:
+    """Return a fix hint listing the choices and the closest one."""
+    choices = sorted(choices)
+    hint = f"choose one of: {', '.join(choices)}"
+    suggestion = did_you_mean(name, choices)
+    return f"{hint}; {suggestion}" if suggestion else hint

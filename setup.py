@@ -1,0 +1,25 @@
+"""Package metadata for keras_mtmm."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_mtmm",
+    version="0.1.0",
+    description="Multi-task, multi-modal deep learning on Keras 3 / TensorFlow, served by TF Serving.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_mtmm", "keras_mtmm.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tensorflow-hub>=0.16,<0.17",
+        "numpy>=1.26,<3",
+        "pyyaml>=6,<7",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10"],
+        "dev": ["pytest>=8,<10", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["mtmm=keras_mtmm.cli:main"]},
+)
