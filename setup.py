@@ -14,6 +14,7 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",
         "tensorflow-hub>=0.16,<0.17",
+        "tensorboard>=2.21,<2.22",  # TensorBoard logs (tensorflow 2.21 no longer pulls it in)
         "numpy>=1.26,<3",
         "pyyaml>=6,<7",
     ],

@@ -107,6 +107,10 @@ class WeightedSumFusion(_ModalityWeights):
         self.units = units
         self.projections = [keras.layers.Dense(units, name=f"projection_{i}") for i in range(num_modalities)]
 
+    def build(self, input_shapes):
+        for projection, shape in zip(self.projections, input_shapes):
+            projection.build(tuple(shape))
+
     def call(self, features):
         features = list(features)
         if len(features) != self.num_modalities:

@@ -49,6 +49,13 @@ class ConvImageEncoder(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for conv, pool in zip(self.convs, self.pools):
+            conv.build(shape)
+            shape = pool.compute_output_shape(conv.compute_output_shape(shape))
+        self.projection.build((shape[0], shape[-1]))
+
     def call(self, images, training=None):
         x = images
         for conv, pool in zip(self.convs, self.pools):

@@ -29,6 +29,12 @@ class MLPBlock(keras.layers.Layer):
         self.dense_layers = [keras.layers.Dense(u, activation="relu", name=f"dense_{i}") for i, u in enumerate(units)]
         self.dropout_layer = keras.layers.Dropout(dropout) if dropout > 0 else None
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for dense in self.dense_layers:
+            dense.build(shape)
+            shape = dense.compute_output_shape(shape)
+
     def call(self, inputs, training=None):
         x = inputs
         for dense in self.dense_layers:

@@ -34,6 +34,10 @@ class NumericMLPEncoder(keras.layers.Layer):
         self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")
 
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        self.projection.build(self.hidden.compute_output_shape(input_shape))
+
     def call(self, values, training=None):
         return self.projection(self.hidden(values, training=training))
 
@@ -85,6 +89,13 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
         ]
         self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+
+    def build(self, input_shape):
+        for embedding in self.embeddings:
+            embedding.build((input_shape[0],))
+        width = (input_shape[0], self.embedding_dim * len(self.embeddings))
+        self.hidden.build(width)
+        self.projection.build(self.hidden.compute_output_shape(width))
 
     def call(self, indices, training=None):
         columns = [embedding(indices[:, i]) for i, embedding in enumerate(self.embeddings)]

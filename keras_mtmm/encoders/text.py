@@ -58,6 +58,14 @@ class ConvTextEncoder(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")
 
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+        shape = (*tuple(input_shape), self.embedding_dim)
+        for conv in self.convs:
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+        self.projection.build((shape[0], shape[-1]))
+
     def call(self, token_ids, training=None):
         x = self.embedding(token_ids)
         for conv in self.convs:
@@ -107,6 +115,10 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+        self.projection.build((input_shape[0], self.embedding_dim))
 
     def call(self, token_ids, training=None):
         embedded = self.embedding(token_ids)

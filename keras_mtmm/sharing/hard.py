@@ -43,6 +43,12 @@ class HardSharing(keras.layers.Layer):
         self.trunk = MLPBlock(self.shared_units, dropout, name="trunk")
         self.towers = {task: MLPBlock(self.tower_units, dropout, name=f"tower_{task}") for task in task_names}
 
+    def build(self, input_shape):
+        self.trunk.build(input_shape)
+        shared_shape = self.trunk.compute_output_shape(input_shape)
+        for tower in self.towers.values():
+            tower.build(shared_shape)
+
     def call(self, inputs, training=None):
         shared = self.trunk(inputs, training=training)
         return {task: tower(shared, training=training) for task, tower in self.towers.items()}

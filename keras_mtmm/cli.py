@@ -1,0 +1,124 @@
+"""`mtmm train|evaluate|inspect`: the command line (train.py and evaluate.py call it too).
+
+User mistakes (bad config, data or flags) end with exit status 2 and one
+line on stderr, `error: <where>: <what>; <fix>`; `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands (built per call: no module-level state)."""
+    parser = argparse.ArgumentParser(prog="mtmm", description="Multi-task, multi-modal Keras models, served by TF Serving.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train, evaluate and export an experiment")
+    train.add_argument("--config", default=None, help=f"experiment YAML (default: {DEFAULT_CONFIG.name}, the built-in demo)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.epochs=1 (repeatable)")
+    train.add_argument("--output-dir", default=None, help="run folder (default: training.output_dir/<name>); reuse it to resume")
+    train.add_argument("--export-dir", default=None, help="model repository root (default: export.dir)")
+    train.add_argument("--no-export", action="store_true", help="do not write a SavedModel")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="per-task metrics of an export or .keras model on a data split")
+    evaluate.add_argument("--model", required=True, help="an exported version folder or a run folder's .keras file")
+    evaluate.add_argument("--config", default=None, help="experiment YAML (default: the one stored with the model)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    evaluate.add_argument("--split", default="test", help="train, validation or test (default: test)")
+    evaluate.add_argument("--output", default=None, help="write the metrics JSON here")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="examples per prediction call")
+    evaluate.set_defaults(handler=_evaluate)
+
+    inspect = commands.add_parser("inspect", help="show an export's serving signature and metadata")
+    inspect.add_argument("--model", required=True, help="an exported version folder")
+    inspect.set_defaults(handler=_inspect)
+
+    for command in (train, evaluate, inspect):
+        command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the exit status."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_mtmm.errors import UserError
+
+    try:
+        return args.handler(args) or 0
+    except UserError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args) -> int:
+    from keras_mtmm.config import load_config
+    from keras_mtmm.errors import ConfigError
+    from keras_mtmm.training import train
+
+    config_path = Path(args.config) if args.config else DEFAULT_CONFIG
+    if args.config is None and not config_path.exists():
+        raise ConfigError("--config", "the built-in demo config is not installed here", "pass --config PATH")
+    config = load_config(config_path, args.overrides)
+    train(
+        config,
+        output_dir=args.output_dir,
+        export_dir=args.export_dir,
+        export=not args.no_export,
+        verbose=0 if args.quiet else ("auto" if sys.stdout.isatty() else 2),
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from keras_mtmm.errors import UserError
+    from keras_mtmm.evaluation import evaluate_model
+
+    if args.batch_size < 1:
+        raise UserError("--batch-size", f"expected a positive integer, got {args.batch_size}", "e.g. --batch-size 256")
+    evaluate_model(args.model, args.config, args.overrides, args.split, args.output, args.batch_size)
+    return 0
+
+
+def _inspect(args) -> int:
+    import json
+
+    import tensorflow as tf
+
+    from keras_mtmm.errors import UserError
+    from keras_mtmm.export import is_saved_model, read_export_metadata
+
+    if not is_saved_model(args.model):
+        raise UserError("--model", f"'{args.model}' has no saved_model.pb", "pass an exported version folder")
+    _, metadata = read_export_metadata(args.model)
+    signature = tf.saved_model.load(args.model).signatures["serving_default"]
+    print(f"model {metadata['name']} version {metadata.get('version')}  (signature serving_default)")
+    print("inputs:")
+    for name, spec in signature.structured_input_signature[1].items():
+        info = metadata["inputs"].get(name, {})
+        print(f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {info.get('type', '')} {info.get('columns', '')}")
+    print("outputs:")
+    for name, spec in signature.structured_outputs.items():
+        task = metadata["tasks"].get(name, {})
+        classes = f" classes={task['classes']}" if task.get("classes") else ""
+        print(f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {task.get('type', '')}{classes}")
+    print("task weights: " + json.dumps(metadata["task_weights"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Evaluation: per-task losses and metrics, the total weighted loss, reports.
+
+The scores are computed in NumPy from the model's outputs, so an exported
+version (run through its serving signature, exactly as TF Serving runs it)
+and an in-memory or `.keras` model are scored by the same code. For each task
+only its labelled examples count; the task loss is the mean over them,
+computed as Keras computes it, and the total is `L = Σ_i w_i L_i` with the
+weights the model was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from keras_mtmm.errors import DataError, UserError
+from keras_mtmm.heads import get_task_type
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def score_tasks(
+    predictions: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray],
+    metadata: dict,
+) -> dict:
+    """Per-task loss and metrics on labelled rows, and the total weighted loss.
+
+    Args:
+        predictions: model outputs per task.
+        targets: encoded targets per task (as `TaskType.encode` makes them).
+        masks: 1 where the task's label is present, 0 where it is missing.
+        metadata: the model metadata (`export.model_metadata`): task types,
+            metrics, target scales, task weights.
+
+    Returns:
+        `{"loss": Σ w_i L_i, "weights": {...}, "tasks": {task: {"loss", <metric>..., "labelled"}}}`.
+    """
+    tasks = {}
+    total = 0.0
+    for task, spec in metadata["tasks"].items():
+        task_type = get_task_type(spec["type"])
+        labelled = masks[task] > 0
+        count = int(labelled.sum())
+        metric_names = spec.get("metrics") or list(task_type.default_metrics)
+        if count == 0:
+            result = {"loss": 0.0, **{m: None for m in metric_names}}
+        else:
+            prediction = np.asarray(predictions[task])[labelled]
+            target = np.asarray(targets[task])[labelled]
+            losses = task_type.example_losses(prediction, target, spec.get("target_scale", 1.0))
+            result = {"loss": float(np.mean(losses)), **task_type.score(prediction, target, metric_names, spec.get("top_k", 2))}
+        result["labelled"] = count
+        tasks[task] = result
+        total += metadata["task_weights"][task] * result["loss"]
+    return {"loss": float(total), "weights": dict(metadata["task_weights"]), "tasks": tasks}
+
+
+def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Encode a table's raw labels with the classes the model was trained with."""
+    targets, masks = {}, {}
+    separator = metadata.get("label_separator", "|")
+    for task, spec in metadata["tasks"].items():
+        where = f"tasks.{task}.label (column '{spec['label']}')"
+        if spec["label"] not in table:
+            raise DataError(where, f"column '{spec['label']}' is not in the data", f"it has: {', '.join(table)}")
+        targets[task], masks[task] = get_task_type(spec["type"]).encode(table[spec["label"]], spec["classes"], where, separator)
+    return targets, masks
+
+
+def predict_in_batches(predict: Callable[[dict], dict], raw_inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Run `predict` over raw inputs batch by batch and concatenate the outputs."""
+    rows = len(next(iter(raw_inputs.values())))
+    collected: dict[str, list[np.ndarray]] = {}
+    for start in range(0, rows, batch_size):
+        batch = {name: values[start : start + batch_size] for name, values in raw_inputs.items()}
+        for name, value in predict(batch).items():
+            collected.setdefault(name, []).append(np.asarray(value))
+    return {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
+
+
+def metrics_report(model_name: str, split: str, examples: int, scores: dict) -> dict:
+    """The metrics JSON of DESIGN.md."""
+    return {"model": model_name, "split": split, "examples": int(examples), **scores}
+
+
+def format_table(report: dict) -> str:
+    """A plain-text table of per-task metrics."""
+    lines = [f"{report['model']} on {report['split']} ({report['examples']} examples)"]
+    header = f"  {'task':<14}{'labelled':>9}  {'weight':>7}  {'loss':>9}  metrics"
+    lines.append(header)
+    for task, result in report["tasks"].items():
+        metrics = "  ".join(
+            f"{name}={_format(value)}" for name, value in result.items() if name not in ("loss", "labelled")
+        )
+        weight = report["weights"][task]
+        lines.append(f"  {task:<14}{result['labelled']:>9}  {weight:>7.3g}  {_format(result['loss']):>9}  {metrics}")
+    lines.append(f"  total weighted loss Σ w_i L_i = {_format(report['loss'])}")
+    return "\n".join(lines)
+
+
+def _format(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Loading a model to evaluate
+
+
+def load_predictor(model_path: str | Path, batch_size: int = 256):
+    """Open an exported version folder or a `.keras` file for prediction on raw inputs.
+
+    Returns:
+        `(predict, config_yaml, metadata)`, where `predict(raw_batch) -> {task: array}`.
+    """
+    from keras_mtmm.export import is_saved_model, read_export_metadata
+
+    model_path = Path(model_path)
+    if model_path.is_dir() and is_saved_model(model_path):
+        import tensorflow as tf
+
+        config_yaml, metadata = read_export_metadata(model_path)
+        serving = tf.saved_model.load(str(model_path)).signatures["serving_default"]
+        signature = serving.structured_input_signature[1]
+
+        def predict(batch):
+            inputs = {name: tf.constant(values, dtype=signature[name].dtype) for name, values in batch.items()}
+            outputs = serving(**inputs)
+            return {task: outputs[task].numpy() for task in metadata["tasks"]}
+
+        return predict, config_yaml, metadata
+    if model_path.suffix == ".keras" and model_path.is_file():
+        return _load_keras_predictor(model_path, batch_size)
+    raise UserError(
+        "--model",
+        f"'{model_path}' is neither an exported version folder (with saved_model.pb) nor a .keras file",
+        "pass e.g. saved_models/demo/1 or runs/demo/best.keras",
+    )
+
+
+def _load_keras_predictor(model_path: Path, batch_size: int):
+    import keras
+
+    from keras_mtmm.data.pipeline import make_input_dataset
+    from keras_mtmm.preprocessing import Preprocessor
+
+    run_dir = model_path.parent
+    try:
+        config_yaml = (run_dir / "config.yaml").read_text(encoding="utf-8")
+        metadata = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+    except OSError:
+        raise UserError(
+            "--model", f"'{model_path}' is not in a keras_mtmm run folder (config.yaml, metadata.json beside it)", "pass a run folder's best.keras"
+        ) from None
+    preprocessor = Preprocessor.load(run_dir / "preprocessor")
+    model = keras.models.load_model(model_path)
+
+    def predict(batch):
+        outputs = model.predict(make_input_dataset(preprocessor, batch, batch_size), verbose=0)
+        return {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
+
+    return predict, config_yaml, metadata
+
+
+def evaluate_model(
+    model_path: str | Path,
+    config_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    split: str = "test",
+    output: str | Path | None = None,
+    batch_size: int = 256,
+) -> dict:
+    """Evaluate a model on a split of its configured data; print and optionally write the report.
+
+    Args:
+        model_path: an exported version folder or a `.keras` file in a run folder.
+        config_path: the experiment config; default: the one stored with the model.
+        overrides: `--set` overrides applied to that config (e.g. a different data path).
+        split: `train`, `validation` or `test`.
+        output: where to write the metrics JSON.
+        batch_size: examples per prediction call.
+    """
+    import yaml
+
+    from keras_mtmm.config import config_from_dict, load_config
+    from keras_mtmm.data.tables import load_splits, modality_inputs
+
+    if split not in SPLIT_NAMES:
+        raise UserError("--split", f"unknown split '{split}'", f"choose one of: {', '.join(SPLIT_NAMES)}")
+    predict, config_yaml, metadata = load_predictor(model_path, batch_size)
+    if config_path is not None:
+        config = load_config(config_path, overrides)
+    else:
+        config = config_from_dict(yaml.safe_load(config_yaml), overrides)
+    table = load_splits(config)[split]
+    rows = len(next(iter(table.values())))
+    if rows == 0:
+        raise DataError(f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction")
+    targets, masks = encode_targets(table, metadata)
+    predictions = predict_in_batches(predict, modality_inputs(table, config.modalities), batch_size)
+    report = metrics_report(str(model_path), split, rows, score_tasks(predictions, targets, masks, metadata))
+    print(format_table(report))
+    if output is not None:
+        write_report(report, output)
+        print(f"metrics written to {output}")
+    return report

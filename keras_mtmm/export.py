@@ -1,0 +1,172 @@
+"""Export for TensorFlow Serving: `<export_dir>/<name>/<version>/`, raw inputs in, named outputs out.
+
+The SavedModel's `serving_default` signature takes one raw input per
+modality (named after it: image bytes, text, float32 numerics, category
+strings; "" / NaN = missing), runs the Preprocessor and the model inside the
+graph, and returns `{task: output}`. It loads with the plain TensorFlow
+loader, no keras_mtmm import, as `tensorflow_model_server` does.
+
+A version is written into `<export_dir>/.tmp/` and renamed into place only
+when complete, so the server (which polls the base path) never sees a
+half-written version; an existing version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_mtmm.errors import ExportError
+
+CONFIG_ASSET = "keras_mtmm_config.yaml"
+METADATA_ASSET = "keras_mtmm_metadata.json"
+STAGING_FOLDER = ".tmp"
+
+
+def existing_versions(base_path: str | Path) -> list[int]:
+    """The integer version folders under a model's base path, sorted."""
+    base_path = Path(base_path)
+    if not base_path.is_dir():
+        return []
+    return sorted(int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(base_path: str | Path) -> int:
+    """One more than the highest existing version (1 for a new model)."""
+    versions = existing_versions(base_path)
+    return versions[-1] + 1 if versions else 1
+
+
+def export_model(
+    model: keras.Model,
+    preprocessor,
+    config_yaml: str,
+    metadata: dict,
+    export_dir: str | Path,
+    name: str,
+    version: int | None = None,
+) -> Path:
+    """Write a new SavedModel version for TF Serving and return its folder.
+
+    Args:
+        model: the trained model (dict of preprocessed inputs -> dict of task outputs).
+        preprocessor: the adapted `Preprocessor` that made its inputs.
+        config_yaml: the resolved config, stored as `assets.extra/keras_mtmm_config.yaml`.
+        metadata: task weights, classes, inputs, versions; stored as
+            `assets.extra/keras_mtmm_metadata.json`.
+        export_dir: the model repository root (e.g. `saved_models`).
+        name: the model name (its base path is `<export_dir>/<name>`).
+        version: the version number; default: the next free one.
+    """
+    export_dir = Path(export_dir)
+    base_path = export_dir / name
+    if version is None:
+        version = next_version(base_path)
+    final = base_path / str(version)
+    if final.exists():
+        raise ExportError(
+            "export.version",
+            f"version {version} already exists at {final}",
+            "leave export.version unset to take the next version, or pick a free one",
+        )
+    staging = export_dir / STAGING_FOLDER / f"{name}-{version}-{uuid.uuid4().hex[:8]}"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_saved_model(model, preprocessor, staging)
+        extra = staging / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / CONFIG_ASSET).write_text(config_yaml, encoding="utf-8")
+        (extra / METADATA_ASSET).write_text(json.dumps({**metadata, "version": version}, indent=1), encoding="utf-8")
+        base_path.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            raise ExportError(
+                "export.version", f"version {version} appeared at {final} while exporting", "export again"
+            ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(staging.parent)
+    return final
+
+
+def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> None:
+    """Write the SavedModel (graph, variables, assets) with the raw-input signature."""
+    signature = preprocessor.raw_input_signature()
+    names = list(signature)
+    task_names = list(model.output.keys()) if isinstance(model.output, dict) else None
+    if task_names is None:
+        raise ValueError("export_model: the model must return a dict of outputs keyed by task name")
+
+    def serve(*raw_inputs):
+        features = preprocessor.transform(dict(zip(names, raw_inputs)))
+        outputs = model(features, training=False)
+        return {task: outputs[task] for task in task_names}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for layer in preprocessor.tracked_layers():
+        archive.track(layer)
+    archive.add_endpoint("serving_default", serve, input_signature=[signature[name] for name in names])
+    archive.write_out(str(path), verbose=False)
+
+
+def read_export_metadata(path: str | Path) -> tuple[str, dict]:
+    """(resolved config YAML, metadata) stored in an export's assets.extra."""
+    extra = Path(path) / "assets.extra"
+    try:
+        config_yaml = (extra / CONFIG_ASSET).read_text(encoding="utf-8")
+        metadata = json.loads((extra / METADATA_ASSET).read_text(encoding="utf-8"))
+    except OSError:
+        raise ExportError(
+            str(path), "not a keras_mtmm export (assets.extra/keras_mtmm_*.* missing)", "pass a version folder written by train.py"
+        ) from None
+    return config_yaml, metadata
+
+
+def is_saved_model(path: str | Path) -> bool:
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def model_metadata(config, preprocessor, task_weights: dict[str, float]) -> dict:
+    """What a consumer of the model needs besides the graph: tasks, classes, weights, inputs, versions."""
+    import keras_mtmm
+
+    tasks = {}
+    for task, task_config in config.tasks.items():
+        offset, scale = preprocessor.target_statistics(task)
+        tasks[task] = {
+            "type": task_config.type,
+            "label": task_config.label,
+            "classes": preprocessor.classes(task),
+            "metrics": list(task_config.metrics) if task_config.metrics else None,
+            "top_k": task_config.top_k,
+            "target_offset": offset,
+            "target_scale": scale,
+        }
+    inputs = {
+        name: {"type": modality.type, "columns": list(modality.columns), "dtype": spec.dtype.name, "shape": spec.shape.as_list()}
+        for (name, modality), spec in zip(config.modalities.items(), preprocessor.raw_input_signature().values())
+    }
+    return {
+        "name": config.name,
+        "task_weights": {task: float(task_weights[task]) for task in config.tasks},
+        "weighting": config.weighting.strategy,
+        "tasks": tasks,
+        "inputs": inputs,
+        "label_separator": config.data.label_separator,
+        "versions": {"keras_mtmm": keras_mtmm.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+    }

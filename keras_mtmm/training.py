@@ -1,0 +1,177 @@
+"""Training: one experiment config -> a run folder, a scored model and a TF Serving export.
+
+The run folder (`training.output_dir/<name>` unless given) holds:
+
+    config.yaml        the resolved config
+    metadata.json      task weights, classes, inputs, versions
+    preprocessor/      the adapted Preprocessor (state.json, vocabularies)
+    best.keras         the best checkpoint (lowest validation loss)
+    backup/            BackupAndRestore state while a run is in progress
+    logs/              TensorBoard logs (per-task losses, metrics, task weights)
+    history.json       per-epoch losses, metrics and task weights
+    metrics.json       the test split's metrics (DESIGN.md's metrics JSON)
+
+Re-running with the same output folder after an interruption resumes from
+the last completed epoch (Keras `BackupAndRestore`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mtmm.data.pipeline import make_dataset, make_input_dataset
+from keras_mtmm.data.tables import load_splits, num_rows
+from keras_mtmm.evaluation import encode_targets, format_table, metrics_report, score_tasks, write_report
+from keras_mtmm.export import export_model, model_metadata
+from keras_mtmm.model import build_model, compile_model
+from keras_mtmm.preprocessing import Preprocessor
+from keras_mtmm.weighting import resolve_task_weights
+
+
+@dataclass
+class TrainResult:
+    """What `train` produced."""
+
+    run_dir: Path
+    model: keras.Model
+    preprocessor: Preprocessor
+    task_weights: dict[str, float]
+    history: dict[str, list[float]]
+    metrics: dict | None
+    export_path: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class TaskWeightsLogger(keras.callbacks.Callback):
+    """Adds `weight_<task>` to each epoch's logs, so history and TensorBoard show the weights used."""
+
+    def __init__(self, task_weights: dict[str, float]):
+        super().__init__()
+        self.task_weights = dict(task_weights)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            for task, weight in self.task_weights.items():
+                logs[f"weight_{task}"] = float(weight)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TF; with `deterministic`, make TF ops deterministic too."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def train(
+    config,
+    output_dir: str | Path | None = None,
+    export_dir: str | Path | None = None,
+    export: bool = True,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Train, score on the test split and export the model an experiment config describes.
+
+    Args:
+        config: a validated `ExperimentConfig`.
+        output_dir: the run folder; default `training.output_dir/<name>`.
+        export_dir: the model repository root; default `export.dir`.
+        export: write a SavedModel version for TF Serving.
+        verbose: Keras' fit verbosity.
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    if config.data.path:
+        config.data.path = str(Path(config.data.path).resolve())
+    run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    seed_everything(config.seed, config.training.deterministic)
+
+    splits = load_splits(config)
+    preprocessor = Preprocessor.from_config(config)
+    preprocessor.adapt(splits["train"], run_dir / "preprocessor")
+    _, train_masks = preprocessor.encode_labels(splits["train"])
+    label_counts = {task: int(mask.sum()) for task, mask in train_masks.items()}
+    configured = {task: task_config.weight for task, task_config in config.tasks.items()}
+    task_weights = resolve_task_weights(config.weighting.strategy, configured, label_counts)
+    metadata = model_metadata(config, preprocessor, task_weights)
+    (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+    print(f"run folder: {run_dir}")
+    print(f"examples: " + ", ".join(f"{split}={num_rows(table)}" for split, table in splits.items()))
+    print("labelled training examples: " + ", ".join(f"{task}={count}" for task, count in label_counts.items()))
+    print(f"task weights ({config.weighting.strategy}): " + ", ".join(f"{t}={w:.4g}" for t, w in task_weights.items()))
+    timings["prepare_s"] = time.perf_counter() - started
+
+    model = build_model(config, preprocessor)
+    compile_model(model, config, preprocessor, task_weights)
+    training = config.training
+    train_data = make_dataset(
+        preprocessor, splits["train"], training.batch_size, shuffle=True, seed=config.seed, shuffle_buffer=training.shuffle_buffer
+    )
+    has_validation = num_rows(splits["validation"]) > 0
+    validation_data = (
+        make_dataset(preprocessor, splits["validation"], training.batch_size, split="validation") if has_validation else None
+    )
+    monitor = "val_loss" if has_validation else "loss"
+    best_path = run_dir / "best.keras"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        TaskWeightsLogger(task_weights),
+        keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=training.early_stopping_patience),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+    ]
+    fit_started = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=training.epochs,
+        steps_per_epoch=training.steps_per_epoch,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=verbose,
+    )
+    timings["fit_s"] = time.perf_counter() - fit_started
+    if best_path.exists():
+        model.load_weights(best_path)
+    history_data = {key: [float(v) for v in values] for key, values in history.history.items()}
+    (run_dir / "history.json").write_text(json.dumps(history_data, indent=1), encoding="utf-8")
+
+    metrics = None
+    if num_rows(splits["test"]) > 0:
+        metrics = score_in_memory(model, preprocessor, splits["test"], metadata, str(best_path), training.batch_size)
+        write_report(metrics, run_dir / "metrics.json")
+        print(format_table(metrics))
+
+    export_path = None
+    if export:
+        export_started = time.perf_counter()
+        export_path = export_model(
+            model,
+            preprocessor,
+            config.to_yaml(),
+            metadata,
+            export_dir if export_dir is not None else config.export.dir,
+            config.name,
+            config.export.version,
+        )
+        timings["export_s"] = time.perf_counter() - export_started
+        print(f"exported for TF Serving: {export_path}")
+    timings["total_s"] = time.perf_counter() - started
+    return TrainResult(run_dir, model, preprocessor, task_weights, history_data, metrics, export_path, timings)
+
+
+def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int) -> dict:
+    """The metrics report of an in-memory model on a column table."""
+    raw = preprocessor.raw_inputs(table)
+    outputs = model.predict(make_input_dataset(preprocessor, raw, batch_size), verbose=0)
+    targets, masks = encode_targets(table, metadata)
+    predictions = {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
+    return metrics_report(model_name, "test", num_rows(table), score_tasks(predictions, targets, masks, metadata))
