@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny demo config and one tiny trained + exported run per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+
+# A few hundred rows, small encoders, two short epochs: seconds, not minutes.
+TINY_OVERRIDES = [
+    "data.num_examples=240",
+    "data.validation_fraction=0.2",
+    "data.test_fraction=0.2",
+    "training.epochs=2",
+    "training.batch_size=32",
+    "modalities.image.image_size=[16, 16]",
+    "modalities.image.encoder.filters=[8]",
+    "sharing.shared_units=[32]",
+    "sharing.tower_units=[16]",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_config_factory():
+    """Build the tiny demo config, with extra `--set` style overrides."""
+    from keras_mtmm.config import load_config
+
+    def make(*overrides: str):
+        return load_config(DEMO_CONFIG, [*TINY_OVERRIDES, *overrides])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_config_factory):
+    """One tiny demo training run with its export (shared by the end-to-end tests)."""
+    from keras_mtmm.training import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    config = tiny_config_factory()
+    return train(config, output_dir=root / "run", export_dir=root / "saved_models", verbose=0)

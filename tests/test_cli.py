@@ -1,0 +1,67 @@
+"""The command line as a user meets it: exit status 2 and one `error:` line for user mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .conftest import DEMO_CONFIG, REPO_ROOT
+
+
+def run(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def write_config(tmp_path, mutate) -> str:
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    mutate(raw)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["training"].update(epochz=1), "error: training.epochz: unknown key; did you mean 'epochs'?"),
+        (
+            lambda c: c["training"].update(batch_size="big"),
+            "error: training.batch_size: expected an integer, got str 'big'",
+        ),
+        (
+            lambda c: c["fusion"].update(strategy="lat"),
+            "error: fusion.strategy: unknown fusion.strategy 'lat'; choose one of: early, late, weighted; "
+            "did you mean 'late'?",
+        ),
+    ],
+    ids=["unknown-key", "wrong-type", "unknown-strategy"],
+)
+def test_config_errors_exit_2_with_one_line(tmp_path, mutate, expected):
+    result = run("train.py", "--config", write_config(tmp_path, mutate), "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(expected), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists(), "a bad config must not leave a run folder behind"
+
+
+def test_bad_set_override_exits_2(tmp_path):
+    result = run("train.py", "--set", "training.epocs=1", "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: training.epocs: unknown key; did you mean 'epochs'?")
+
+
+def test_evaluate_with_a_path_that_is_not_a_model_exits_2(tmp_path):
+    result = run("evaluate.py", "--model", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --model:")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_flag_exits_2():
+    result = run("train.py", "--epochs", "3")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --epochs" in result.stderr
