@@ -17,13 +17,26 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands (built per call: no module-level state)."""
-    parser = argparse.ArgumentParser(prog="mtmm", description="Multi-task, multi-modal Keras models, served by TF Serving.")
+    parser = argparse.ArgumentParser(
+        prog="mtmm", description="Multi-task, multi-modal Keras models, served by TF Serving."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train, evaluate and export an experiment")
-    train.add_argument("--config", default=None, help=f"experiment YAML (default: {DEFAULT_CONFIG.name}, the built-in demo)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.epochs=1 (repeatable)")
-    train.add_argument("--output-dir", default=None, help="run folder (default: training.output_dir/<name>); reuse it to resume")
+    train.add_argument(
+        "--config", default=None, help=f"experiment YAML (default: {DEFAULT_CONFIG.name}, the built-in demo)"
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. training.epochs=1 (repeatable)",
+    )
+    train.add_argument(
+        "--output-dir", default=None, help="run folder (default: training.output_dir/<name>); reuse it to resume"
+    )
     train.add_argument("--export-dir", default=None, help="model repository root (default: export.dir)")
     train.add_argument("--no-export", action="store_true", help="do not write a SavedModel")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
@@ -32,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="per-task metrics of an export or .keras model on a data split")
     evaluate.add_argument("--model", required=True, help="an exported version folder or a run folder's .keras file")
     evaluate.add_argument("--config", default=None, help="experiment YAML (default: the one stored with the model)")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     evaluate.add_argument("--split", default="test", help="train, validation or test (default: test)")
     evaluate.add_argument("--output", default=None, help="write the metrics JSON here")
     evaluate.add_argument("--batch-size", type=int, default=256, help="examples per prediction call")
@@ -110,7 +130,9 @@ def _inspect(args) -> int:
     print("inputs:")
     for name, spec in signature.structured_input_signature[1].items():
         info = metadata["inputs"].get(name, {})
-        print(f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {info.get('type', '')} {info.get('columns', '')}")
+        print(
+            f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {info.get('type', '')} {info.get('columns', '')}"
+        )
     print("outputs:")
     for name, spec in signature.structured_outputs.items():
         task = metadata["tasks"].get(name, {})

@@ -191,9 +191,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(
-            str(path), f"cannot read the config ({error.strerror})", "pass --config PATH"
-        ) from None
+        raise ConfigError(str(path), f"cannot read the config ({error.strerror})", "pass --config PATH") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -225,9 +223,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, value_text = override.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(
-            "--set", f"expected KEY=VALUE, got '{override}'", "write e.g. --set training.epochs=1"
-        )
+        raise ConfigError("--set", f"expected KEY=VALUE, got '{override}'", "write e.g. --set training.epochs=1")
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else None
     except yaml.YAMLError:
@@ -240,9 +236,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             child = node[part] = {}
         if not isinstance(child, dict):
             where = ".".join(parts[: depth + 1])
-            raise ConfigError(
-                where, f"cannot set '{key}': '{where}' is not a mapping", "check the dotted key"
-            )
+            raise ConfigError(where, f"cannot set '{key}': '{where}' is not a mapping", "check the dotted key")
         node = child
     node[parts[-1]] = value
 
@@ -420,7 +414,9 @@ def _validate_modality(name: str, modality: ModalityConfig, registries: Any) -> 
     if not name.isidentifier():
         raise ConfigError(where, f"modality name {name!r} is not an identifier", "use letters, digits and _")
     if modality.type not in MODALITY_TYPES:
-        raise ConfigError(f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES))
+        raise ConfigError(
+            f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES)
+        )
     if not modality.columns:
         raise ConfigError(f"{where}.columns", "no source column is named", "list the column(s) this modality reads")
     if modality.type in ("image", "text") and len(modality.columns) != 1:
@@ -440,7 +436,17 @@ def _validate_modality(name: str, modality: ModalityConfig, registries: Any) -> 
             f"choose one of: {', '.join(allowed)}",
         )
     if len(modality.image_size) != 2 or min(modality.image_size) < 8:
-        raise ConfigError(f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]")
+        raise ConfigError(
+            f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]"
+        )
+    if modality.type == "image" and modality.encoder.type == "cnn":
+        blocks = len(modality.encoder.filters)
+        if blocks == 0 or min(modality.image_size) < 2**blocks:
+            raise ConfigError(
+                f"{where}.encoder.filters",
+                f"{blocks} conv blocks each halve the image; image_size {modality.image_size} is too small for them",
+                f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
+            )
     _check_positive(f"{where}.max_tokens", modality.max_tokens)
     _check_positive(f"{where}.sequence_length", modality.sequence_length)
     _check_positive(f"{where}.encoder.units", modality.encoder.units)
@@ -471,7 +477,9 @@ def _validate_task(name: str, task: TaskConfig, config: ExperimentConfig, regist
         if len(set(task.classes)) != len(task.classes):
             raise ConfigError(f"{where}.classes", "class names repeat", "list each class once")
         if task.type == "binary" and len(task.classes) != 2:
-            raise ConfigError(f"{where}.classes", f"a binary task has 2 classes, got {len(task.classes)}", "list [negative, positive]")
+            raise ConfigError(
+                f"{where}.classes", f"a binary task has 2 classes, got {len(task.classes)}", "list [negative, positive]"
+            )
         if task.type == "regression":
             raise ConfigError(f"{where}.classes", "a regression task has no classes", "remove classes")
     _check_positive(f"{where}.top_k", task.top_k)

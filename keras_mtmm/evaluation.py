@@ -54,7 +54,10 @@ def score_tasks(
             prediction = np.asarray(predictions[task])[labelled]
             target = np.asarray(targets[task])[labelled]
             losses = task_type.example_losses(prediction, target, spec.get("target_scale", 1.0))
-            result = {"loss": float(np.mean(losses)), **task_type.score(prediction, target, metric_names, spec.get("top_k", 2))}
+            result = {
+                "loss": float(np.mean(losses)),
+                **task_type.score(prediction, target, metric_names, spec.get("top_k", 2)),
+            }
         result["labelled"] = count
         tasks[task] = result
         total += metadata["task_weights"][task] * result["loss"]
@@ -69,11 +72,15 @@ def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[s
         where = f"tasks.{task}.label (column '{spec['label']}')"
         if spec["label"] not in table:
             raise DataError(where, f"column '{spec['label']}' is not in the data", f"it has: {', '.join(table)}")
-        targets[task], masks[task] = get_task_type(spec["type"]).encode(table[spec["label"]], spec["classes"], where, separator)
+        targets[task], masks[task] = get_task_type(spec["type"]).encode(
+            table[spec["label"]], spec["classes"], where, separator
+        )
     return targets, masks
 
 
-def predict_in_batches(predict: Callable[[dict], dict], raw_inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+def predict_in_batches(
+    predict: Callable[[dict], dict], raw_inputs: dict[str, np.ndarray], batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Run `predict` over raw inputs batch by batch and concatenate the outputs."""
     rows = len(next(iter(raw_inputs.values())))
     collected: dict[str, list[np.ndarray]] = {}
@@ -163,7 +170,9 @@ def _load_keras_predictor(model_path: Path, batch_size: int):
         metadata = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
     except OSError:
         raise UserError(
-            "--model", f"'{model_path}' is not in a keras_mtmm run folder (config.yaml, metadata.json beside it)", "pass a run folder's best.keras"
+            "--model",
+            f"'{model_path}' is not in a keras_mtmm run folder (config.yaml, metadata.json beside it)",
+            "pass a run folder's best.keras",
         ) from None
     preprocessor = Preprocessor.load(run_dir / "preprocessor")
     model = keras.models.load_model(model_path)
@@ -208,7 +217,9 @@ def evaluate_model(
     table = load_splits(config)[split]
     rows = len(next(iter(table.values())))
     if rows == 0:
-        raise DataError(f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction")
+        raise DataError(
+            f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction"
+        )
     targets, masks = encode_targets(table, metadata)
     predictions = predict_in_batches(predict, modality_inputs(table, config.modalities), batch_size)
     report = metrics_report(str(model_path), split, rows, score_tasks(predictions, targets, masks, metadata))

@@ -125,7 +125,9 @@ def read_export_metadata(path: str | Path) -> tuple[str, dict]:
         metadata = json.loads((extra / METADATA_ASSET).read_text(encoding="utf-8"))
     except OSError:
         raise ExportError(
-            str(path), "not a keras_mtmm export (assets.extra/keras_mtmm_*.* missing)", "pass a version folder written by train.py"
+            str(path),
+            "not a keras_mtmm export (assets.extra/keras_mtmm_*.* missing)",
+            "pass a version folder written by train.py",
         ) from None
     return config_yaml, metadata
 
@@ -158,7 +160,12 @@ def model_metadata(config, preprocessor, task_weights: dict[str, float]) -> dict
             "target_scale": scale,
         }
     inputs = {
-        name: {"type": modality.type, "columns": list(modality.columns), "dtype": spec.dtype.name, "shape": spec.shape.as_list()}
+        name: {
+            "type": modality.type,
+            "columns": list(modality.columns),
+            "dtype": spec.dtype.name,
+            "shape": spec.shape.as_list(),
+        }
         for (name, modality), spec in zip(config.modalities.items(), preprocessor.raw_input_signature().values())
     }
     return {

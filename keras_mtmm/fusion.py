@@ -59,7 +59,11 @@ class _ModalityWeights(keras.layers.Layer):
         return np.asarray(keras.ops.convert_to_numpy(self.weights_vector()))
 
     def get_config(self):
-        return {**super().get_config(), "num_modalities": self.num_modalities, "modality_weights": self.modality_weights}
+        return {
+            **super().get_config(),
+            "num_modalities": self.num_modalities,
+            "modality_weights": self.modality_weights,
+        }
 
 
 @FUSIONS.register("early")

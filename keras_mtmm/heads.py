@@ -95,7 +95,13 @@ class ScaledMeanSquaredError(keras.losses.Loss):
         target_scale: the divisor (the regression targets' std).
     """
 
-    def __init__(self, target_scale: float = 1.0, reduction: str = "mean_with_sample_weight", name: str = "scaled_mse", dtype=None):
+    def __init__(
+        self,
+        target_scale: float = 1.0,
+        reduction: str = "mean_with_sample_weight",
+        name: str = "scaled_mse",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if target_scale <= 0:
             raise ValueError(f"ScaledMeanSquaredError: target_scale must be > 0, got {target_scale}")
@@ -140,7 +146,9 @@ class TaskType:
         """Per-example loss, computed as Keras computes it."""
         raise NotImplementedError
 
-    def score(self, predictions: np.ndarray, targets: np.ndarray, metrics: list[str], top_k: int) -> dict[str, float | None]:
+    def score(
+        self, predictions: np.ndarray, targets: np.ndarray, metrics: list[str], top_k: int
+    ) -> dict[str, float | None]:
         """Metrics on labelled examples only (the caller drops unlabelled rows)."""
         raise NotImplementedError
 
@@ -179,17 +187,25 @@ class BinaryTask(TaskType):
         return keras.losses.BinaryCrossentropy(reduction=REDUCTION)
 
     def keras_metrics(self, metrics, num_classes, top_k):
-        table = {"accuracy": lambda: keras.metrics.BinaryAccuracy(name="accuracy"), "auc": lambda: keras.metrics.AUC(name="auc")}
+        table = {
+            "accuracy": lambda: keras.metrics.BinaryAccuracy(name="accuracy"),
+            "auc": lambda: keras.metrics.AUC(name="auc"),
+        }
         return [table[m]() for m in metrics]
 
     def encode(self, raw, classes, where, separator):
         if len(classes) != 2:
-            raise DataError(where, f"a binary task needs exactly 2 classes, found {classes}", "fix the labels or use type: multiclass")
+            raise DataError(
+                where,
+                f"a binary task needs exactly 2 classes, found {classes}",
+                "fix the labels or use type: multiclass",
+            )
         indices, mask = self._indices(raw, classes, where)
         return indices.astype(np.float32)[:, None], mask
 
     def example_losses(self, predictions, targets, target_scale=1.0):
-        p = np.clip(predictions.astype(np.float64), EPSILON, 1 - EPSILON)
+        # Clip in float32 as Keras does (1 - 1e-7 rounds to 1 - 1.19e-7 there).
+        p = np.clip(predictions.astype(np.float32), np.float32(EPSILON), np.float32(1 - EPSILON)).astype(np.float64)
         y = targets.astype(np.float64)
         return np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)), axis=-1)
 
@@ -221,13 +237,15 @@ class MulticlassTask(TaskType):
 
     def encode(self, raw, classes, where, separator):
         if len(classes) < 2:
-            raise DataError(where, f"a multiclass task needs at least 2 classes, found {classes}", "check the label column")
+            raise DataError(
+                where, f"a multiclass task needs at least 2 classes, found {classes}", "check the label column"
+            )
         return self._indices(raw, classes, where)
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         p = predictions.astype(np.float64)
         p = p / np.sum(p, axis=-1, keepdims=True)
-        p = np.clip(p, EPSILON, 1 - EPSILON)
+        p = np.clip(p.astype(np.float32), np.float32(EPSILON), np.float32(1 - EPSILON)).astype(np.float64)
         return -np.log(p[np.arange(len(p)), targets.astype(np.int64)])
 
     def score(self, predictions, targets, metrics, top_k):
@@ -277,7 +295,11 @@ class MultilabelTask(TaskType):
                 continue
             for part in (p.strip() for p in value.split(separator)):
                 if part not in lookup:
-                    raise DataError(where, f"label {part!r} (row {row}) is not one of the known classes {classes}", "fix the label or list it in tasks.<task>.classes")
+                    raise DataError(
+                        where,
+                        f"label {part!r} (row {row}) is not one of the known classes {classes}",
+                        "fix the label or list it in tasks.<task>.classes",
+                    )
                 targets[row, lookup[part]] = 1.0
             mask[row] = 1.0
         return targets, mask
@@ -329,8 +351,14 @@ class RegressionTask(TaskType):
                 continue
             try:
                 values[row] = float(value)
+                if np.isinf(values[row]):
+                    raise ValueError
             except (TypeError, ValueError):
-                raise DataError(where, f"expected a number, got {value!r} (row {row})", "fix the value or leave the cell empty for 'unlabelled'") from None
+                raise DataError(
+                    where,
+                    f"expected a number, got {value!r} (row {row})",
+                    "fix the value or leave the cell empty for 'unlabelled'",
+                ) from None
         mask = np.isfinite(values).astype(np.float32)
         return np.where(mask > 0, values, 0.0).astype(np.float32)[:, None], mask
 

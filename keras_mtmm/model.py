@@ -42,7 +42,9 @@ def build_model(config, preprocessor) -> keras.Model:
     fusion = config.fusion
     if FUSIONS.get(fusion.strategy, "fusion.strategy").is_decision_level:
         per_modality = {
-            name: _heads(config, preprocessor, _sharing(config, task_names, f"sharing_{name}")(feature), suffix=f"_{name}")
+            name: _heads(
+                config, preprocessor, _sharing(config, task_names, f"sharing_{name}")(feature), suffix=f"_{name}"
+            )
             for name, feature in features.items()
         }
         outputs = {}
@@ -60,7 +62,9 @@ def build_model(config, preprocessor) -> keras.Model:
 
 def _sharing(config, task_names: list[str], name: str):
     sharing = config.sharing
-    return build_sharing(sharing.type, task_names, sharing.shared_units, sharing.tower_units, sharing.dropout, name=name)
+    return build_sharing(
+        sharing.type, task_names, sharing.shared_units, sharing.tower_units, sharing.dropout, name=name
+    )
 
 
 def _heads(config, preprocessor, towers: dict, suffix: str) -> dict:

@@ -107,7 +107,9 @@ class Preprocessor:
             values = inputs[name]
             if spec["type"] == "text":
                 vocabulary = _text_vocabulary(values, spec["max_tokens"], spec["sequence_length"])
-                (folder / f"vocabulary_{name}.txt").write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
+                (folder / f"vocabulary_{name}.txt").write_text(
+                    "".join(f"{token}\n" for token in vocabulary), encoding="utf-8"
+                )
                 state["text"][name] = f"vocabulary_{name}.txt"
             elif spec["type"] == "numeric":
                 state["numeric"][name] = _numeric_statistics(values)
@@ -146,9 +148,13 @@ class Preprocessor:
         try:
             saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         except OSError:
-            raise DataError(str(folder), f"no preprocessor state ({STATE_FILE}) here", "point at a run folder's preprocessor/") from None
+            raise DataError(
+                str(folder), f"no preprocessor state ({STATE_FILE}) here", "point at a run folder's preprocessor/"
+            ) from None
         if saved.get("version") != STATE_VERSION:
-            raise DataError(str(folder / STATE_FILE), f"unknown state version {saved.get('version')}", "re-run training")
+            raise DataError(
+                str(folder / STATE_FILE), f"unknown state version {saved.get('version')}", "re-run training"
+            )
         preprocessor = cls(saved["modalities"], saved["tasks"], saved["label_separator"])
         preprocessor.state = saved["state"]
         preprocessor.folder = folder
@@ -167,7 +173,9 @@ class Preprocessor:
 
     def _require_adapted(self) -> None:
         if self.state is None:
-            raise RuntimeError("the Preprocessor is not adapted: call adapt(train_table, folder) or Preprocessor.load(folder)")
+            raise RuntimeError(
+                "the Preprocessor is not adapted: call adapt(train_table, folder) or Preprocessor.load(folder)"
+            )
 
     # ------------------------------------------------------------------ layers
 
@@ -189,11 +197,15 @@ class Preprocessor:
                 layer(tf.constant([""]))
             elif spec["type"] == "numeric":
                 stats = self.state["numeric"][name]
-                layer = keras.layers.Normalization(mean=stats["mean"], variance=stats["variance"], name=f"{name}_normalizer")
+                layer = keras.layers.Normalization(
+                    mean=stats["mean"], variance=stats["variance"], name=f"{name}_normalizer"
+                )
                 layer.build((None, len(stats["mean"])))
             elif spec["type"] == "categorical":
                 layer = [
-                    keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, mask_token="", name=f"{name}_lookup_{i}")
+                    keras.layers.StringLookup(
+                        vocabulary=vocabulary, num_oov_indices=1, mask_token="", name=f"{name}_lookup_{i}"
+                    )
                     for i, vocabulary in enumerate(self.state["categorical"][name])
                 ]
                 for lookup in layer:

@@ -104,7 +104,7 @@ def train(
     metadata = model_metadata(config, preprocessor, task_weights)
     (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     print(f"run folder: {run_dir}")
-    print(f"examples: " + ", ".join(f"{split}={num_rows(table)}" for split, table in splits.items()))
+    print("examples: " + ", ".join(f"{split}={num_rows(table)}" for split, table in splits.items()))
     print("labelled training examples: " + ", ".join(f"{task}={count}" for task, count in label_counts.items()))
     print(f"task weights ({config.weighting.strategy}): " + ", ".join(f"{t}={w:.4g}" for t, w in task_weights.items()))
     timings["prepare_s"] = time.perf_counter() - started
@@ -113,11 +113,18 @@ def train(
     compile_model(model, config, preprocessor, task_weights)
     training = config.training
     train_data = make_dataset(
-        preprocessor, splits["train"], training.batch_size, shuffle=True, seed=config.seed, shuffle_buffer=training.shuffle_buffer
+        preprocessor,
+        splits["train"],
+        training.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        shuffle_buffer=training.shuffle_buffer,
     )
     has_validation = num_rows(splits["validation"]) > 0
     validation_data = (
-        make_dataset(preprocessor, splits["validation"], training.batch_size, split="validation") if has_validation else None
+        make_dataset(preprocessor, splits["validation"], training.batch_size, split="validation")
+        if has_validation
+        else None
     )
     monitor = "val_loss" if has_validation else "loss"
     best_path = run_dir / "best.keras"

@@ -51,7 +51,9 @@ def test_config_errors_exit_2_with_one_line(tmp_path, mutate, expected):
 def test_bad_set_override_exits_2(tmp_path):
     result = run("train.py", "--set", "training.epocs=1", "--output-dir", str(tmp_path / "run"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: training.epocs: unknown key; did you mean 'epochs'?")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: training.epocs: unknown key; did you mean 'epochs'?")
+    )
 
 
 def test_evaluate_with_a_path_that_is_not_a_model_exits_2(tmp_path):

@@ -61,20 +61,35 @@ def test_default_encoder_is_filled_in_per_modality_type():
         (lambda c: c["tasks"]["price"].update(wieght=1), "tasks.price.wieght", "did you mean 'weight'"),
         (lambda c: c["training"].update(epochs="ten"), "training.epochs", "expected an integer, got str 'ten'"),
         (lambda c: c["training"].update(epochs=True), "training.epochs", "expected an integer"),
-        (lambda c: c["modalities"]["numeric"].update(columns="weight_kg"), "modalities.numeric.columns", "expected a list"),
+        (
+            lambda c: c["modalities"]["numeric"].update(columns="weight_kg"),
+            "modalities.numeric.columns",
+            "expected a list",
+        ),
         (lambda c: c["fusion"].update(strategy="lat"), "fusion.strategy", "did you mean 'late'"),
         (lambda c: c["sharing"].update(type="mmeo"), "sharing.type", "choose one of: hard"),
         (lambda c: c["weighting"].update(strategy="statc"), "weighting.strategy", "did you mean 'static'"),
         (lambda c: c["tasks"]["shape"].update(type="multiclas"), "tasks.shape.type", "did you mean 'multiclass'"),
         (lambda c: c["modalities"]["image"].update(type="picture"), "modalities.image.type", "choose one of"),
         (lambda c: c["modalities"]["image"]["encoder"].update(type="mlp"), "modalities.image.encoder.type", "cnn"),
-        (lambda c: c["tasks"]["shape"].update(metrics=["acuracy"]), "tasks.shape.metrics[0]", "did you mean 'accuracy'"),
+        (
+            lambda c: c["tasks"]["shape"].update(metrics=["acuracy"]),
+            "tasks.shape.metrics[0]",
+            "did you mean 'accuracy'",
+        ),
         (lambda c: c["fusion"].update(weights=[1, 2]), "fusion.weights", "expected 4 weights"),
         (lambda c: c["data"].update(source="csv"), "data.path", "set data.path"),
         (lambda c: c["data"].update(test_fraction=0.7), "data.test_fraction", "expected a fraction"),
         (lambda c: c["tasks"]["premium"].update(classes=["a", "b", "c"]), "tasks.premium.classes", "2 classes"),
         (lambda c: c.update(tasks={}), "tasks", "no task"),
         (lambda c: c["sharing"].update(dropout=1.5), "sharing.dropout", "expected a rate"),
+        (
+            lambda c: c["modalities"]["image"].update(
+                image_size=[8, 8], encoder={"type": "cnn", "filters": [4, 4, 4, 4]}
+            ),
+            "modalities.image.encoder.filters",
+            "too small",
+        ),
     ],
 )
 def test_config_errors_name_the_dotted_key(mutate, where, fragment):

@@ -43,14 +43,10 @@ def latents(table_and_latents) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def decoded_images(table) -> np.ndarray:
     """All images decoded with TensorFlow, as uint8 [N, S, S, 3]."""
-    return np.stack(
-        [tf.io.decode_png(png, channels=3).numpy() for png in table["image"]]
-    )
+    return np.stack([tf.io.decode_png(png, channels=3).numpy() for png in table["image"]])
 
 
-def _assert_tables_identical(
-    left: dict[str, np.ndarray], right: dict[str, np.ndarray]
-) -> None:
+def _assert_tables_identical(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> None:
     assert list(left) == list(right)
     for name, column in left.items():
         if column.dtype == object:
@@ -169,9 +165,7 @@ def test_encode_png_rejects_bad_input(bad_pixels):
 
 @pytest.mark.parametrize("height, width", [(1, 1), (7, 13), (32, 32)])
 def test_encode_png_round_trips_through_tensorflow(height, width):
-    pixels = np.random.default_rng(height * width).integers(
-        0, 256, size=(height, width, 3), dtype=np.uint8
-    )
+    pixels = np.random.default_rng(height * width).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     png = encode_png(pixels)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     decoded = tf.io.decode_png(png)
@@ -197,9 +191,7 @@ def _saturated_pixels(images: np.ndarray) -> np.ndarray:
 
 def test_shape_colour_is_recoverable_from_pixels(decoded_images, latents):
     saturated = _saturated_pixels(decoded_images)
-    mean_colour = (decoded_images * saturated[..., None]).sum(
-        axis=(1, 2)
-    ) / saturated.sum(axis=(1, 2))[:, None]
+    mean_colour = (decoded_images * saturated[..., None]).sum(axis=(1, 2)) / saturated.sum(axis=(1, 2))[:, None]
     palette = np.array([COLOUR_RGB[c] for c in COLOURS], dtype=np.float64)
     distances = np.linalg.norm(mean_colour[:, None, :] - palette[None, :, :], axis=-1)
     assert np.mean(distances.argmin(axis=1) == latents["colour"]) > 0.99
@@ -250,12 +242,7 @@ def test_description_words_are_informative_as_specified(table, latents):
         assert words[row] & set(COLOURS) == {COLOURS[latents["colour"][row]]}
     for row in np.flatnonzero(material_named):
         assert words[row] & set(MATERIALS) == {MATERIALS[latents["material"][row]]}
-    shape_right = np.array(
-        [
-            SHAPES[latents["shape"][row]] in words[row]
-            for row in np.flatnonzero(shape_named)
-        ]
-    )
+    shape_right = np.array([SHAPES[latents["shape"][row]] in words[row] for row in np.flatnonzero(shape_named)])
     assert 0.80 < shape_right.mean() < 0.90
 
 
@@ -283,9 +270,7 @@ def test_material_column_equals_latent_material(table, latents):
 def test_shape_labels_are_true_shapes_or_missing(table, latents):
     labelled = table["shape"] != ""
     assert 0.02 < 1 - labelled.mean() < 0.09
-    assert list(table["shape"][labelled]) == [
-        SHAPES[i] for i in latents["shape"][labelled]
-    ]
+    assert list(table["shape"][labelled]) == [SHAPES[i] for i in latents["shape"][labelled]]
 
 
 def test_premium_is_xor_of_warm_colour_and_luxe_material(table, latents):
@@ -310,9 +295,7 @@ def test_premium_needs_both_modalities(table, latents):
 
 def test_premium_is_recoverable_from_decoded_image_and_material(table, decoded_images):
     saturated = _saturated_pixels(decoded_images)
-    mean_colour = (decoded_images * saturated[..., None]).sum(
-        axis=(1, 2)
-    ) / saturated.sum(axis=(1, 2))[:, None]
+    mean_colour = (decoded_images * saturated[..., None]).sum(axis=(1, 2)) / saturated.sum(axis=(1, 2))[:, None]
     red, green, _ = mean_colour.T
     warm_from_image = (red > 150) & (green < 120) | (red > 150) & (green > 150)
     luxe = np.isin(table["material"], ["metal", "glass"])
@@ -326,9 +309,7 @@ def test_price_missing_rate_and_formula(table, latents):
     weight = table["weight_kg"].astype(np.float64)
     weight = np.where(np.isnan(weight), np.nanmedian(weight), weight)
     bonus = np.array([MATERIAL_PRICE_BONUS[m] for m in table["material"]])
-    residual = (
-        price[~missing] - (20 + 30 * latents["area"] + 6 * weight + bonus)[~missing]
-    )
+    residual = price[~missing] - (20 + 30 * latents["area"] + 6 * weight + bonus)[~missing]
     assert abs(residual.mean()) < 0.2
     assert 1.8 < residual.std() < 2.2
 

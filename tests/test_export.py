@@ -49,7 +49,14 @@ def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
     inputs_path.write_bytes(pickle.dumps(raw))
     sizes = ["1", "7", str(len(raw["text"]))]
     result = subprocess.run(
-        [sys.executable, str(HERE / "plain_tf_predict.py"), str(tiny_run.export_path), str(inputs_path), str(outputs_path), *sizes],
+        [
+            sys.executable,
+            str(HERE / "plain_tf_predict.py"),
+            str(tiny_run.export_path),
+            str(inputs_path),
+            str(outputs_path),
+            *sizes,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -61,7 +68,9 @@ def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
         for size in sizes:
             for task in ("shape", "premium", "price"):
                 got = outputs[f"{loader}__{size}__{task}"]
-                np.testing.assert_allclose(got, expected[task], rtol=1e-5, atol=1e-5, err_msg=f"{loader} batch {size} {task}")
+                np.testing.assert_allclose(
+                    got, expected[task], rtol=1e-5, atol=1e-5, err_msg=f"{loader} batch {size} {task}"
+                )
 
 
 def _config(run):
@@ -164,7 +173,8 @@ def test_a_killed_exporter_never_shows_a_version(tiny_run, tmp_path):
         "e.write_saved_model = die\n"
         "from keras_mtmm.training import train\n"
         "from keras_mtmm.config import load_config\n"
-        f"config = load_config({str(tiny_run.run_dir / 'config.yaml')!r}, ['training.epochs=1', 'training.steps_per_epoch=1'])\n"
+        f"config = load_config({str(tiny_run.run_dir / 'config.yaml')!r},"
+        " ['training.epochs=1', 'training.steps_per_epoch=1'])\n"
         f"train(config, output_dir={str(tmp_path / 'run')!r}, export_dir={str(tmp_path / 'models')!r}, verbose=0)\n"
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)

@@ -139,11 +139,6 @@ def test_multiclass_example_losses_clip_zero_probability_like_keras():
     assert float(task.loss()(targets, predictions)) == pytest.approx(float(ours[0]), rel=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: BinaryTask.example_losses clips 1 - 1e-7 in float64, Keras in float32 (1 - 1.19e-7): "
-    "for a saturated p=1.0 with y=0 NumPy gives 16.118, Keras 15.942",
-)
 def test_binary_example_losses_saturated_prediction_like_keras():
     task = get_task_type("binary")
     predictions = np.array([[1.0]], dtype=np.float32)
@@ -177,11 +172,6 @@ def test_encode_nan_in_float_labels_is_missing():
     np.testing.assert_array_equal(targets[mask > 0], [0, 1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DataError,
-    reason="bug: as_strings turns a float NaN inside an object array into the label 'nan' instead of ''",
-)
 def test_encode_nan_in_object_labels_is_missing():
     targets, mask = get_task_type("multiclass").encode(np.array(["a", np.nan], dtype=object), ["a", "b"], "w", "|")
     np.testing.assert_array_equal(mask, [1, 0])
@@ -200,7 +190,9 @@ def test_encode_unknown_class_raises_naming_where_and_value(name):
 
 
 def test_binary_encode_second_class_is_positive():
-    targets, mask = get_task_type("binary").encode(np.array(["yes", "no", "yes"], dtype=object), ["no", "yes"], "w", "|")
+    targets, mask = get_task_type("binary").encode(
+        np.array(["yes", "no", "yes"], dtype=object), ["no", "yes"], "w", "|"
+    )
     np.testing.assert_array_equal(targets, [[1.0], [0.0], [1.0]])
     assert targets.shape == (3, 1)
     np.testing.assert_array_equal(mask, [1, 1, 1])
@@ -319,7 +311,12 @@ def test_multilabel_auc_skips_classes_without_both_labels():
 
 @pytest.mark.parametrize(
     ("name", "classes", "units", "activation"),
-    [("binary", 2, 1, "sigmoid"), ("multiclass", 5, 5, "softmax"), ("multilabel", 3, 3, "sigmoid"), ("regression", 0, 1, "linear")],
+    [
+        ("binary", 2, 1, "sigmoid"),
+        ("multiclass", 5, 5, "softmax"),
+        ("multilabel", 3, 3, "sigmoid"),
+        ("regression", 0, 1, "linear"),
+    ],
 )
 def test_output_units_and_activation(name, classes, units, activation):
     task = get_task_type(name)

@@ -42,7 +42,10 @@ def _probabilities(width, seed=0):
 # Layers taking a list of inputs get them in the dict's order.
 def _cases():
     return {
-        "mlp_block": (lambda: MLPBlock(units=[5, 4], dropout=0.2, name="block"), {"x": ((6,), "float32", _float((6,)))}),
+        "mlp_block": (
+            lambda: MLPBlock(units=[5, 4], dropout=0.2, name="block"),
+            {"x": ((6,), "float32", _float((6,)))},
+        ),
         "conv_image": (
             lambda: ConvImageEncoder(filters=[3, 4], kernel_size=3, units=5, dropout=0.1, name="image_encoder"),
             {"image": ((8, 8, 3), "float32", _float((8, 8, 3)))},

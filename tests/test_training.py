@@ -69,7 +69,9 @@ def test_a_task_without_labels_adds_zero_loss_and_metrics_count_labelled_rows(fi
     assert reported["shape_loss"] == 0.0
     predictions = model.predict(inputs, verbose=0)
     task_losses = by_hand(preprocessor, config, predictions, targets, masks)
-    assert reported["loss"] == pytest.approx(WEIGHTS["premium"] * task_losses["premium"] + WEIGHTS["price"] * task_losses["price"], rel=1e-4)
+    assert reported["loss"] == pytest.approx(
+        WEIGHTS["premium"] * task_losses["premium"] + WEIGHTS["price"] * task_losses["price"], rel=1e-4
+    )
 
     # Keras' weighted metrics see only labelled rows: accuracy over the labelled half only.
     half = {**masks, "premium": (np.arange(len(masks["premium"])) % 2).astype(np.float32)}
@@ -114,7 +116,14 @@ def test_static_weights_are_the_configured_ones():
 
 def test_run_folder_records_config_history_weights_and_metrics(tiny_run):
     run_dir = tiny_run.run_dir
-    for name in ("config.yaml", "metadata.json", "history.json", "metrics.json", "best.keras", "preprocessor/state.json"):
+    for name in (
+        "config.yaml",
+        "metadata.json",
+        "history.json",
+        "metrics.json",
+        "best.keras",
+        "preprocessor/state.json",
+    ):
         assert (run_dir / name).exists(), name
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["loss"]) == 2

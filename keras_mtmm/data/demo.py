@@ -138,9 +138,7 @@ _PIXELS_PER_CHUNK = 1 << 22
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def generate_demo(
-    num_examples: int, seed: int, image_size: int = 32
-) -> dict[str, np.ndarray]:
+def generate_demo(num_examples: int, seed: int, image_size: int = 32) -> dict[str, np.ndarray]:
     """Generate the demo column table.
 
     Returns a dict mapping every name in ``DEMO_COLUMNS`` to a 1-D numpy array
@@ -168,14 +166,11 @@ def encode_png(pixels: np.ndarray) -> bytes:
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(
-            f"pixels must be a uint8 array of shape [H, W, 3], got dtype {pixels.dtype} "
-            f"and shape {pixels.shape}"
+            f"pixels must be a uint8 array of shape [H, W, 3], got dtype {pixels.dtype} and shape {pixels.shape}"
         )
     height, width, _ = pixels.shape
     if height < 1 or width < 1:
-        raise ValueError(
-            f"pixels must have positive height and width, got shape {pixels.shape}"
-        )
+        raise ValueError(f"pixels must have positive height and width, got shape {pixels.shape}")
     # Each scanline is a filter-type byte (0 = None) followed by the raw RGB bytes.
     scanlines = np.zeros((height, 1 + 3 * width), dtype=np.uint8)
     scanlines[:, 1:] = pixels.reshape(height, 3 * width)
@@ -223,9 +218,7 @@ def _validate_arguments(num_examples: int, image_size: int) -> None:
     if int(num_examples) != num_examples or num_examples < 1:
         raise ValueError(f"num_examples must be an integer >= 1, got {num_examples!r}")
     if int(image_size) != image_size or image_size < MIN_IMAGE_SIZE:
-        raise ValueError(
-            f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}"
-        )
+        raise ValueError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
 
 
 def _draw_latents(rng: np.random.Generator, num_examples: int) -> dict[str, np.ndarray]:
@@ -253,9 +246,7 @@ def _draw_latents(rng: np.random.Generator, num_examples: int) -> dict[str, np.n
     }
 
 
-def _draw_descriptions(
-    rng: np.random.Generator, latents: dict[str, np.ndarray]
-) -> np.ndarray:
+def _draw_descriptions(rng: np.random.Generator, latents: dict[str, np.ndarray]) -> np.ndarray:
     """Draw the free-text descriptions (object array of str)."""
     num_examples = len(latents["shape"])
     has_shape_word = rng.random(num_examples) < SHAPE_WORD_RATE
@@ -292,14 +283,10 @@ def _draw_descriptions(
     return descriptions
 
 
-def _draw_tabular_features(
-    rng: np.random.Generator, latents: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
+def _draw_tabular_features(rng: np.random.Generator, latents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Draw the numeric and categorical feature columns, with missing values."""
     num_examples = len(latents["shape"])
-    weight_kg = rng.lognormal(
-        np.log(WEIGHT_MEDIAN_KG), WEIGHT_LOG_STD, size=num_examples
-    )
+    weight_kg = rng.lognormal(np.log(WEIGHT_MEDIAN_KG), WEIGHT_LOG_STD, size=num_examples)
     weight_kg[rng.random(num_examples) < MISSING_WEIGHT_RATE] = np.nan
     age_days = rng.uniform(0.0, 365.0, size=num_examples)
     rating = rng.uniform(1.0, 5.0, size=num_examples)
@@ -325,9 +312,7 @@ def _draw_labels(
     is_premium = latents["warm"] ^ latents["luxe"] ^ latents["premium_flipped"]
     premium = _names(("no", "yes"), is_premium.astype(np.int64))
 
-    price = _price(latents, weight_kg) + rng.normal(
-        0.0, PRICE_NOISE_STD, size=num_examples
-    )
+    price = _price(latents, weight_kg) + rng.normal(0.0, PRICE_NOISE_STD, size=num_examples)
     price[rng.random(num_examples) < MISSING_PRICE_LABEL_RATE] = np.nan
     return {"shape": shape, "premium": premium, "price": price.astype(np.float32)}
 
@@ -394,11 +379,7 @@ def _shape_masks(
     circle = dx**2 + dy**2 <= half**2
     square = (dx <= half) & (np.abs(dy) <= half)
     depth_from_apex = (dy + half) / (2.0 * half)  # 0 at apex, 1 at base
-    triangle = (
-        (depth_from_apex >= 0.0)
-        & (depth_from_apex <= 1.0)
-        & (dx <= half * depth_from_apex)
-    )
+    triangle = (depth_from_apex >= 0.0) & (depth_from_apex <= 1.0) & (dx <= half * depth_from_apex)
     shape = shape[:, None, None]
     return np.where(
         shape == SHAPES.index("circle"),
@@ -407,23 +388,17 @@ def _shape_masks(
     )
 
 
-def _render_pixels(
-    rng: np.random.Generator, mask: np.ndarray, colour: np.ndarray
-) -> np.ndarray:
+def _render_pixels(rng: np.random.Generator, mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """Paint noisy coloured shapes on noisy grey backgrounds: uint8 [N, S, S, 3]."""
     num_images = mask.shape[0]
     level = rng.uniform(*BACKGROUND_LEVEL_RANGE, size=(num_images, 1, 1, 1))
     tint = rng.uniform(-BACKGROUND_TINT, BACKGROUND_TINT, size=(num_images, 1, 1, 3))
     palette = np.array([COLOUR_RGB[c] for c in COLOURS], dtype=np.float64)
-    jitter = rng.uniform(
-        -SHAPE_COLOUR_JITTER, SHAPE_COLOUR_JITTER, size=(num_images, 3)
-    )
+    jitter = rng.uniform(-SHAPE_COLOUR_JITTER, SHAPE_COLOUR_JITTER, size=(num_images, 3))
     shape_rgb = (palette[colour] + jitter)[:, None, None, :]
     noise = rng.standard_normal(size=(*mask.shape, 3), dtype=np.float32)
     inside = mask[..., None]
     base = np.where(inside, shape_rgb, level + tint).astype(np.float32)
-    noise_std = np.where(
-        inside, np.float32(SHAPE_NOISE_STD), np.float32(BACKGROUND_NOISE_STD)
-    )
+    noise_std = np.where(inside, np.float32(SHAPE_NOISE_STD), np.float32(BACKGROUND_NOISE_STD))
     pixels = base + noise * noise_std
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)

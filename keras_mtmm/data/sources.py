@@ -38,7 +38,7 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
     if not path.is_absolute():
         path = base_dir / path
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # -sig: tolerate a BOM (Excel)
     except OSError as error:
         raise DataError("data.path", f"cannot open CSV '{path}' ({error.strerror})", "check the path") from None
     with handle:
@@ -47,7 +47,7 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         if not header:
             raise DataError(str(path), "the CSV is empty (no header row)", "write a header row naming the columns")
         header = [name.strip() for name in header]
-        rows = list(reader)
+        rows = [(reader.line_num, row) for row in reader]  # line_num: the row's last physical line
     kinds = _column_kinds(modalities, tasks)
     missing = [column for column in kinds if column not in header]
     if missing:
@@ -58,12 +58,13 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         )
     positions = {name: header.index(name) for name in kinds}
     table: dict[str, list] = {name: [] for name in kinds}
-    for row_number, row in enumerate(rows):
-        line = row_number + 2  # 1-based, after the header
+    for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise DataError(f"{path}:{line}", f"expected {len(header)} cells, got {len(row)}", "fix the row's commas/quotes")
+            raise DataError(
+                f"{path}:{line}", f"expected {len(header)} cells, got {len(row)}", "fix the row's commas/quotes"
+            )
         for name, kind in kinds.items():
             cell = row[positions[name]].strip()
             table[name].append(_parse_cell(cell, kind, name, f"{path}:{line}", path.parent))
@@ -92,7 +93,11 @@ def _parse_cell(cell: str, kind: str, column: str, where: str, folder: Path):
         try:
             return float(cell)
         except ValueError:
-            raise DataError(f"{where}: column '{column}'", f"expected a number, got {cell!r}", "fix the cell or leave it empty for a missing value") from None
+            raise DataError(
+                f"{where}: column '{column}'",
+                f"expected a number, got {cell!r}",
+                "fix the cell or leave it empty for a missing value",
+            ) from None
     if kind == "image":
         return read_image_bytes(cell, folder, f"{where}: column '{column}'")
     return cell
@@ -108,7 +113,9 @@ def read_image_bytes(cell: str, folder: Path, where: str) -> bytes:
     try:
         content = image_path.read_bytes()
     except OSError as error:
-        raise DataError(where, f"cannot read image '{image_path}' ({error.strerror})", "fix the path (relative to the CSV)") from None
+        raise DataError(
+            where, f"cannot read image '{image_path}' ({error.strerror})", "fix the path (relative to the CSV)"
+        ) from None
     if not content.startswith(IMAGE_SIGNATURES):
         raise DataError(where, f"'{image_path}' is not a PNG, JPEG, GIF or BMP image", "replace or remove the file")
     return content

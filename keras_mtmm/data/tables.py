@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mtmm.errors import DataError
 from keras_mtmm.data.values import as_strings
+from keras_mtmm.errors import DataError
 from keras_mtmm.registries import SOURCES
 
 SPLITS = ("train", "validation", "test")
@@ -34,7 +34,9 @@ def check_columns(table: dict[str, np.ndarray], config, source_name: str) -> Non
             raise DataError(where, f"column '{column}' is not in the {source_name} data", f"it has: {', '.join(table)}")
 
 
-def split_table(table: dict[str, np.ndarray], validation_fraction: float, test_fraction: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
+def split_table(
+    table: dict[str, np.ndarray], validation_fraction: float, test_fraction: float, seed: int
+) -> dict[str, dict[str, np.ndarray]]:
     """Shuffle rows with `seed` and cut them into train / validation / test."""
     num_rows = len(next(iter(table.values())))
     order = np.random.default_rng(seed).permutation(num_rows)
@@ -46,7 +48,9 @@ def split_table(table: dict[str, np.ndarray], validation_fraction: float, test_f
         "train": order[num_test + num_validation :],
     }
     if len(parts["train"]) == 0:
-        raise DataError("data", f"the train split is empty ({num_rows} rows)", "add rows or lower the validation/test fractions")
+        raise DataError(
+            "data", f"the train split is empty ({num_rows} rows)", "add rows or lower the validation/test fractions"
+        )
     return {split: {name: values[rows] for name, values in table.items()} for split, rows in parts.items()}
 
 
@@ -79,4 +83,6 @@ def _numeric(values: np.ndarray, column: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
-        raise DataError(f"column '{column}'", "holds values that are not numbers", "fix the column or make it categorical") from None
+        raise DataError(
+            f"column '{column}'", "holds values that are not numbers", "fix the column or make it categorical"
+        ) from None

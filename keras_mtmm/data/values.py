@@ -21,7 +21,12 @@ def as_strings(raw: np.ndarray) -> np.ndarray:
         ).reshape(values.shape)
     if values.dtype.kind in "iub":
         return np.array([str(int(v)) for v in values.ravel()], dtype=object).reshape(values.shape)
-    return np.array(
-        ["" if v is None else (v.decode() if isinstance(v, bytes) else str(v)).strip() for v in values.ravel()],
-        dtype=object,
-    ).reshape(values.shape)
+    return np.array([_one_string(v) for v in values.ravel()], dtype=object).reshape(values.shape)
+
+
+def _one_string(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bytes):
+        return value.decode().strip()
+    return str(value).strip()

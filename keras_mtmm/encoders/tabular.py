@@ -85,7 +85,8 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
         self.units = units
         self.dropout = dropout
         self.embeddings = [
-            keras.layers.Embedding(size, embedding_dim, name=f"embedding_{i}") for i, size in enumerate(vocabulary_sizes)
+            keras.layers.Embedding(size, embedding_dim, name=f"embedding_{i}")
+            for i, size in enumerate(vocabulary_sizes)
         ]
         self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")

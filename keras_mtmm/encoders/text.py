@@ -106,7 +106,8 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         if vocabulary_size < 2 or embedding_dim < 1 or units < 1:
             raise ValueError(
-                f"BagOfWordsTextEncoder: got vocabulary_size={vocabulary_size}, embedding_dim={embedding_dim}, units={units}"
+                "BagOfWordsTextEncoder: vocabulary_size >= 2, embedding_dim >= 1 and units >= 1 expected, got "
+                f"{vocabulary_size}, {embedding_dim}, {units}"
             )
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim

@@ -31,7 +31,9 @@ class HardSharing(keras.layers.Layer):
         {'a': (4, 16), 'b': (4, 16)}
     """
 
-    def __init__(self, task_names: list[str], shared_units: list[int], tower_units: list[int], dropout: float = 0.0, **kwargs):
+    def __init__(
+        self, task_names: list[str], shared_units: list[int], tower_units: list[int], dropout: float = 0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         task_names = list(task_names)
         if not task_names or len(set(task_names)) != len(task_names):
@@ -67,7 +69,9 @@ class HardSharing(keras.layers.Layer):
         }
 
 
-def build_sharing(sharing_type: str, task_names: list[str], shared_units: list[int], tower_units: list[int], dropout: float, name: str):
+def build_sharing(
+    sharing_type: str, task_names: list[str], shared_units: list[int], tower_units: list[int], dropout: float, name: str
+):
     """Build the sharing layer a config names (explicit arguments, no config objects)."""
     layer_class = SHARINGS.get(sharing_type)
     if layer_class is HardSharing:

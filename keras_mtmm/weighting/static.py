@@ -18,7 +18,9 @@ class StaticWeighting:
             label_counts: labelled training examples per task.
         """
         if sum(configured.values()) <= 0:
-            raise ConfigError("tasks.*.weight", "every task weight is 0, so nothing would be trained", "give a task a weight > 0")
+            raise ConfigError(
+                "tasks.*.weight", "every task weight is 0, so nothing would be trained", "give a task a weight > 0"
+            )
         return {task: float(weight) for task, weight in configured.items()}
 
 
