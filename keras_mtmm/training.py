@@ -62,6 +62,43 @@ class TaskWeightsLogger(keras.callbacks.Callback):
                 logs[f"weight_{task}"] = float(weight)
 
 
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes `history.json` after every epoch; a resumed run continues the same file.
+
+    The file holds one list per logged value plus `epoch` (0-based). When a
+    run resumes at epoch k (BackupAndRestore), records from epoch k on are
+    dropped first, so the file always describes one continuous run.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self.records: list[dict[str, float]] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.records is None:
+            previous = read_history(self.path) if epoch > 0 else {}
+            epochs = previous.get("epoch", [])
+            self.records = [
+                {key: values[i] for key, values in previous.items()} for i in range(len(epochs)) if epochs[i] < epoch
+            ]
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": int(epoch), **{key: float(value) for key, value in (logs or {}).items()}}
+        self.records.append(record)
+        keys = list(dict.fromkeys(key for r in self.records for key in r))
+        columns = {key: [r.get(key) for r in self.records] for key in keys}
+        staging = self.path.with_suffix(".json.tmp")
+        staging.write_text(json.dumps(columns, indent=1), encoding="utf-8")
+        staging.replace(self.path)
+
+
+def read_history(path: str | Path) -> dict[str, list]:
+    """The per-epoch history of a run folder (empty if there is none yet)."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and TF; with `deterministic`, make TF ops deterministic too."""
     keras.utils.set_random_seed(seed)
@@ -119,6 +156,7 @@ def train(
         shuffle=True,
         seed=config.seed,
         shuffle_buffer=training.shuffle_buffer,
+        repeat=training.steps_per_epoch is not None,
     )
     has_validation = num_rows(splits["validation"]) > 0
     validation_data = (
@@ -128,15 +166,25 @@ def train(
     )
     monitor = "val_loss" if has_validation else "loss"
     best_path = run_dir / "best.keras"
+    history_path = run_dir / "history.json"
+    backup_dir = run_dir / "backup"
+    best_so_far = None
+    if backup_dir.exists():  # resuming: the checkpoint must beat what the interrupted run saw
+        seen = [v for v in read_history(history_path).get(monitor, []) if v is not None]
+        best_so_far = min(seen) if seen else None
+        print(f"resuming the interrupted run in {run_dir}")
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         TaskWeightsLogger(task_weights),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True),
+        HistoryWriter(history_path),
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor=monitor, save_best_only=True, initial_value_threshold=best_so_far
+        ),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=training.early_stopping_patience),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
     fit_started = time.perf_counter()
-    history = model.fit(
+    model.fit(
         train_data,
         validation_data=validation_data,
         epochs=training.epochs,
@@ -148,8 +196,7 @@ def train(
     timings["fit_s"] = time.perf_counter() - fit_started
     if best_path.exists():
         model.load_weights(best_path)
-    history_data = {key: [float(v) for v in values] for key, values in history.history.items()}
-    (run_dir / "history.json").write_text(json.dumps(history_data, indent=1), encoding="utf-8")
+    history_data = read_history(history_path)
 
     metrics = None
     if num_rows(splits["test"]) > 0:

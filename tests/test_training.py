@@ -149,3 +149,47 @@ def test_other_fusion_strategies_train_and_export(tmp_path, tiny_config_factory,
         result.preprocessor.transform(result.preprocessor.raw_inputs(load_splits(config)["test"])), verbose=0
     )["shape"]
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_config_factory, monkeypatch):
+    from keras_mtmm.training import TaskWeightsLogger, read_history, train
+
+    config = tiny_config_factory("training.epochs=3", "training.steps_per_epoch=3")
+    started = []
+
+    def interrupt_at_epoch_2(self, epoch, logs=None):
+        started.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TaskWeightsLogger, "on_epoch_begin", interrupt_at_epoch_2, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, output_dir=tmp_path / "run", export=False, verbose=0)
+    assert (tmp_path / "run" / "backup").exists()
+    first = read_history(tmp_path / "run" / "history.json")
+    assert first["epoch"] == [0, 1]
+
+    started.clear()
+    monkeypatch.setattr(TaskWeightsLogger, "on_epoch_begin", lambda self, epoch, logs=None: started.append(epoch))
+    result = train(
+        tiny_config_factory("training.epochs=3", "training.steps_per_epoch=3"),
+        output_dir=tmp_path / "run",
+        export=False,
+        verbose=0,
+    )
+    assert started == [2], "only the unfinished epoch runs again"
+    assert result.history["epoch"] == [0, 1, 2]
+    assert result.history["loss"][:2] == first["loss"], "the first epochs' records are kept as they were"
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_same_seed_gives_identical_weights(tmp_path, tiny_config_factory):
+    from keras_mtmm.training import train
+
+    overrides = ("training.epochs=1", "training.steps_per_epoch=3")
+    first = train(tiny_config_factory(*overrides), output_dir=tmp_path / "a", export=False, verbose=0)
+    second = train(tiny_config_factory(*overrides), output_dir=tmp_path / "b", export=False, verbose=0)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = train(tiny_config_factory(*overrides, "seed=7"), output_dir=tmp_path / "c", export=False, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))

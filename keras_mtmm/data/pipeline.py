@@ -17,6 +17,7 @@ def make_dataset(
     seed: int = 0,
     shuffle_buffer: int = 4096,
     split: str = "train",
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """A batched dataset of `(inputs, targets, masks)` dicts for `Model.fit`/`evaluate`.
 
@@ -32,6 +33,7 @@ def make_dataset(
         seed: the shuffle seed.
         shuffle_buffer: the shuffle buffer size (capped at the table size).
         split: the split's name, for error messages.
+        repeat: repeat forever (when an epoch is a fixed number of steps).
     """
     rows = num_rows(table)
     if rows == 0:
@@ -41,6 +43,8 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices((raw, targets, masks))
     if shuffle:
         dataset = dataset.shuffle(min(shuffle_buffer, rows), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(
         lambda inputs, y, w: (preprocessor.transform(inputs), y, w),

@@ -1,0 +1,114 @@
+"""CSV data end to end: images on disk, partial labels, a multilabel task, train -> export -> evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from keras_mtmm.config import config_from_dict
+from keras_mtmm.data.demo import generate_demo
+from keras_mtmm.training import train
+
+from .conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def csv_experiment(tmp_path_factory):
+    """A CSV made from 160 demo rows: PNG files, text, numbers, categories, 4 label columns."""
+    folder = tmp_path_factory.mktemp("csv_data")
+    (folder / "images").mkdir()
+    table = generate_demo(160, seed=3, image_size=16)
+    rng = np.random.default_rng(0)
+    path = folder / "items.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["picture", "description", "weight_kg", "material", "shape", "premium", "price", "tags"])
+        for row in range(160):
+            image = ""
+            if row % 17:  # every 17th image is missing
+                image = f"images/{row}.png"
+                (folder / image).write_bytes(table["image"][row])
+            weight = "" if np.isnan(table["weight_kg"][row]) else f"{table['weight_kg'][row]:.3f}"
+            price = "" if np.isnan(table["price"][row]) else f"{table['price'][row]:.2f}"
+            tags = "|".join(t for t in (table["material"][row], "heavy" if weight and float(weight) > 2 else "") if t)
+            writer.writerow(
+                [
+                    image,
+                    table["description"][row],
+                    weight,
+                    table["material"][row],
+                    table["shape"][row],
+                    table["premium"][row] if rng.random() > 0.3 else "",  # 30% unlabelled
+                    price,
+                    tags,
+                ]
+            )
+    raw = {
+        "name": "items",
+        "seed": 5,
+        "data": {"source": "csv", "path": str(path), "validation_fraction": 0.2, "test_fraction": 0.2},
+        "modalities": {
+            "photo": {"type": "image", "columns": ["picture"], "image_size": [16, 16], "encoder": {"filters": [8]}},
+            "words": {"type": "text", "columns": ["description"], "encoder": {"type": "bag"}},
+            "numbers": {"type": "numeric", "columns": ["weight_kg"]},
+            "kind": {"type": "categorical", "columns": ["material"]},
+        },
+        "fusion": {"strategy": "weighted", "units": 16},
+        "sharing": {"shared_units": [16], "tower_units": [8]},
+        "tasks": {
+            "shape": {"type": "multiclass", "label": "shape"},
+            "premium": {"type": "binary", "label": "premium", "weight": 2.0},
+            "price": {"type": "regression", "label": "price", "weight": 0.5},
+            "tags": {"type": "multilabel", "label": "tags"},
+        },
+        "weighting": {"strategy": "inverse_size"},
+        "training": {"epochs": 1, "batch_size": 16},
+    }
+    config = config_from_dict(raw)
+    result = train(config, output_dir=folder / "run", export_dir=folder / "models", verbose=0)
+    return folder, result
+
+
+def test_csv_training_uses_partial_labels_and_inverse_size_weights(csv_experiment):
+    folder, result = csv_experiment
+    metadata = json.loads((result.run_dir / "metadata.json").read_text())
+    assert metadata["tasks"]["tags"]["classes"] == ["glass", "heavy", "metal", "plastic", "wood"]
+    weights = result.task_weights
+    assert sum(weights.values()) == pytest.approx(4.0)
+    # premium has the fewest labels, so inverse_size gives it the largest weight.
+    assert max(weights, key=weights.get) == "premium"
+    test = result.metrics["tasks"]
+    assert test["premium"]["labelled"] < result.metrics["examples"] == 32
+    assert test["tags"]["labelled"] == 32
+    assert set(test["tags"]) == {"loss", "f1_micro", "f1_macro", "auc", "labelled"}
+
+
+def test_csv_export_serves_raw_inputs_and_evaluates_the_same(csv_experiment, tmp_path):
+    folder, result = csv_experiment
+    export = result.export_path
+    assert export == folder / "models" / "items" / "1"
+    output = tmp_path / "metrics.json"
+    completed = subprocess.run(
+        [sys.executable, "evaluate.py", "--model", str(export), "--output", str(output)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(output.read_text())
+    for task, values in result.metrics["tasks"].items():
+        for name, value in values.items():
+            if value is None:
+                assert report["tasks"][task][name] is None
+            else:
+                assert report["tasks"][task][name] == pytest.approx(value, rel=1e-4, abs=1e-5), (task, name)
+    stored = yaml.safe_load((export / "assets.extra" / "keras_mtmm_config.yaml").read_text())
+    assert stored["data"]["path"] == str(folder / "items.csv")
+    assert stored["weighting"]["strategy"] == "inverse_size"
