@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the exit status."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF 2.21 logs harmless C++ errors on CPU machines (cuInit, a tf.data attribute under
+    # op determinism); real problems still surface as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from keras_mtmm.errors import UserError
 
     try:

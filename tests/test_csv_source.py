@@ -254,7 +254,20 @@ def test_file_that_is_not_an_image_is_named(dataset):
         _load(_config(path))
     message = str(error.value)
     assert "fake.png" in message
-    assert "not a PNG" in message
+    assert "not a readable PNG" in message
+
+
+def test_truncated_image_with_a_valid_signature_is_named(dataset):
+    path, _ = dataset
+    good = (path.parent / "images").glob("*.png").__next__().read_bytes()
+    (path.parent / "images" / "broken.png").write_bytes(good[: len(good) // 2])
+    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    rows[2][HEADER.index("image")] = "images/broken.png"
+    _write_csv(path, rows[1:], rows[0])
+    with pytest.raises(DataError) as error:
+        _load(_config(path))
+    assert "broken.png" in str(error.value)
+    assert f"{path}:3" in str(error.value)
 
 
 def test_row_with_wrong_number_of_cells_names_the_line(dataset):

@@ -181,3 +181,19 @@ def test_a_killed_exporter_never_shows_a_version(tiny_run, tmp_path):
     assert result.returncode == -9, result.stderr[-3000:]
     assert existing_versions(tmp_path / "models" / "demo") == []
     assert list((tmp_path / "models" / ".tmp").iterdir()), "the half-written export stayed in staging"
+
+
+def test_inspect_lists_raw_inputs_and_named_outputs(tiny_run, capsys):
+    from keras_mtmm.cli import main
+
+    assert main(["inspect", "--model", str(tiny_run.export_path)]) == 0
+    shown = capsys.readouterr().out
+    for line_start, dtype in (
+        ("image", "string"),
+        ("text", "string"),
+        ("numeric", "float32"),
+        ("categorical", "string"),
+    ):
+        assert any(line.split()[:2] == [line_start, dtype] for line in shown.splitlines()), shown
+    assert "classes=['no', 'yes']" in shown
+    assert "price" in shown

@@ -116,6 +116,19 @@ def read_image_bytes(cell: str, folder: Path, where: str) -> bytes:
         raise DataError(
             where, f"cannot read image '{image_path}' ({error.strerror})", "fix the path (relative to the CSV)"
         ) from None
-    if not content.startswith(IMAGE_SIGNATURES):
-        raise DataError(where, f"'{image_path}' is not a PNG, JPEG, GIF or BMP image", "replace or remove the file")
+    if not content.startswith(IMAGE_SIGNATURES) or not _decodes(content):
+        raise DataError(
+            where, f"'{image_path}' is not a readable PNG, JPEG, GIF or BMP image", "replace or remove the file"
+        )
     return content
+
+
+def _decodes(content: bytes) -> bool:
+    """Whether TensorFlow's image decoder (the one training and serving use) reads these bytes."""
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(content, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return False
+    return True
