@@ -17,6 +17,7 @@ the last completed epoch (Keras `BackupAndRestore`).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -124,14 +125,15 @@ def train(
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    if config.data.path:
+    config = copy.deepcopy(config)
+    if config.data.path:  # the resolved config must find the data from any folder
         config.data.path = str(Path(config.data.path).resolve())
+    seed_everything(config.seed, config.training.deterministic)
+    splits = load_splits(config)  # bad data fails here, before anything is written
+
     run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    seed_everything(config.seed, config.training.deterministic)
-
-    splits = load_splits(config)
     preprocessor = Preprocessor.from_config(config)
     preprocessor.adapt(splits["train"], run_dir / "preprocessor")
     _, train_masks = preprocessor.encode_labels(splits["train"])

@@ -67,3 +67,25 @@ def test_unknown_flag_exits_2():
     result = run("train.py", "--epochs", "3")
     assert result.returncode == 2
     assert "unrecognized arguments: --epochs" in result.stderr
+
+
+def test_csv_missing_a_configured_column_exits_2_naming_it(tmp_path):
+    data = tmp_path / "items.csv"
+    data.write_text("description,price\nred box,3.5\nblue ball,\n")
+    config = {
+        "name": "items",
+        "data": {"source": "csv", "path": str(data)},
+        "modalities": {"words": {"type": "text", "columns": ["description"]}},
+        "tasks": {
+            "price": {"type": "regression", "label": "price"},
+            "kind": {"type": "multiclass", "label": "category"},
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run("train.py", "--config", str(path), "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {data}: column 'category': is configured but not in the CSV")
+    assert "the CSV has: description, price" in line
+    assert not (tmp_path / "run").exists()
