@@ -96,12 +96,28 @@ class FusionConfig:
 
 @dataclass
 class SharingConfig:
-    """How parameters are shared between tasks (`hard`: shared trunk + towers)."""
+    """How parameters are shared between tasks.
+
+    - `hard`: a shared trunk (`shared_units`) and one tower per task.
+    - `mmoe`: `num_experts` experts (MLPs of `expert_units`) shared by all
+      tasks, one softmax gate per task.
+    - `ple`: `num_levels` CGC levels, each with `num_shared_experts` shared
+      and `num_task_experts` task-specific experts (`expert_units`); CGC is
+      `num_levels: 1`.
+    - `cross_stitch`: one column per task with layers of `shared_units`,
+      mixed by a learned T×T matrix after each layer.
+    Every type ends in one tower (`tower_units`) per task.
+    """
 
     type: str = "hard"
     shared_units: list[int] = field(default_factory=lambda: [128, 64])
     tower_units: list[int] = field(default_factory=lambda: [32])
     dropout: float = 0.1
+    num_experts: int = 4
+    expert_units: list[int] = field(default_factory=lambda: [64])
+    num_shared_experts: int = 2
+    num_task_experts: int = 1
+    num_levels: int = 1
 
 
 @dataclass
@@ -386,10 +402,7 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
     _check_positive("fusion.units", config.fusion.units)
 
-    registries.SHARINGS.get(config.sharing.type, "sharing.type")
-    for i, units in enumerate(config.sharing.shared_units + config.sharing.tower_units):
-        _check_positive(f"sharing units[{i}]", units)
-    _check_rate("sharing.dropout", config.sharing.dropout)
+    _validate_sharing(config.sharing, len(config.tasks), registries)
 
     if not config.tasks:
         raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
@@ -452,6 +465,37 @@ def _validate_modality(name: str, modality: ModalityConfig, registries: Any) -> 
     _check_positive(f"{where}.encoder.units", modality.encoder.units)
     _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
     _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+
+
+def _validate_sharing(sharing: SharingConfig, num_tasks: int, registries: Any) -> None:
+    registries.SHARINGS.get(sharing.type, "sharing.type")
+    for key in ("shared_units", "tower_units", "expert_units"):
+        for i, units in enumerate(getattr(sharing, key)):
+            _check_positive(f"sharing.{key}[{i}]", units)
+    _check_rate("sharing.dropout", sharing.dropout)
+    if sharing.type in ("mmoe", "ple") and not sharing.expert_units:
+        raise ConfigError("sharing.expert_units", "experts need at least one layer", "e.g. expert_units: [64]")
+    if sharing.type == "mmoe":
+        _check_positive("sharing.num_experts", sharing.num_experts)
+    if sharing.type == "ple":
+        _check_positive("sharing.num_levels", sharing.num_levels)
+        for key in ("num_shared_experts", "num_task_experts"):
+            if getattr(sharing, key) < 0:
+                raise ConfigError(f"sharing.{key}", f"expected 0 or more, got {getattr(sharing, key)}", "e.g. 1")
+        if sharing.num_shared_experts + sharing.num_task_experts < 1:
+            raise ConfigError(
+                "sharing.num_task_experts",
+                "each task's gate needs at least one expert, got 0 shared and 0 task experts",
+                "set num_shared_experts or num_task_experts to 1 or more",
+            )
+        if sharing.num_levels > 1 and sharing.num_shared_experts < 1:
+            raise ConfigError(
+                "sharing.num_shared_experts",
+                "stacked PLE levels pass information through the shared experts, got 0",
+                "set num_shared_experts >= 1 or num_levels: 1",
+            )
+    if sharing.type == "cross_stitch" and not sharing.shared_units:
+        raise ConfigError("sharing.shared_units", "cross-stitch needs at least one column layer", "e.g. [64, 32]")
 
 
 def _validate_task(name: str, task: TaskConfig, config: ExperimentConfig, registries: Any) -> None:

@@ -17,7 +17,7 @@ from keras_mtmm.encoders import build_encoder
 from keras_mtmm.fusion import build_fusion
 from keras_mtmm.heads import TaskHead, get_task_type
 from keras_mtmm.registries import FUSIONS
-from keras_mtmm.sharing.hard import build_sharing
+from keras_mtmm.sharing import build_sharing
 
 
 def build_model(config, preprocessor) -> keras.Model:
@@ -61,10 +61,7 @@ def build_model(config, preprocessor) -> keras.Model:
 
 
 def _sharing(config, task_names: list[str], name: str):
-    sharing = config.sharing
-    return build_sharing(
-        sharing.type, task_names, sharing.shared_units, sharing.tower_units, sharing.dropout, name=name
-    )
+    return build_sharing(config.sharing, task_names, name=name)
 
 
 def _heads(config, preprocessor, towers: dict, suffix: str) -> dict:

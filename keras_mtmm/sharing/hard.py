@@ -68,12 +68,3 @@ class HardSharing(keras.layers.Layer):
             "dropout": self.dropout,
         }
 
-
-def build_sharing(
-    sharing_type: str, task_names: list[str], shared_units: list[int], tower_units: list[int], dropout: float, name: str
-):
-    """Build the sharing layer a config names (explicit arguments, no config objects)."""
-    layer_class = SHARINGS.get(sharing_type)
-    if layer_class is HardSharing:
-        return HardSharing(task_names, shared_units=shared_units, tower_units=tower_units, dropout=dropout, name=name)
-    raise ValueError(f"no builder for sharing type {sharing_type!r}")
