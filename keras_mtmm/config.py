@@ -138,9 +138,19 @@ class TaskConfig:
 
 @dataclass
 class WeightingConfig:
-    """How task losses are combined: `static` (tasks.<t>.weight) or `inverse_size`."""
+    """How task losses are combined into `L = Σ_i w_i L_i`.
+
+    Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
+    `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
+    Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
+    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`).
+    """
 
     strategy: str = "static"
+    temperature: float = 2.0
+    alpha: float = 1.5
+    gradnorm_learning_rate: float = 0.025
+    cagrad_c: float = 0.4
 
 
 @dataclass
@@ -409,7 +419,7 @@ def validate(config: ExperimentConfig) -> None:
     for name, task in config.tasks.items():
         _validate_task(name, task, config, registries)
 
-    registries.WEIGHTINGS.get(config.weighting.strategy, "weighting.strategy")
+    _validate_weighting(config, registries)
 
     training = config.training
     for key in ("epochs", "batch_size", "shuffle_buffer"):
@@ -496,6 +506,36 @@ def _validate_sharing(sharing: SharingConfig, num_tasks: int, registries: Any) -
             )
     if sharing.type == "cross_stitch" and not sharing.shared_units:
         raise ConfigError("sharing.shared_units", "cross-stitch needs at least one column layer", "e.g. [64, 32]")
+
+
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
+
+
+def _validate_weighting(config: ExperimentConfig, registries: Any) -> None:
+    weighting = config.weighting
+    registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    if weighting.strategy in GRADIENT_STRATEGIES and len(config.tasks) < 2:
+        raise ConfigError(
+            "weighting.strategy",
+            f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
+            "add a task or use weighting.strategy: static",
+        )
+    if weighting.strategy == "mgda" and config.fusion.strategy == "late":
+        raise ConfigError(
+            "weighting.strategy",
+            "mgda works on the shared representation, and late fusion has none",
+            "use another fusion.strategy or weighting.strategy",
+        )
+    if weighting.temperature <= 0:
+        raise ConfigError("weighting.temperature", f"expected > 0, got {weighting.temperature}", "e.g. 2.0")
+    if weighting.alpha < 0:
+        raise ConfigError("weighting.alpha", f"expected >= 0, got {weighting.alpha}", "e.g. 1.5")
+    if weighting.gradnorm_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.gradnorm_learning_rate", f"expected > 0, got {weighting.gradnorm_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.cagrad_c < 0:
+        raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
 
 
 def _validate_task(name: str, task: TaskConfig, config: ExperimentConfig, registries: Any) -> None:

@@ -175,7 +175,7 @@ def _load_keras_predictor(model_path: Path, batch_size: int):
             "pass a run folder's best.keras",
         ) from None
     preprocessor = Preprocessor.load(run_dir / "preprocessor")
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(model_path, compile=False)
 
     def predict(batch):
         outputs = model.predict(make_input_dataset(preprocessor, batch, batch_size), verbose=0)

@@ -81,22 +81,205 @@ def _heads(config, preprocessor, towers: dict, suffix: str) -> dict:
     return outputs
 
 
-def compile_model(model: keras.Model, config, preprocessor, task_weights: dict[str, float]) -> None:
-    """Compile with `L = Σ_i w_i L_i` through Keras `loss_weights`.
+def compile_model(network: keras.Model, config, preprocessor, task_weights: dict[str, float], seed: int = 0):
+    """Wrap the network with its task losses and weighting strategy, and compile it.
 
     Each task loss is masked by its per-output sample weight (the label mask)
     and averaged over labelled examples; metrics are `weighted_metrics`, so
-    they count only labelled rows too.
+    they count only labelled rows too. The weighting strategy combines the
+    task losses (`L = Σ_i w_i L_i` for `static`).
+
+    Returns:
+        The compiled `MultiTaskModel` (train it; export its `network`).
     """
+    from keras_mtmm.weighting import build_weighting
+
     losses, metrics = {}, {}
     for task, task_config in config.tasks.items():
         task_type = get_task_type(task_config.type)
         losses[task] = task_type.loss(target_scale=preprocessor.target_statistics(task)[1])
         names = list(task_config.metrics or task_type.default_metrics)
         metrics[task] = task_type.keras_metrics(names, max(len(preprocessor.classes(task)), 1), task_config.top_k)
+    task_types = {task: task_config.type for task, task_config in config.tasks.items()}
+    weighting = build_weighting(config.weighting, task_types, task_weights, seed)
+    model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.training.learning_rate),
-        loss=losses,
-        loss_weights={task: float(task_weights[task]) for task in config.tasks},
         weighted_metrics=metrics,
     )
+    return model
+
+
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class MultiTaskModel(keras.Model):
+    """The training model: the multi-task network, its task losses and a weighting strategy.
+
+    `call` is the network's; the loss is the weighting strategy's combination
+    of the per-task losses (each the mean over the task's labelled examples,
+    its per-output sample weight being the label mask). Loss-only strategies
+    work through `compute_loss`, so `fit`, callbacks and metrics are Keras'
+    own; gradient strategies get per-task gradients of the shared variables
+    (those that reach two or more task outputs) in `train_step`.
+
+    Args:
+        network: the functional model (dict of inputs -> dict of task outputs).
+        weighting: a `WeightingStrategy` layer.
+        task_losses: a Keras loss per task.
+        representation_layer: the layer whose output is the shared
+            representation (for MGDA-UB).
+    """
+
+    def __init__(self, network, weighting, task_losses: dict, representation_layer: str = "fusion", **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.weighting = weighting
+        self.task_names = list(weighting.task_names)
+        missing = [task for task in self.task_names if task not in task_losses]
+        if missing:
+            raise ValueError(f"MultiTaskModel: no loss for tasks {missing}")
+        self.task_losses = {task: task_losses[task] for task in self.task_names}
+        self.representation_layer = representation_layer
+        self.task_loss_trackers = [keras.metrics.Mean(name=f"{task}_loss") for task in self.task_names]
+        # Held in plain objects so that Keras does not track them as this model's own state.
+        self._roles = _Untracked(None)
+        self._representation_network = _Untracked(None)
+        if not weighting.built:
+            weighting.build(None)
+            weighting.built = True
+        self.built = network.built  # a functional network is built at construction
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    def task_loss_vector(self, y, y_pred, sample_weight):
+        """(task losses [T], present [T]): present is 1 where the batch has a labelled example."""
+        losses, present = [], []
+        for task in self.task_names:
+            mask = None if sample_weight is None else sample_weight[task]
+            losses.append(self.task_losses[task](y[task], y_pred[task], sample_weight=mask))
+            if mask is None:
+                present.append(keras.ops.ones((), dtype=losses[-1].dtype))
+            else:
+                present.append(keras.ops.cast(keras.ops.sum(mask) > 0, losses[-1].dtype))
+        return keras.ops.stack(losses), keras.ops.stack(present)
+
+    def _track_task_losses(self, losses, batch_size):
+        for i, tracker in enumerate(self.task_loss_trackers):
+            tracker.update_state(losses[i], sample_weight=batch_size)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        losses, present = self.task_loss_vector(y, y_pred, sample_weight)
+        self._track_task_losses(losses, _batch_size(y_pred))
+        total = self.weighting(losses, present, training=training)
+        if self.network.losses:
+            total = total + keras.ops.sum(self.network.losses)
+        return total
+
+    # ------------------------------------------------------------ gradient strategies
+
+    def train_step(self, data):
+        if not self.weighting.uses_gradients:
+            return super().train_step(data)
+        import tensorflow as tf
+
+        from keras_mtmm.weighting.gradient import backend_variables
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        needs_representation = getattr(self.weighting, "needs_representation", False)
+        with tf.GradientTape(persistent=True) as tape:
+            if needs_representation:
+                representation, y_pred = self._forward_with_representation(x)
+            else:
+                representation, y_pred = None, self(x, training=True)
+            losses, present = self.task_loss_vector(y, y_pred, sample_weight)
+            regularization = keras.ops.sum(self.network.losses) if self.network.losses else None
+            # Scalars per task output, recorded once, to find which variables each task reaches.
+            probes = None if self._roles.value is not None else [keras.ops.sum(y_pred[t]) for t in self.task_names]
+        shared, specific = self._partition_variables(tape, probes)
+        shared_grads, specific_grads, effective = self.weighting.gradients(
+            tape, losses, present, shared, specific, representation
+        )
+        variables = shared + specific
+        grads = list(shared_grads) + list(specific_grads)
+        if regularization is not None:
+            extra = tape.gradient(
+                regularization, backend_variables(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            grads = [g + e for g, e in zip(grads, extra)]
+        del tape
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self.weighting.record(effective)
+        total = keras.ops.sum(effective * losses * present)
+        if regularization is not None:
+            total = total + regularization
+        batch_size = _batch_size(y_pred)
+        self._track_task_losses(losses, batch_size)
+        self._loss_tracker.update_state(total, sample_weight=batch_size)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _partition_variables(self, tape, probes):
+        """(shared, task-specific) trainable variables: shared ones reach two or more task outputs.
+
+        Found once, at trace time, from the graph's connectivity (the probe
+        gradients are never used, so the graph prunes them).
+        """
+        variables = list(self.network.trainable_variables)
+        if self._roles.value is None:
+            reach = [0] * len(variables)
+            for probe in probes:
+                grads = tape.gradient(probe, variables)
+                for i, grad in enumerate(grads):
+                    reach[i] += grad is not None
+            if max(reach, default=0) < 2:
+                raise ValueError(
+                    "MultiTaskModel: no variable is shared between tasks; a gradient strategy has nothing to do"
+                )
+            self._roles.value = [r >= 2 for r in reach]
+        shared = [v for v, is_shared in zip(variables, self._roles.value) if is_shared]
+        specific = [v for v, is_shared in zip(variables, self._roles.value) if not is_shared]
+        return shared, specific
+
+    def _forward_with_representation(self, x):
+        if self._representation_network.value is None:
+            try:
+                layer = self.network.get_layer(self.representation_layer)
+            except ValueError:
+                raise ValueError(
+                    f"MultiTaskModel: {type(self.weighting).__name__} needs the shared representation, "
+                    f"but the network has no layer '{self.representation_layer}'"
+                ) from None
+            outputs = [layer.output] + [self.network.output[task] for task in self.task_names]
+            self._representation_network.value = keras.Model(self.network.inputs, outputs)
+        outputs = self._representation_network.value(x, training=True)
+        return outputs[0], dict(zip(self.task_names, outputs[1:]))
+
+    # ------------------------------------------------------------ serialization
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "network": keras.saving.serialize_keras_object(self.network),
+            "weighting": keras.saving.serialize_keras_object(self.weighting),
+            "task_losses": {t: keras.saving.serialize_keras_object(loss) for t, loss in self.task_losses.items()},
+            "representation_layer": self.representation_layer,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        network = keras.saving.deserialize_keras_object(config.pop("network"))
+        weighting = keras.saving.deserialize_keras_object(config.pop("weighting"))
+        losses = {t: keras.saving.deserialize_keras_object(v) for t, v in config.pop("task_losses").items()}
+        return cls(network, weighting, losses, **config)
+
+
+class _Untracked:
+    """A plain holder: Keras does not look inside it, so what it holds is not saved as model state."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _batch_size(y_pred):
+    first = next(iter(y_pred.values())) if isinstance(y_pred, dict) else y_pred
+    return keras.ops.shape(first)[0]

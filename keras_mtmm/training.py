@@ -38,7 +38,7 @@ from keras_mtmm.weighting import resolve_task_weights
 
 @dataclass
 class TrainResult:
-    """What `train` produced."""
+    """What `train` produced: `model` is the network that is exported; `training_model` wraps it for fit."""
 
     run_dir: Path
     model: keras.Model
@@ -48,19 +48,34 @@ class TrainResult:
     metrics: dict | None
     export_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    training_model: keras.Model | None = None
 
 
-class TaskWeightsLogger(keras.callbacks.Callback):
-    """Adds `weight_<task>` to each epoch's logs, so history and TensorBoard show the weights used."""
+class WeightingLogger(keras.callbacks.Callback):
+    """Adds the epoch's mean task weights (`weight_<task>`) to the logs, so history and TensorBoard show them.
 
-    def __init__(self, task_weights: dict[str, float]):
+    Also hands the epoch's mean training losses to the strategy (DWA updates
+    its weights from them) and, for uncertainty weighting, logs σ per task.
+    """
+
+    def __init__(self, weighting):
         super().__init__()
-        self.task_weights = dict(task_weights)
+        self.weighting = weighting
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.weighting.reset_recorded_weights()
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for task, weight in self.task_weights.items():
-                logs[f"weight_{task}"] = float(weight)
+        if logs is None:
+            return
+        for task, weight in self.weighting.mean_recorded_weights().items():
+            logs[f"weight_{task}"] = weight
+        if hasattr(self.weighting, "sigmas"):
+            for task, sigma in self.weighting.sigmas().items():
+                logs[f"sigma_{task}"] = sigma
+        losses = {task: logs.get(f"{task}_loss") for task in self.weighting.task_names}
+        if all(value is not None for value in losses.values()):
+            self.weighting.on_epoch_end(epoch, {task: float(value) for task, value in losses.items()})
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -148,8 +163,8 @@ def train(
     print(f"task weights ({config.weighting.strategy}): " + ", ".join(f"{t}={w:.4g}" for t, w in task_weights.items()))
     timings["prepare_s"] = time.perf_counter() - started
 
-    model = build_model(config, preprocessor)
-    compile_model(model, config, preprocessor, task_weights)
+    network = build_model(config, preprocessor)
+    model = compile_model(network, config, preprocessor, task_weights, seed=config.seed)
     training = config.training
     train_data = make_dataset(
         preprocessor,
@@ -176,7 +191,7 @@ def train(
         best_so_far = min(seen) if seen else None
         print(f"resuming the interrupted run in {run_dir}")
     callbacks = [
-        TaskWeightsLogger(task_weights),
+        WeightingLogger(model.weighting),
         HistoryWriter(history_path),
         keras.callbacks.BackupAndRestore(str(backup_dir)),
         keras.callbacks.ModelCheckpoint(
@@ -199,10 +214,17 @@ def train(
     if best_path.exists():
         model.load_weights(best_path)
     history_data = read_history(history_path)
+    if config.weighting.strategy not in ("static", "inverse_size"):
+        # The total loss is reported with the weights the model ended training with.
+        final = {task: history_data[f"weight_{task}"][-1] for task in config.tasks if f"weight_{task}" in history_data}
+        if len(final) == len(config.tasks):
+            metadata["base_task_weights"] = metadata["task_weights"]
+            metadata["task_weights"] = final
+            (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
 
     metrics = None
     if num_rows(splits["test"]) > 0:
-        metrics = score_in_memory(model, preprocessor, splits["test"], metadata, str(best_path), training.batch_size)
+        metrics = score_in_memory(network, preprocessor, splits["test"], metadata, str(best_path), training.batch_size)
         write_report(metrics, run_dir / "metrics.json")
         print(format_table(metrics))
 
@@ -210,7 +232,7 @@ def train(
     if export:
         export_started = time.perf_counter()
         export_path = export_model(
-            model,
+            network,
             preprocessor,
             config.to_yaml(),
             metadata,
@@ -221,7 +243,7 @@ def train(
         timings["export_s"] = time.perf_counter() - export_started
         print(f"exported for TF Serving: {export_path}")
     timings["total_s"] = time.perf_counter() - started
-    return TrainResult(run_dir, model, preprocessor, task_weights, history_data, metrics, export_path, timings)
+    return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
 
 
 def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int) -> dict:

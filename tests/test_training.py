@@ -26,8 +26,7 @@ def fixed_batch(tmp_path_factory, tiny_config_factory):
     splits = load_splits(config)
     preprocessor = Preprocessor.from_config(config)
     preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("preprocessor"))
-    model = build_model(config, preprocessor)
-    compile_model(model, config, preprocessor, WEIGHTS)
+    model = compile_model(build_model(config, preprocessor), config, preprocessor, WEIGHTS)
     table = {name: values[:40] for name, values in splits["train"].items()}
     inputs = {name: np.asarray(t) for name, t in preprocessor.transform(preprocessor.raw_inputs(table)).items()}
     targets, masks = preprocessor.encode_labels(table)
@@ -152,7 +151,7 @@ def test_other_fusion_strategies_train_and_export(tmp_path, tiny_config_factory,
 
 
 def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_config_factory, monkeypatch):
-    from keras_mtmm.training import TaskWeightsLogger, read_history, train
+    from keras_mtmm.training import WeightingLogger, read_history, train
 
     config = tiny_config_factory("training.epochs=3", "training.steps_per_epoch=3")
     started = []
@@ -162,7 +161,7 @@ def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_
         if epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(TaskWeightsLogger, "on_epoch_begin", interrupt_at_epoch_2, raising=False)
+    monkeypatch.setattr(WeightingLogger, "on_epoch_begin", interrupt_at_epoch_2, raising=False)
     with pytest.raises(KeyboardInterrupt):
         train(config, output_dir=tmp_path / "run", export=False, verbose=0)
     assert (tmp_path / "run" / "backup").exists()
@@ -170,7 +169,7 @@ def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_
     assert first["epoch"] == [0, 1]
 
     started.clear()
-    monkeypatch.setattr(TaskWeightsLogger, "on_epoch_begin", lambda self, epoch, logs=None: started.append(epoch))
+    monkeypatch.setattr(WeightingLogger, "on_epoch_begin", lambda self, epoch, logs=None: started.append(epoch))
     result = train(
         tiny_config_factory("training.epochs=3", "training.steps_per_epoch=3"),
         output_dir=tmp_path / "run",

@@ -67,4 +67,3 @@ class HardSharing(keras.layers.Layer):
             "tower_units": self.tower_units,
             "dropout": self.dropout,
         }
-

@@ -1,0 +1,103 @@
+"""The shared base of gradient-based weighting strategies (PCGrad, CAGrad, MGDA, GradNorm).
+
+These need per-task gradients of the **shared** parameters, so they run in
+the model's `train_step` (see `keras_mtmm.model.MultiTaskModel`). Per-task
+gradients come from one tape: `GradientTape.jacobian` of the task-loss
+vector with vectorized maps (pfor), not T separate backward passes.
+Task-specific parameters (heads, towers, gates) take the ordinary gradient of
+`Σ_i w_i L_i`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from keras_mtmm.weighting.base import WeightingStrategy
+
+
+def flat_jacobian(tape: tf.GradientTape, task_losses: tf.Tensor, variables: list) -> tf.Tensor:
+    """Per-task gradients `[T, P]` of the loss vector with respect to `variables`, flattened.
+
+    Disconnected variables give zero rows (not None).
+    """
+    jacobians = tape.jacobian(
+        task_losses,
+        backend_variables(variables),
+        experimental_use_pfor=True,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    num_tasks = tf.shape(task_losses)[0]
+    return tf.concat([tf.reshape(j, [num_tasks, -1]) for j in jacobians], axis=1)
+
+
+def weighted_gradient(tape: tf.GradientTape, task_losses: tf.Tensor, variables: list, weights: tf.Tensor) -> list:
+    """Gradients of `Σ_i weights_i · task_losses_i` (one backward pass, weights as output gradients)."""
+    return tape.gradient(
+        task_losses,
+        backend_variables(variables),
+        output_gradients=tf.stop_gradient(weights),
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+
+
+def backend_variables(variables: list) -> list:
+    """The `tf.Variable`s behind Keras variables (`jacobian` needs TF dtypes, not Keras' strings)."""
+    return [getattr(v, "value", v) for v in variables]
+
+
+def unflatten(vector: tf.Tensor, variables: list) -> list[tf.Tensor]:
+    """Split a flat `[P]` vector into tensors shaped like `variables`."""
+    sizes = [math.prod(v.shape) for v in variables]
+    return [tf.reshape(part, v.shape) for part, v in zip(tf.split(vector, sizes), variables)]
+
+
+class GradientWeighting(WeightingStrategy):
+    """Base for strategies that combine per-task gradients of the shared parameters.
+
+    Subclasses implement `shared_gradient(task_gradients, task_losses, present)`,
+    returning the combined `[P]` gradient and the effective task weights `[T]`.
+
+    Args:
+        task_names: the tasks, in order.
+        task_weights: base weights w_i applied to the task losses first.
+    """
+
+    uses_gradients = True
+
+    def __init__(self, task_names: list[str], task_weights: list[float] | None = None, **kwargs):
+        super().__init__(task_names, **kwargs)
+        if len(self.task_names) < 2:
+            raise ValueError(f"{type(self).__name__}: needs at least 2 tasks, got {self.task_names}")
+        task_weights = [1.0] * self.num_tasks if task_weights is None else [float(w) for w in task_weights]
+        if len(task_weights) != self.num_tasks:
+            raise ValueError(f"{type(self).__name__}: expected {self.num_tasks} task_weights, got {task_weights}")
+        self.task_weights_list = task_weights
+
+    def base_weights(self, dtype):
+        return keras.ops.convert_to_tensor(self.task_weights_list, dtype=dtype)
+
+    def task_weights(self, task_losses, present, training):
+        # Used for the reported (evaluation) loss: the plain weighted sum.
+        return self.base_weights(task_losses.dtype)
+
+    def gradients(self, tape, task_losses, present, shared_variables, specific_variables, representation=None):
+        """Gradients for (shared, specific) variables and the effective weights [T].
+
+        `task_losses` must have been computed inside `tape`; nothing here is
+        recorded on it: weights enter as row scalings of the Jacobian and as
+        `output_gradients`, not as new ops on the losses.
+        """
+        scale = self.base_weights(task_losses.dtype) * present
+        task_gradients = flat_jacobian(tape, task_losses, shared_variables) * scale[:, None]
+        shared, effective = self.shared_gradient(task_gradients, task_losses * scale, present)
+        specific = weighted_gradient(tape, task_losses, specific_variables, scale)
+        return unflatten(shared, shared_variables), specific, effective * self.base_weights(task_losses.dtype)
+
+    def shared_gradient(self, task_gradients, task_losses, present):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "task_weights": self.task_weights_list}
