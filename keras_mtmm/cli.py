@@ -58,11 +58,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=256, help="examples per prediction call")
     evaluate.set_defaults(handler=_evaluate)
 
+    evaluate.add_argument("--baselines", default=None, help="folder of single-task runs (mtmm baselines): adds Δm")
+    evaluate.add_argument("--delta-m-form", default="libmtl", help="libmtl (higher is better, default) or flat")
+
+    baselines = commands.add_parser("baselines", help="train one single-task model per task (for Δm)")
+    baselines.add_argument("--config", default=None, help="experiment YAML (default: the built-in demo)")
+    baselines.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    baselines.add_argument(
+        "--output-dir", default=None, help="where the runs go (default: training.output_dir/<name>/baselines)"
+    )
+    baselines.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    baselines.set_defaults(handler=_baselines)
+
     inspect = commands.add_parser("inspect", help="show an export's serving signature and metadata")
     inspect.add_argument("--model", required=True, help="an exported version folder")
     inspect.set_defaults(handler=_inspect)
 
-    for command in (train, evaluate, inspect):
+    train.add_argument(
+        "--single-task-baselines", action="store_true", help="also train one model per task and report Δm"
+    )
+    for command in (train, evaluate, baselines, inspect):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -87,22 +109,51 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _train(args) -> int:
+def _load(args):
     from keras_mtmm.config import load_config
     from keras_mtmm.errors import ConfigError
-    from keras_mtmm.training import train
 
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG
     if args.config is None and not config_path.exists():
         raise ConfigError("--config", "the built-in demo config is not installed here", "pass --config PATH")
-    config = load_config(config_path, args.overrides)
-    train(
+    return load_config(config_path, args.overrides)
+
+
+def _verbosity(args):
+    return 0 if args.quiet else ("auto" if sys.stdout.isatty() else 2)
+
+
+def _train(args) -> int:
+    from keras_mtmm.training import train, train_baselines
+
+    config = _load(args)
+    result = train(
         config,
         output_dir=args.output_dir,
         export_dir=args.export_dir,
         export=not args.no_export,
-        verbose=0 if args.quiet else ("auto" if sys.stdout.isatty() else 2),
+        verbose=_verbosity(args),
     )
+    if args.single_task_baselines:
+        from keras_mtmm.evaluation import compare_with_baselines, write_report
+        from keras_mtmm.transfer import format_comparison
+
+        folder = result.run_dir / "baselines"
+        train_baselines(config, folder, verbose=_verbosity(args))
+        if result.metrics is not None:
+            transfer = compare_with_baselines(result.metrics, folder, "test", 256, "libmtl")
+            write_report(transfer, result.run_dir / "transfer.json")
+            print(format_comparison(transfer))
+    return 0
+
+
+def _baselines(args) -> int:
+    from keras_mtmm.training import train_baselines
+
+    config = _load(args)
+    folder = Path(args.output_dir) if args.output_dir else Path(config.training.output_dir) / config.name / "baselines"
+    train_baselines(config, folder, verbose=_verbosity(args))
+    print(f"single-task baselines in {folder}; compare with: python evaluate.py --model MODEL --baselines {folder}")
     return 0
 
 
@@ -112,7 +163,16 @@ def _evaluate(args) -> int:
 
     if args.batch_size < 1:
         raise UserError("--batch-size", f"expected a positive integer, got {args.batch_size}", "e.g. --batch-size 256")
-    evaluate_model(args.model, args.config, args.overrides, args.split, args.output, args.batch_size)
+    evaluate_model(
+        args.model,
+        args.config,
+        args.overrides,
+        args.split,
+        args.output,
+        args.batch_size,
+        baselines=args.baselines,
+        delta_m_form=args.delta_m_form,
+    )
     return 0
 
 

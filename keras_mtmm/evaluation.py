@@ -191,6 +191,9 @@ def evaluate_model(
     split: str = "test",
     output: str | Path | None = None,
     batch_size: int = 256,
+    baselines: str | Path | None = None,
+    delta_m_form: str = "libmtl",
+    quiet: bool = False,
 ) -> dict:
     """Evaluate a model on a split of its configured data; print and optionally write the report.
 
@@ -201,6 +204,10 @@ def evaluate_model(
         split: `train`, `validation` or `test`.
         output: where to write the metrics JSON.
         batch_size: examples per prediction call.
+        baselines: a folder of single-task runs (`<folder>/<task>/best.keras`,
+            from `mtmm baselines`): adds a "transfer" section (Δm, negative transfer).
+        delta_m_form: `libmtl` (higher is better) or `flat` (lower is better).
+        quiet: do not print the table.
     """
     import yaml
 
@@ -223,8 +230,35 @@ def evaluate_model(
     targets, masks = encode_targets(table, metadata)
     predictions = predict_in_batches(predict, modality_inputs(table, config.modalities), batch_size)
     report = metrics_report(str(model_path), split, rows, score_tasks(predictions, targets, masks, metadata))
-    print(format_table(report))
+    if not quiet:
+        print(format_table(report))
+    if baselines is not None:
+        report["transfer"] = compare_with_baselines(report, baselines, split, batch_size, delta_m_form)
+        if not quiet:
+            from keras_mtmm.transfer import format_comparison
+
+            print(format_comparison(report["transfer"]))
     if output is not None:
         write_report(report, output)
         print(f"metrics written to {output}")
     return report
+
+
+def compare_with_baselines(report: dict, folder: str | Path, split: str, batch_size: int, form: str) -> dict:
+    """Score each task's single-task baseline on the same split and compare (Δm, negative transfer)."""
+    from keras_mtmm.transfer import FORMS, compare
+
+    if form not in FORMS:
+        raise UserError("--delta-m-form", f"unknown form '{form}'", f"choose one of: {', '.join(FORMS)}")
+    folder = Path(folder)
+    baseline_reports = {}
+    for task in report["tasks"]:
+        checkpoint = folder / task / "best.keras"
+        if not checkpoint.is_file():
+            raise UserError(
+                "--baselines",
+                f"no single-task baseline for task '{task}' ({checkpoint} is missing)",
+                "train them with `mtmm baselines --config ... --output-dir FOLDER`",
+            )
+        baseline_reports[task] = evaluate_model(checkpoint, split=split, batch_size=batch_size, quiet=True)
+    return compare(report, baseline_reports, form=form)
