@@ -77,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     baselines.set_defaults(handler=_baselines)
 
-    inspect = commands.add_parser("inspect", help="show an export's serving signature and metadata")
-    inspect.add_argument("--model", required=True, help="an exported version folder")
+    inspect = commands.add_parser(
+        "inspect", help="an export's serving signature; or a .keras model's gates and mixing weights on a split"
+    )
+    inspect.add_argument("--model", required=True, help="an exported version folder, or a run folder's best.keras")
+    inspect.add_argument("--split", default="validation", help="split for gate statistics (default: validation)")
+    inspect.add_argument("--output", default=None, help="write the gate/mixing summary as JSON here")
     inspect.set_defaults(handler=_inspect)
 
     train.add_argument(
@@ -177,15 +181,25 @@ def _evaluate(args) -> int:
 
 
 def _inspect(args) -> int:
+    from keras_mtmm.errors import UserError
+    from keras_mtmm.export import is_saved_model
+
+    if str(args.model).endswith(".keras"):
+        return _inspect_checkpoint(args)
+    if not is_saved_model(args.model):
+        raise UserError(
+            "--model", f"'{args.model}' has no saved_model.pb and is not a .keras file", "pass an export or best.keras"
+        )
+    return _inspect_export(args)
+
+
+def _inspect_export(args) -> int:
     import json
 
     import tensorflow as tf
 
-    from keras_mtmm.errors import UserError
-    from keras_mtmm.export import is_saved_model, read_export_metadata
+    from keras_mtmm.export import read_export_metadata
 
-    if not is_saved_model(args.model):
-        raise UserError("--model", f"'{args.model}' has no saved_model.pb", "pass an exported version folder")
     _, metadata = read_export_metadata(args.model)
     signature = tf.saved_model.load(args.model).signatures["serving_default"]
     print(f"model {metadata['name']} version {metadata.get('version')}  (signature serving_default)")
@@ -201,6 +215,39 @@ def _inspect(args) -> int:
         classes = f" classes={task['classes']}" if task.get("classes") else ""
         print(f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {task.get('type', '')}{classes}")
     print("task weights: " + json.dumps(metadata["task_weights"]))
+    return 0
+
+
+def _inspect_checkpoint(args) -> int:
+    import json
+
+    import yaml
+
+    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.data.tables import SPLITS, load_splits
+    from keras_mtmm.errors import UserError
+    from keras_mtmm.inspection import format_gates, gate_summary, mixing_summary
+    from keras_mtmm.model import load_checkpoint
+    from keras_mtmm.preprocessing import Preprocessor
+
+    checkpoint = Path(args.model)
+    run_dir = checkpoint.parent
+    if not checkpoint.is_file() or not (run_dir / "config.yaml").is_file():
+        raise UserError("--model", f"'{checkpoint}' is not a checkpoint in a run folder", "pass runs/<name>/best.keras")
+    if args.split not in SPLITS:
+        raise UserError("--split", f"unknown split '{args.split}'", f"choose one of: {', '.join(SPLITS)}")
+    config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+    preprocessor = Preprocessor.load(run_dir / "preprocessor")
+    model = load_checkpoint(checkpoint)
+    network = getattr(model, "network", model)
+    table = load_splits(config)[args.split]
+    summary = {"split": args.split, "gates": gate_summary(network, preprocessor, table), **mixing_summary(network)}
+    print(format_gates(summary["gates"]))
+    for key in ("cross_stitch", "fusion_weights"):
+        if key in summary:
+            print(f"{key}: {json.dumps(summary[key])}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return 0
 
 

@@ -155,7 +155,13 @@ class WeightingConfig:
 
 @dataclass
 class TrainingConfig:
-    """The optimizer and the fit loop."""
+    """The optimizer and the fit loop.
+
+    `jit_compile` (XLA) and `steps_per_execution` (several steps per call)
+    cut the per-step overhead that dominates small models on a CPU;
+    `cache` keeps the preprocessed training batches in memory after the
+    first epoch (faster, but the shuffle then only reorders whole batches).
+    """
 
     epochs: int = 12
     batch_size: int = 64
@@ -164,6 +170,9 @@ class TrainingConfig:
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 4096
     deterministic: bool = True
+    jit_compile: bool = False
+    steps_per_execution: int = 1
+    cache: bool = False
     output_dir: str = "runs"
 
 
@@ -422,7 +431,7 @@ def validate(config: ExperimentConfig) -> None:
     _validate_weighting(config, registries)
 
     training = config.training
-    for key in ("epochs", "batch_size", "shuffle_buffer"):
+    for key in ("epochs", "batch_size", "shuffle_buffer", "steps_per_execution"):
         _check_positive(f"training.{key}", getattr(training, key))
     if training.learning_rate <= 0:
         raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")

@@ -159,9 +159,8 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
 
 
 def _load_keras_predictor(model_path: Path, batch_size: int):
-    import keras
-
     from keras_mtmm.data.pipeline import make_input_dataset
+    from keras_mtmm.model import load_checkpoint
     from keras_mtmm.preprocessing import Preprocessor
 
     run_dir = model_path.parent
@@ -175,7 +174,7 @@ def _load_keras_predictor(model_path: Path, batch_size: int):
             "pass a run folder's best.keras",
         ) from None
     preprocessor = Preprocessor.load(run_dir / "preprocessor")
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_checkpoint(model_path)
 
     def predict(batch):
         outputs = model.predict(make_input_dataset(preprocessor, batch, batch_size), verbose=0)

@@ -60,6 +60,17 @@ def build_model(config, preprocessor) -> keras.Model:
     return keras.Model(inputs=inputs, outputs=outputs, name=config.name)
 
 
+def load_checkpoint(path) -> keras.Model:
+    """Load a `.keras` checkpoint written by training (a `MultiTaskModel`), without its compile state.
+
+    Importing this module and the registries registers every keras_mtmm
+    layer, loss and model, so no `custom_objects` are needed.
+    """
+    import keras_mtmm.registries  # noqa: F401
+
+    return keras.models.load_model(path, compile=False)
+
+
 def _sharing(config, task_names: list[str], name: str):
     return build_sharing(config.sharing, task_names, name=name)
 
@@ -106,6 +117,8 @@ def compile_model(network: keras.Model, config, preprocessor, task_weights: dict
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.training.learning_rate),
         weighted_metrics=metrics,
+        jit_compile=config.training.jit_compile,
+        steps_per_execution=config.training.steps_per_execution,
     )
     return model
 

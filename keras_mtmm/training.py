@@ -174,6 +174,7 @@ def train(
         seed=config.seed,
         shuffle_buffer=training.shuffle_buffer,
         repeat=training.steps_per_epoch is not None,
+        cache=training.cache,
     )
     has_validation = num_rows(splits["validation"]) > 0
     validation_data = (

@@ -67,7 +67,7 @@ def test_default_encoder_is_filled_in_per_modality_type():
             "expected a list",
         ),
         (lambda c: c["fusion"].update(strategy="lat"), "fusion.strategy", "did you mean 'late'"),
-        (lambda c: c["sharing"].update(type="mmeo"), "sharing.type", "choose one of: hard"),
+        (lambda c: c["sharing"].update(type="mmeo"), "sharing.type", "did you mean 'mmoe'"),
         (lambda c: c["weighting"].update(strategy="statc"), "weighting.strategy", "did you mean 'static'"),
         (lambda c: c["tasks"]["shape"].update(type="multiclas"), "tasks.shape.type", "did you mean 'multiclass'"),
         (lambda c: c["modalities"]["image"].update(type="picture"), "modalities.image.type", "choose one of"),

@@ -197,3 +197,18 @@ def test_inspect_lists_raw_inputs_and_named_outputs(tiny_run, capsys):
         assert any(line.split()[:2] == [line_start, dtype] for line in shown.splitlines()), shown
     assert "classes=['no', 'yes']" in shown
     assert "price" in shown
+
+
+def test_evaluate_a_keras_checkpoint_in_a_fresh_process(tiny_run):
+    """The checkpoint loads with no custom_objects in a process that imported nothing of ours yet."""
+    result = subprocess.run(
+        [sys.executable, "evaluate.py", "--model", str(tiny_run.run_dir / "best.keras"), "--split", "test"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loss = tiny_run.metrics["tasks"]["shape"]["loss"]
+    shape_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("shape"))
+    assert float(shape_line.split()[3]) == pytest.approx(loss, abs=1e-4)

@@ -11,12 +11,20 @@ from keras_mtmm.encoders import (
     CategoricalEmbeddingEncoder,
     ConvImageEncoder,
     ConvTextEncoder,
+    IdentityEncoder,
     NumericMLPEncoder,
 )
 from keras_mtmm.encoders.layers import MLPBlock
 from keras_mtmm.fusion import ConcatFusion, LateFusion, WeightedSumFusion
 from keras_mtmm.heads import ScaledMeanSquaredError, TaskHead
 from keras_mtmm.sharing.hard import HardSharing
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Fixed initial weights, so that no test depends on a lucky draw (e.g. all-zero ReLU outputs)."""
+    keras.utils.set_random_seed(0)
+
 
 BATCH = 3
 
@@ -62,6 +70,10 @@ def _cases():
         ),
         "numeric_mlp": (
             lambda: NumericMLPEncoder(hidden_units=[5], units=4, dropout=0.1, name="numeric_encoder"),
+            {"numbers": ((3,), "float32", _float((3,)))},
+        ),
+        "numeric_identity": (
+            lambda: IdentityEncoder(name="identity_encoder"),
             {"numbers": ((3,), "float32", _float((3,)))},
         ),
         "categorical_embedding": (

@@ -11,10 +11,10 @@ from keras_mtmm.data.tables import load_splits
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.weighting import (
+    MGDA,
     CAGrad,
     DynamicWeightAverage,
     GradNorm,
-    MGDA,
     PCGrad,
     RandomLossWeighting,
     StaticWeighting,

@@ -18,6 +18,7 @@ def make_dataset(
     shuffle_buffer: int = 4096,
     split: str = "train",
     repeat: bool = False,
+    cache: bool = False,
 ) -> tf.data.Dataset:
     """A batched dataset of `(inputs, targets, masks)` dicts for `Model.fit`/`evaluate`.
 
@@ -34,6 +35,8 @@ def make_dataset(
         shuffle_buffer: the shuffle buffer size (capped at the table size).
         split: the split's name, for error messages.
         repeat: repeat forever (when an epoch is a fixed number of steps).
+        cache: keep the preprocessed batches in memory after the first pass
+            (then only the order of whole batches is reshuffled).
     """
     rows = num_rows(table)
     if rows == 0:
@@ -41,16 +44,21 @@ def make_dataset(
     raw = preprocessor.raw_inputs(table)
     targets, masks = preprocessor.encode_labels(table)
     dataset = tf.data.Dataset.from_tensor_slices((raw, targets, masks))
-    if shuffle:
+    if shuffle and not cache:
         dataset = dataset.shuffle(min(shuffle_buffer, rows), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(
         lambda inputs, y, w: (preprocessor.transform(inputs), y, w),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    if cache:
+        dataset = dataset.cache()
+        if shuffle:
+            batches = -(-rows // batch_size)
+            dataset = dataset.shuffle(batches, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -8,7 +8,7 @@ preprocessed modality tensor to a feature vector of width `units`.
 from __future__ import annotations
 
 from keras_mtmm.encoders.image import ConvImageEncoder
-from keras_mtmm.encoders.tabular import CategoricalEmbeddingEncoder, NumericMLPEncoder
+from keras_mtmm.encoders.tabular import CategoricalEmbeddingEncoder, IdentityEncoder, NumericMLPEncoder
 from keras_mtmm.encoders.text import BagOfWordsTextEncoder, ConvTextEncoder
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "CategoricalEmbeddingEncoder",
     "ConvImageEncoder",
     "ConvTextEncoder",
+    "IdentityEncoder",
     "NumericMLPEncoder",
     "build_encoder",
 ]
@@ -62,6 +63,8 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
         return NumericMLPEncoder(
             hidden_units=encoder.hidden_units, units=encoder.units, dropout=encoder.dropout, name=layer_name
         )
+    if encoder.type == "identity":
+        return IdentityEncoder(name=layer_name)
     if encoder.type == "embedding":
         return CategoricalEmbeddingEncoder(
             vocabulary_sizes=vocabulary_sizes,

@@ -115,3 +115,21 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
             "units": self.units,
             "dropout": self.dropout,
         }
+
+
+@ENCODERS.register("identity")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class IdentityEncoder(keras.layers.Layer):
+    """Passes normalized numeric columns through unchanged (the features go straight to fusion/sharing).
+
+    For tabular benchmarks such as MMoE's synthetic data, where the experts
+    themselves should see the raw features.
+    """
+
+    modality_types = ("numeric",)
+
+    def call(self, values):
+        return values
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)

@@ -6,9 +6,12 @@ returns `{task_name: [batch, units]}`, the input of that task's head.
 
 from __future__ import annotations
 
+from keras_mtmm.sharing.cross_stitch import CrossStitch
 from keras_mtmm.sharing.hard import HardSharing
+from keras_mtmm.sharing.mmoe import MMoE
+from keras_mtmm.sharing.ple import PLE
 
-__all__ = ["HardSharing", "build_sharing"]
+__all__ = ["PLE", "CrossStitch", "HardSharing", "MMoE", "build_sharing"]
 
 
 def build_sharing(sharing, task_names: list[str], name: str):
@@ -17,6 +20,34 @@ def build_sharing(sharing, task_names: list[str], name: str):
         return HardSharing(
             task_names,
             shared_units=sharing.shared_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            name=name,
+        )
+    if sharing.type == "mmoe":
+        return MMoE(
+            task_names,
+            num_experts=sharing.num_experts,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            name=name,
+        )
+    if sharing.type == "ple":
+        return PLE(
+            task_names,
+            num_levels=sharing.num_levels,
+            num_shared_experts=sharing.num_shared_experts,
+            num_task_experts=sharing.num_task_experts,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            name=name,
+        )
+    if sharing.type == "cross_stitch":
+        return CrossStitch(
+            task_names,
+            column_units=sharing.shared_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             name=name,
