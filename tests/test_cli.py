@@ -36,8 +36,20 @@ def write_config(tmp_path, mutate) -> str:
             "error: fusion.strategy: unknown fusion.strategy 'lat'; choose one of: early, late, weighted; "
             "did you mean 'late'?",
         ),
+        (
+            lambda c: (c.update(tasks={"price": c["tasks"]["price"]}), c["weighting"].update(strategy="pcgrad")),
+            "error: weighting.strategy: 'pcgrad' combines the gradients of several tasks",
+        ),
+        (
+            lambda c: c["sharing"].update(type="ple", num_levels=0),
+            "error: sharing.num_levels: expected a positive integer, got 0",
+        ),
+        (
+            lambda c: c["sharing"].update(type="mmoe", num_experts=0),
+            "error: sharing.num_experts: expected a positive integer, got 0",
+        ),
     ],
-    ids=["unknown-key", "wrong-type", "unknown-strategy"],
+    ids=["unknown-key", "wrong-type", "unknown-strategy", "pcgrad-one-task", "ple-no-levels", "no-experts"],
 )
 def test_config_errors_exit_2_with_one_line(tmp_path, mutate, expected):
     result = run("train.py", "--config", write_config(tmp_path, mutate), "--output-dir", str(tmp_path / "run"))
