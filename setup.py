@@ -21,6 +21,8 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10"],
         "dev": ["pytest>=8,<10", "ruff>=0.6"],
+        # Peers measured side by side in benchmarks/ (imported lazily there).
+        "bench": ["deepctr==0.9.4"],
     },
     entry_points={"console_scripts": ["mtmm=keras_mtmm.cli:main"]},
 )

@@ -159,7 +159,6 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
 
 
 def _load_keras_predictor(model_path: Path, batch_size: int):
-    from keras_mtmm.data.pipeline import make_input_dataset
     from keras_mtmm.model import load_checkpoint
     from keras_mtmm.preprocessing import Preprocessor
 
@@ -176,8 +175,14 @@ def _load_keras_predictor(model_path: Path, batch_size: int):
     preprocessor = Preprocessor.load(run_dir / "preprocessor")
     model = load_checkpoint(model_path)
 
+    import tensorflow as tf
+
+    network = getattr(model, "network", model)
+    # Raw inputs -> outputs in one traced function, as the export serves them (no per-batch retracing).
+    run = tf.function(lambda raw: network(preprocessor.transform(raw), training=False), reduce_retracing=True)
+
     def predict(batch):
-        outputs = model.predict(make_input_dataset(preprocessor, batch, batch_size), verbose=0)
+        outputs = run({name: tf.constant(values) for name, values in batch.items()})
         return {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
 
     return predict, config_yaml, metadata
