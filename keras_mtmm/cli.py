@@ -23,17 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train, evaluate and export an experiment")
-    train.add_argument(
-        "--config", default=None, help=f"experiment YAML (default: {DEFAULT_CONFIG.name}, the built-in demo)"
-    )
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. training.epochs=1 (repeatable)",
-    )
+    _add_config_flags(train, f"experiment YAML (default: {DEFAULT_CONFIG.name}, the built-in demo)")
     train.add_argument(
         "--output-dir", default=None, help="run folder (default: training.output_dir/<name>); reuse it to resume"
     )
@@ -44,33 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="per-task metrics of an export or .keras model on a data split")
     evaluate.add_argument("--model", required=True, help="an exported version folder or a run folder's .keras file")
-    evaluate.add_argument("--config", default=None, help="experiment YAML (default: the one stored with the model)")
-    evaluate.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    _add_config_flags(evaluate, "experiment YAML (default: the one stored with the model)")
     evaluate.add_argument("--split", default="test", help="train, validation or test (default: test)")
     evaluate.add_argument("--output", default=None, help="write the metrics JSON here")
     evaluate.add_argument("--batch-size", type=int, default=256, help="examples per prediction call")
-    evaluate.set_defaults(handler=_evaluate)
-
     evaluate.add_argument("--baselines", default=None, help="folder of single-task runs (mtmm baselines): adds Δm")
     evaluate.add_argument("--delta-m-form", default="libmtl", help="libmtl (higher is better, default) or flat")
+    evaluate.set_defaults(handler=_evaluate)
 
     baselines = commands.add_parser("baselines", help="train one single-task model per task (for Δm)")
-    baselines.add_argument("--config", default=None, help="experiment YAML (default: the built-in demo)")
-    baselines.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    _add_config_flags(baselines, "experiment YAML (default: the built-in demo)")
     baselines.add_argument(
         "--output-dir", default=None, help="where the runs go (default: training.output_dir/<name>/baselines)"
     )
@@ -91,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (train, evaluate, baselines, inspect):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_help: str) -> None:
+    parser.add_argument("--config", default=None, help=config_help)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. training.epochs=1 (repeatable)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

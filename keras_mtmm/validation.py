@@ -1,0 +1,212 @@
+"""Validation of config values beyond their types: ranges, registry names, combinations.
+
+Every problem raises a `ConfigError` naming the dotted key, what was
+expected and what was received, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras_mtmm.errors import ConfigError, choice_hint
+
+MODALITY_TYPES = ("image", "text", "numeric", "categorical")
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
+
+
+def validate_config(config) -> None:
+    """Check values and registry names; raise `ConfigError` on the first problem."""
+    from keras_mtmm import registries
+
+    if not config.name or "/" in config.name or config.name.startswith("."):
+        raise ConfigError("name", f"expected a plain folder name, got {config.name!r}", "e.g. name: demo")
+    registries.SOURCES.get(config.data.source, "data.source")
+    if config.data.source == "csv" and not config.data.path:
+        raise ConfigError("data.path", "data.source is csv but no path is set", "set data.path to the CSV file")
+    if config.data.num_examples < 10:
+        raise ConfigError("data.num_examples", f"expected at least 10, got {config.data.num_examples}", "raise it")
+    for key in ("validation_fraction", "test_fraction"):
+        fraction = getattr(config.data, key)
+        if not 0.0 <= fraction < 0.5:
+            raise ConfigError(f"data.{key}", f"expected a fraction in [0, 0.5), got {fraction}", "e.g. 0.1")
+
+    if not config.modalities:
+        raise ConfigError("modalities", "no modality is configured", "add at least one (see configs/demo.yaml)")
+    for name, modality in config.modalities.items():
+        _validate_modality(name, modality, registries)
+
+    fusion_key = "fusion.strategy"
+    registries.FUSIONS.get(config.fusion.strategy, fusion_key)
+    if config.fusion.weights is not None:
+        if len(config.fusion.weights) != len(config.modalities):
+            raise ConfigError(
+                "fusion.weights",
+                f"expected {len(config.modalities)} weights (one per modality), got {len(config.fusion.weights)}",
+                f"list one weight per modality in order: {', '.join(config.modalities)}",
+            )
+        if any(weight < 0 for weight in config.fusion.weights) or sum(config.fusion.weights) <= 0:
+            raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
+    _check_positive("fusion.units", config.fusion.units)
+
+    _validate_sharing(config.sharing, len(config.tasks), registries)
+
+    if not config.tasks:
+        raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
+    for name, task in config.tasks.items():
+        _validate_task(name, task, config, registries)
+
+    _validate_weighting(config, registries)
+
+    training = config.training
+    for key in ("epochs", "batch_size", "shuffle_buffer", "steps_per_execution"):
+        _check_positive(f"training.{key}", getattr(training, key))
+    if training.learning_rate <= 0:
+        raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")
+    if training.steps_per_epoch is not None:
+        _check_positive("training.steps_per_epoch", training.steps_per_epoch)
+    if config.export.version is not None:
+        _check_positive("export.version", config.export.version)
+
+
+def _validate_modality(name: str, modality, registries: Any) -> None:
+    where = f"modalities.{name}"
+    if not name.isidentifier():
+        raise ConfigError(where, f"modality name {name!r} is not an identifier", "use letters, digits and _")
+    if modality.type not in MODALITY_TYPES:
+        raise ConfigError(
+            f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES)
+        )
+    if not modality.columns:
+        raise ConfigError(f"{where}.columns", "no source column is named", "list the column(s) this modality reads")
+    if modality.type in ("image", "text") and len(modality.columns) != 1:
+        raise ConfigError(
+            f"{where}.columns",
+            f"an {modality.type} modality reads exactly one column, got {len(modality.columns)}",
+            "make one modality per column",
+        )
+    if modality.encoder.type is None:
+        modality.encoder.type = registries.DEFAULT_ENCODERS[modality.type]
+    encoder = registries.ENCODERS.get(modality.encoder.type, f"{where}.encoder.type")
+    if modality.type not in encoder.modality_types:
+        allowed = [n for n in registries.ENCODERS.names() if modality.type in registries.ENCODERS.get(n).modality_types]
+        raise ConfigError(
+            f"{where}.encoder.type",
+            f"encoder '{modality.encoder.type}' does not take {modality.type} input",
+            f"choose one of: {', '.join(allowed)}",
+        )
+    if len(modality.image_size) != 2 or min(modality.image_size) < 8:
+        raise ConfigError(
+            f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]"
+        )
+    if modality.type == "image" and modality.encoder.type == "cnn":
+        blocks = len(modality.encoder.filters)
+        if blocks == 0 or min(modality.image_size) < 2**blocks:
+            raise ConfigError(
+                f"{where}.encoder.filters",
+                f"{blocks} conv blocks each halve the image; image_size {modality.image_size} is too small for them",
+                f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
+            )
+    _check_positive(f"{where}.max_tokens", modality.max_tokens)
+    _check_positive(f"{where}.sequence_length", modality.sequence_length)
+    _check_positive(f"{where}.encoder.units", modality.encoder.units)
+    _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
+    _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+
+
+def _validate_sharing(sharing, num_tasks: int, registries: Any) -> None:
+    registries.SHARINGS.get(sharing.type, "sharing.type")
+    for key in ("shared_units", "tower_units", "expert_units"):
+        for i, units in enumerate(getattr(sharing, key)):
+            _check_positive(f"sharing.{key}[{i}]", units)
+    _check_rate("sharing.dropout", sharing.dropout)
+    if sharing.type in ("mmoe", "ple") and not sharing.expert_units:
+        raise ConfigError("sharing.expert_units", "experts need at least one layer", "e.g. expert_units: [64]")
+    if sharing.type == "mmoe":
+        _check_positive("sharing.num_experts", sharing.num_experts)
+    if sharing.type == "ple":
+        _check_positive("sharing.num_levels", sharing.num_levels)
+        for key in ("num_shared_experts", "num_task_experts"):
+            if getattr(sharing, key) < 0:
+                raise ConfigError(f"sharing.{key}", f"expected 0 or more, got {getattr(sharing, key)}", "e.g. 1")
+        if sharing.num_shared_experts + sharing.num_task_experts < 1:
+            raise ConfigError(
+                "sharing.num_task_experts",
+                "each task's gate needs at least one expert, got 0 shared and 0 task experts",
+                "set num_shared_experts or num_task_experts to 1 or more",
+            )
+        if sharing.num_levels > 1 and sharing.num_shared_experts < 1:
+            raise ConfigError(
+                "sharing.num_shared_experts",
+                "stacked PLE levels pass information through the shared experts, got 0",
+                "set num_shared_experts >= 1 or num_levels: 1",
+            )
+    if sharing.type == "cross_stitch" and not sharing.shared_units:
+        raise ConfigError("sharing.shared_units", "cross-stitch needs at least one column layer", "e.g. [64, 32]")
+
+
+def _validate_weighting(config, registries: Any) -> None:
+    weighting = config.weighting
+    registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    if weighting.strategy in GRADIENT_STRATEGIES and len(config.tasks) < 2:
+        raise ConfigError(
+            "weighting.strategy",
+            f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
+            "add a task or use weighting.strategy: static",
+        )
+    if weighting.strategy == "mgda" and config.fusion.strategy == "late":
+        raise ConfigError(
+            "weighting.strategy",
+            "mgda works on the shared representation, and late fusion has none",
+            "use another fusion.strategy or weighting.strategy",
+        )
+    if weighting.temperature <= 0:
+        raise ConfigError("weighting.temperature", f"expected > 0, got {weighting.temperature}", "e.g. 2.0")
+    if weighting.alpha < 0:
+        raise ConfigError("weighting.alpha", f"expected >= 0, got {weighting.alpha}", "e.g. 1.5")
+    if weighting.gradnorm_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.gradnorm_learning_rate", f"expected > 0, got {weighting.gradnorm_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.cagrad_c < 0:
+        raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
+
+
+def _validate_task(name: str, task, config, registries: Any) -> None:
+    where = f"tasks.{name}"
+    if not name.isidentifier():
+        raise ConfigError(where, f"task name {name!r} is not an identifier", "use letters, digits and _")
+    if name in config.modalities:
+        raise ConfigError(where, f"task name '{name}' is also a modality name", "rename one of them")
+    head = registries.TASK_TYPES.get(task.type, f"{where}.type")
+    if not task.label:
+        raise ConfigError(f"{where}.label", "no label column is named", "set the column holding this task's labels")
+    if task.weight < 0:
+        raise ConfigError(f"{where}.weight", f"expected a weight >= 0, got {task.weight}", "use 0 to switch a task off")
+    if task.metrics is not None:
+        for i, metric in enumerate(task.metrics):
+            if metric not in head.metric_names:
+                raise ConfigError(
+                    f"{where}.metrics[{i}]",
+                    f"unknown metric '{metric}' for a {task.type} task",
+                    choice_hint(metric, head.metric_names),
+                )
+    if task.classes is not None:
+        if len(set(task.classes)) != len(task.classes):
+            raise ConfigError(f"{where}.classes", "class names repeat", "list each class once")
+        if task.type == "binary" and len(task.classes) != 2:
+            raise ConfigError(
+                f"{where}.classes", f"a binary task has 2 classes, got {len(task.classes)}", "list [negative, positive]"
+            )
+        if task.type == "regression":
+            raise ConfigError(f"{where}.classes", "a regression task has no classes", "remove classes")
+    _check_positive(f"{where}.top_k", task.top_k)
+
+
+def _check_positive(where: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(where, f"expected a positive integer, got {value}", "set it to 1 or more")
+
+
+def _check_rate(where: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(where, f"expected a rate in [0, 1), got {value}", "e.g. 0.1")
