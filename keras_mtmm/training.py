@@ -81,7 +81,8 @@ class WeightingLogger(keras.callbacks.Callback):
 class HistoryWriter(keras.callbacks.Callback):
     """Writes `history.json` after every epoch; a resumed run continues the same file.
 
-    The file holds one list per logged value plus `epoch` (0-based). When a
+    The file holds one list per logged value plus `epoch` (0-based) and
+    `epoch_time_s` (wall time of the epoch, validation included). When a
     run resumes at epoch k (BackupAndRestore), records from epoch k on are
     dropped first, so the file always describes one continuous run.
     """
@@ -92,6 +93,7 @@ class HistoryWriter(keras.callbacks.Callback):
         self.records: list[dict[str, float]] | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
         if self.records is None:
             previous = read_history(self.path) if epoch > 0 else {}
             epochs = previous.get("epoch", [])
@@ -101,6 +103,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": int(epoch), **{key: float(value) for key, value in (logs or {}).items()}}
+        record["epoch_time_s"] = time.perf_counter() - self.epoch_started
         self.records.append(record)
         keys = list(dict.fromkeys(key for r in self.records for key in r))
         columns = {key: [r.get(key) for r in self.records] for key in keys}

@@ -1,0 +1,71 @@
+"""Gate and mixing summaries on a data split, and `mtmm inspect` on a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from keras_mtmm.data.tables import load_splits
+from keras_mtmm.inspection import gate_summary, mixing_summary
+from keras_mtmm.training import train
+
+
+@pytest.fixture(scope="module")
+def mmoe_run(tmp_path_factory, tiny_config_factory):
+    config = tiny_config_factory(
+        "sharing.type=mmoe",
+        "sharing.num_experts=3",
+        "sharing.expert_units=[8]",
+        "fusion.strategy=weighted",
+        "training.epochs=1",
+        "training.steps_per_epoch=2",
+    )
+    folder = tmp_path_factory.mktemp("mmoe")
+    return config, train(config, output_dir=folder / "run", export=False, verbose=0)
+
+
+def test_mean_gates_per_task_sum_to_one_and_match_the_layer(mmoe_run):
+    config, result = mmoe_run
+    table = load_splits(config)["validation"]
+    summary = gate_summary(result.model, result.preprocessor, table, batch_size=7)  # uneven batches on purpose
+    assert list(summary) == ["shape", "premium", "price"]
+    for weights in summary.values():
+        assert list(weights) == ["expert_0", "expert_1", "expert_2"]
+        assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5)
+    # Same numbers as the layer's gates on the whole split at once.
+    import keras
+
+    fused = keras.Model(result.model.inputs, result.model.get_layer("fusion").output)
+    features = result.preprocessor.transform(result.preprocessor.raw_inputs(table))
+    gates = result.model.get_layer("sharing").gate_weights(fused(features))
+    for task, weights in summary.items():
+        np.testing.assert_allclose(list(weights.values()), np.asarray(gates[task]).mean(axis=0), atol=1e-5)
+    mixing = mixing_summary(result.model)
+    assert sum(mixing["fusion_weights"]["fusion"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_inspect_command_on_a_checkpoint(mmoe_run, tmp_path, capsys):
+    from keras_mtmm.cli import main
+
+    _, result = mmoe_run
+    output = tmp_path / "gates.json"
+    assert main(["inspect", "--model", str(result.run_dir / "best.keras"), "--output", str(output)]) == 0
+    shown = capsys.readouterr().out
+    assert "expert_2" in shown and "premium" in shown
+    saved = json.loads(output.read_text())
+    assert saved["split"] == "validation" and set(saved["gates"]) == {"shape", "premium", "price"}
+
+
+def test_models_without_gates_say_so(tiny_run):
+    table = {k: v[:10] for k, v in load_splits(_config(tiny_run))["test"].items()}
+    assert gate_summary(tiny_run.model, tiny_run.preprocessor, table) == {}
+
+
+def _config(run):
+    import yaml
+
+    from keras_mtmm.config import config_from_dict
+
+    return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
