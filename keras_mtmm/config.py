@@ -79,16 +79,18 @@ class ModalityConfig:
 
 @dataclass
 class FusionConfig:
-    """How modality features are fused: `early`, `late` or `weighted`.
+    """How modality features are fused: `early`, `late`, `weighted`, `gated`, `attention` or `low_rank`.
 
-    `units` is the common projection width for `weighted`; `weights` fixes
-    the modality weights (`weighted`, `late`) in modality order, otherwise
-    they are learned as softmax logits.
+    `units` is the common projection width (`weighted`, `gated`, `attention`,
+    `low_rank`); `weights` fixes the modality weights (`weighted`, `late`) in
+    modality order, otherwise they are learned as softmax logits; `rank` is
+    the rank of `low_rank` fusion.
     """
 
     strategy: str = "early"
     units: int = 64
     weights: list[float] | None = None
+    rank: int = 4
 
 
 @dataclass

@@ -49,10 +49,14 @@ def build_model(config, preprocessor) -> keras.Model:
         }
         outputs = {}
         for task in task_names:
-            layer = build_fusion(fusion.strategy, len(features), fusion.units, fusion.weights, name=f"fusion_{task}")
+            layer = build_fusion(
+                fusion.strategy, len(features), fusion.units, fusion.weights, name=f"fusion_{task}", rank=fusion.rank
+            )
             outputs[task] = layer([per_modality[name][task] for name in features])
     else:
-        layer = build_fusion(fusion.strategy, len(features), fusion.units, fusion.weights, name="fusion")
+        layer = build_fusion(
+            fusion.strategy, len(features), fusion.units, fusion.weights, name="fusion", rank=fusion.rank
+        )
         fused = layer([features[name] for name in config.modalities])
         outputs = _heads(config, preprocessor, _sharing(config, task_names, "sharing")(fused), suffix="")
     # Identity layers named after the tasks give the outputs their serving names.

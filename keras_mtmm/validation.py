@@ -37,6 +37,12 @@ def validate_config(config) -> None:
 
     fusion_key = "fusion.strategy"
     registries.FUSIONS.get(config.fusion.strategy, fusion_key)
+    if config.fusion.weights is not None and config.fusion.strategy not in ("weighted", "late"):
+        raise ConfigError(
+            "fusion.weights",
+            f"fixed modality weights apply to weighted and late fusion, not '{config.fusion.strategy}'",
+            "remove fusion.weights or use fusion.strategy: weighted",
+        )
     if config.fusion.weights is not None:
         if len(config.fusion.weights) != len(config.modalities):
             raise ConfigError(
@@ -47,6 +53,7 @@ def validate_config(config) -> None:
         if any(weight < 0 for weight in config.fusion.weights) or sum(config.fusion.weights) <= 0:
             raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
     _check_positive("fusion.units", config.fusion.units)
+    _check_positive("fusion.rank", config.fusion.rank)
 
     _validate_sharing(config.sharing, len(config.tasks), registries)
 
