@@ -211,7 +211,7 @@ def _inspect_checkpoint(args) -> int:
     from keras_mtmm.config import config_from_dict
     from keras_mtmm.data.tables import SPLITS, load_splits
     from keras_mtmm.errors import UserError
-    from keras_mtmm.inspection import format_gates, gate_summary, mixing_summary
+    from keras_mtmm.inspection import format_gates, fusion_summary, gate_summary, mixing_summary
     from keras_mtmm.model import load_checkpoint
     from keras_mtmm.preprocessing import Preprocessor
 
@@ -227,8 +227,11 @@ def _inspect_checkpoint(args) -> int:
     network = getattr(model, "network", model)
     table = load_splits(config)[args.split]
     summary = {"split": args.split, "gates": gate_summary(network, preprocessor, table), **mixing_summary(network)}
+    modality_weights = fusion_summary(network, preprocessor, table)
+    if modality_weights:
+        summary["fusion_weights_on_split"] = modality_weights
     print(format_gates(summary["gates"]))
-    for key in ("cross_stitch", "fusion_weights"):
+    for key in ("cross_stitch", "fusion_weights", "fusion_weights_on_split"):
         if key in summary:
             print(f"{key}: {json.dumps(summary[key])}")
     if args.output:

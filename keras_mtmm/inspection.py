@@ -3,7 +3,8 @@
 - MMoE / PLE: the mean softmax gate weight of each task over each expert on a
   data split (which experts each task uses);
 - cross-stitch: the learned T×T mixing matrices;
-- weighted / late fusion: the modality weights.
+- weighted / late fusion: the modality weights; gated / attention fusion:
+  the mean per-example modality weights on the split.
 
 Reads a `.keras` checkpoint in a run folder (the export holds only the
 serving graph).
@@ -38,6 +39,26 @@ def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size
         names = sharing.expert_names(task) if _takes_task(sharing.expert_names) else sharing.expert_names()
         summary[task] = {name: float(value / rows) for name, value in zip(names, total)}
     return summary
+
+
+def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
+    """Mean per-example modality weights of gated / attention fusion on a split (`{modality: weight}`)."""
+    import keras
+
+    from keras_mtmm.data.pipeline import make_input_dataset
+
+    fusion = _layer(network, "fusion")
+    method = getattr(fusion, "gate_values", None) or getattr(fusion, "attention_weights", None)
+    if method is None:
+        return {}
+    encoded = keras.Model(network.inputs, fusion.input)
+    dataset = make_input_dataset(preprocessor, preprocessor.raw_inputs(table), batch_size)
+    total, rows = 0, 0
+    for batch in dataset:
+        weights = np.asarray(keras.ops.convert_to_numpy(method(encoded(batch, training=False))))
+        total = total + weights.sum(axis=0)
+        rows += weights.shape[0]
+    return {name: float(value / rows) for name, value in zip(preprocessor.modalities, total)}
 
 
 def mixing_summary(network) -> dict:

@@ -69,3 +69,23 @@ def _config(run):
     from keras_mtmm.config import config_from_dict
 
     return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
+
+
+@pytest.mark.parametrize("strategy", ["attention", "gated"])
+def test_per_example_fusion_weights_are_averaged_on_the_split(tiny_config_factory, tmp_path, strategy):
+    from keras_mtmm.inspection import fusion_summary
+
+    config = tiny_config_factory(f"fusion.strategy={strategy}", "training.epochs=1", "training.steps_per_epoch=1")
+    result = train(config, output_dir=tmp_path / "run", export=False, verbose=0)
+    table = load_splits(config)["validation"]
+    summary = fusion_summary(result.model, result.preprocessor, table, batch_size=5)
+    assert list(summary) == ["image", "text", "numeric", "categorical"]
+    assert sum(summary.values()) == pytest.approx(1.0, abs=1e-5)
+    import keras
+
+    fusion = result.model.get_layer("fusion")
+    encoded = keras.Model(result.model.inputs, fusion.input)(
+        result.preprocessor.transform(result.preprocessor.raw_inputs(table))
+    )
+    method = fusion.gate_values if strategy == "gated" else fusion.attention_weights
+    np.testing.assert_allclose(list(summary.values()), np.asarray(method(encoded)).mean(axis=0), atol=1e-5)
