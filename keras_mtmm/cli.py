@@ -124,13 +124,15 @@ def _train(args) -> int:
         verbose=_verbosity(args),
     )
     if args.single_task_baselines:
+        from keras_mtmm.data.tables import load_splits
         from keras_mtmm.evaluation import compare_with_baselines, write_report
         from keras_mtmm.transfer import format_comparison
 
         folder = result.run_dir / "baselines"
         train_baselines(config, folder, verbose=_verbosity(args))
         if result.metrics is not None:
-            transfer = compare_with_baselines(result.metrics, folder, "test", 256, "libmtl")
+            test_table = load_splits(config)["test"]
+            transfer = compare_with_baselines(result.metrics, folder, test_table, "test", 256, "libmtl")
             write_report(transfer, result.run_dir / "transfer.json")
             print(format_comparison(transfer))
     return 0

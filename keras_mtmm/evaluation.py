@@ -127,19 +127,42 @@ def write_report(report: dict, path: str | Path) -> None:
 # Loading a model to evaluate
 
 
+def read_model_files(model_path: str | Path) -> tuple[str, str, dict]:
+    """(kind, resolved config YAML, metadata) of an export folder (`"export"`) or a run's `.keras` (`"keras"`)."""
+    from keras_mtmm.export import is_saved_model, read_export_metadata
+
+    model_path = Path(model_path)
+    if model_path.is_dir() and is_saved_model(model_path):
+        return ("export", *read_export_metadata(model_path))
+    if model_path.suffix == ".keras" and model_path.is_file():
+        run_dir = model_path.parent
+        try:
+            config_yaml = (run_dir / "config.yaml").read_text(encoding="utf-8")
+            metadata = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+        except OSError:
+            raise UserError(
+                "--model",
+                f"'{model_path}' is not in a keras_mtmm run folder (config.yaml, metadata.json beside it)",
+                "pass a run folder's best.keras",
+            ) from None
+        return "keras", config_yaml, metadata
+    raise UserError(
+        "--model",
+        f"'{model_path}' is neither an exported version folder (with saved_model.pb) nor a .keras file",
+        "pass e.g. saved_models/demo/1 or runs/demo/best.keras",
+    )
+
+
 def load_predictor(model_path: str | Path, batch_size: int = 256):
     """Open an exported version folder or a `.keras` file for prediction on raw inputs.
 
     Returns:
         `(predict, config_yaml, metadata)`, where `predict(raw_batch) -> {task: array}`.
     """
-    from keras_mtmm.export import is_saved_model, read_export_metadata
+    import tensorflow as tf
 
-    model_path = Path(model_path)
-    if model_path.is_dir() and is_saved_model(model_path):
-        import tensorflow as tf
-
-        config_yaml, metadata = read_export_metadata(model_path)
+    kind, config_yaml, metadata = read_model_files(model_path)
+    if kind == "export":
         serving = tf.saved_model.load(str(model_path)).signatures["serving_default"]
         signature = serving.structured_input_signature[1]
 
@@ -149,34 +172,12 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
             return {task: outputs[task].numpy() for task in metadata["tasks"]}
 
         return predict, config_yaml, metadata
-    if model_path.suffix == ".keras" and model_path.is_file():
-        return _load_keras_predictor(model_path, batch_size)
-    raise UserError(
-        "--model",
-        f"'{model_path}' is neither an exported version folder (with saved_model.pb) nor a .keras file",
-        "pass e.g. saved_models/demo/1 or runs/demo/best.keras",
-    )
 
-
-def _load_keras_predictor(model_path: Path, batch_size: int):
     from keras_mtmm.model import load_checkpoint
     from keras_mtmm.preprocessing import Preprocessor
 
-    run_dir = model_path.parent
-    try:
-        config_yaml = (run_dir / "config.yaml").read_text(encoding="utf-8")
-        metadata = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
-    except OSError:
-        raise UserError(
-            "--model",
-            f"'{model_path}' is not in a keras_mtmm run folder (config.yaml, metadata.json beside it)",
-            "pass a run folder's best.keras",
-        ) from None
-    preprocessor = Preprocessor.load(run_dir / "preprocessor")
+    preprocessor = Preprocessor.load(Path(model_path).parent / "preprocessor")
     model = load_checkpoint(model_path)
-
-    import tensorflow as tf
-
     network = getattr(model, "network", model)
     # Raw inputs -> outputs in one traced function, as the export serves them (no per-batch retracing).
     run = tf.function(lambda raw: network(preprocessor.transform(raw), training=False), reduce_retracing=True)
@@ -216,28 +217,21 @@ def evaluate_model(
     import yaml
 
     from keras_mtmm.config import config_from_dict, load_config
-    from keras_mtmm.data.tables import load_splits, modality_inputs
+    from keras_mtmm.data.tables import load_splits
 
     if split not in SPLIT_NAMES:
         raise UserError("--split", f"unknown split '{split}'", f"choose one of: {', '.join(SPLIT_NAMES)}")
-    predict, config_yaml, metadata = load_predictor(model_path, batch_size)
+    _, config_yaml, _ = read_model_files(model_path)
     if config_path is not None:
         config = load_config(config_path, overrides)
     else:
         config = config_from_dict(yaml.safe_load(config_yaml), overrides)
     table = load_splits(config)[split]
-    rows = len(next(iter(table.values())))
-    if rows == 0:
-        raise DataError(
-            f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction"
-        )
-    targets, masks = encode_targets(table, metadata)
-    predictions = predict_in_batches(predict, modality_inputs(table, config.modalities), batch_size)
-    report = metrics_report(str(model_path), split, rows, score_tasks(predictions, targets, masks, metadata))
+    report = score_model(model_path, table, split, batch_size)
     if not quiet:
         print(format_table(report))
     if baselines is not None:
-        report["transfer"] = compare_with_baselines(report, baselines, split, batch_size, delta_m_form)
+        report["transfer"] = compare_with_baselines(report, baselines, table, split, batch_size, delta_m_form)
         if not quiet:
             from keras_mtmm.transfer import format_comparison
 
@@ -248,21 +242,49 @@ def evaluate_model(
     return report
 
 
-def compare_with_baselines(report: dict, folder: str | Path, split: str, batch_size: int, form: str) -> dict:
-    """Score each task's single-task baseline on the same split and compare (Δm, negative transfer)."""
+def score_model(model_path: str | Path, table: dict[str, np.ndarray], split: str, batch_size: int = 256) -> dict:
+    """The metrics report of a saved model (export or `.keras`) on a column table."""
+    rows = len(next(iter(table.values()))) if table else 0
+    if rows == 0:
+        raise DataError(
+            f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction"
+        )
+    predict, _, metadata = load_predictor(model_path, batch_size)
+    targets, masks = encode_targets(table, metadata)
+    predictions = predict_in_batches(predict, raw_inputs(table, metadata), batch_size)
+    return metrics_report(str(model_path), split, rows, score_tasks(predictions, targets, masks, metadata))
+
+
+def raw_inputs(table: dict[str, np.ndarray], metadata: dict) -> dict[str, np.ndarray]:
+    """The model's raw serving inputs from a column table, as its metadata describes them."""
+    from types import SimpleNamespace
+
+    from keras_mtmm.data.tables import modality_inputs
+
+    modalities = {name: SimpleNamespace(**spec) for name, spec in metadata["inputs"].items()}
+    return modality_inputs(table, modalities)
+
+
+def compare_with_baselines(
+    report: dict, folder: str | Path, table: dict[str, np.ndarray], split: str, batch_size: int, form: str
+) -> dict:
+    """Score each task's single-task baseline on the same rows and compare (Δm, negative transfer).
+
+    The table is the one the multi-task model was scored on: it is loaded
+    once, not once per baseline.
+    """
     from keras_mtmm.transfer import FORMS, compare
 
     if form not in FORMS:
         raise UserError("--delta-m-form", f"unknown form '{form}'", f"choose one of: {', '.join(FORMS)}")
     folder = Path(folder)
-    baseline_reports = {}
-    for task in report["tasks"]:
-        checkpoint = folder / task / "best.keras"
+    checkpoints = {task: folder / task / "best.keras" for task in report["tasks"]}
+    for task, checkpoint in checkpoints.items():
         if not checkpoint.is_file():
             raise UserError(
                 "--baselines",
                 f"no single-task baseline for task '{task}' ({checkpoint} is missing)",
                 "train them with `mtmm baselines --config ... --output-dir FOLDER`",
             )
-        baseline_reports[task] = evaluate_model(checkpoint, split=split, batch_size=batch_size, quiet=True)
+    baseline_reports = {task: score_model(path, table, split, batch_size) for task, path in checkpoints.items()}
     return compare(report, baseline_reports, form=form)

@@ -36,7 +36,7 @@ def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size
         rows += int(next(iter(batch.values())).shape[0])
     summary = {}
     for task, total in sums.items():
-        names = sharing.expert_names(task) if _takes_task(sharing.expert_names) else sharing.expert_names()
+        names = sharing.expert_names(task)
         summary[task] = {name: float(value / rows) for name, value in zip(names, total)}
     return summary
 
@@ -94,9 +94,3 @@ def _layer(network, name: str):
         return network.get_layer(name)
     except ValueError:
         return None
-
-
-def _takes_task(method) -> bool:
-    import inspect
-
-    return len(inspect.signature(method).parameters) >= 1

@@ -219,11 +219,13 @@ def train(
         model.load_weights(best_path)
     history_data = read_history(history_path)
     if config.weighting.strategy not in ("static", "inverse_size"):
-        # The total loss is reported with the weights the model ended training with.
-        final = {task: history_data[f"weight_{task}"][-1] for task in config.tasks if f"weight_{task}" in history_data}
-        if len(final) == len(config.tasks):
+        # Scores are reported with the weights of the epoch whose checkpoint was kept.
+        monitored = [v if v is not None else float("inf") for v in history_data.get(monitor, [])]
+        kept = monitored.index(min(monitored)) if monitored else -1
+        used = {task: history_data[f"weight_{task}"][kept] for task in config.tasks if f"weight_{task}" in history_data}
+        if len(used) == len(config.tasks):
             metadata["base_task_weights"] = metadata["task_weights"]
-            metadata["task_weights"] = final
+            metadata["task_weights"] = used
             (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
 
     metrics = None

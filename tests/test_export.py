@@ -35,7 +35,7 @@ def test_export_layout_and_assets(tiny_run):
 
 
 def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
-    config = tiny_run.preprocessor
+    preprocessor = tiny_run.preprocessor
     splits = load_splits(_config(tiny_run))
     raw = tiny_run.preprocessor.raw_inputs(splits["test"])
     # A missing image, a missing text, a NaN number and an unseen category must be served too.
@@ -43,7 +43,7 @@ def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
     raw["text"][1] = ""
     raw["numeric"][2, 0] = np.nan
     raw["categorical"][3, 0] = "unobtainium"
-    expected = tiny_run.model.predict(config.transform(raw), verbose=0)
+    expected = tiny_run.model.predict(preprocessor.transform(raw), verbose=0)
 
     inputs_path, outputs_path = tmp_path / "inputs.pkl", tmp_path / "outputs.npz"
     inputs_path.write_bytes(pickle.dumps(raw))

@@ -195,7 +195,7 @@ def test_mmoe_gates_are_per_task_distributions_over_experts():
     x = _float((BATCH, WIDTH))
     mmoe = MMoE(["a", "b", "c"], num_experts=4, expert_units=[3], tower_units=[2])
     mmoe(x)
-    assert mmoe.expert_names() == ["expert_0", "expert_1", "expert_2", "expert_3"]
+    assert mmoe.expert_names(mmoe.task_names[0]) == ["expert_0", "expert_1", "expert_2", "expert_3"]
     rng = np.random.default_rng(3)
     same = rng.normal(size=(WIDTH, 4)).astype(np.float32)
     mmoe.gate_kernel.assign(np.stack([same, same, same]))

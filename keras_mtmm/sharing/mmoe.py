@@ -169,8 +169,13 @@ class MMoE(keras.layers.Layer):
         gates = self._gates(inputs)
         return {task: gates[:, index, :] for index, task in enumerate(self.task_names)}
 
-    def expert_names(self) -> list[str]:
-        """Names of the experts, in the order of the gate values' columns."""
+    def expert_names(self, task: str) -> list[str]:
+        """Names of the experts task `task`'s gate mixes (all tasks share them), in gate-column order.
+
+        Same signature as `PLE.expert_names`, so reports treat both alike.
+        """
+        if task not in self.task_names:
+            raise ValueError(f"MMoE: task must be one of {self.task_names}, got {task!r}")
         return [f"expert_{e}" for e in range(self.num_experts)]
 
     def compute_output_shape(self, input_shape):
