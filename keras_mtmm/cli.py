@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=256, help="examples per prediction call")
     evaluate.add_argument("--baselines", default=None, help="folder of single-task runs (mtmm baselines): adds Δm")
     evaluate.add_argument("--delta-m-form", default="libmtl", help="libmtl (higher is better, default) or flat")
+    evaluate.add_argument(
+        "--robustness", action="store_true", help="also score with each modality removed in turn (missing at serving)"
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     baselines = commands.add_parser("baselines", help="train one single-task model per task (for Δm)")
@@ -163,6 +166,7 @@ def _evaluate(args) -> int:
         args.batch_size,
         baselines=args.baselines,
         delta_m_form=args.delta_m_form,
+        robustness=args.robustness,
     )
     return 0
 
@@ -213,7 +217,13 @@ def _inspect_checkpoint(args) -> int:
     from keras_mtmm.config import config_from_dict
     from keras_mtmm.data.tables import SPLITS, load_splits
     from keras_mtmm.errors import UserError
-    from keras_mtmm.inspection import format_gates, fusion_summary, gate_summary, mixing_summary
+    from keras_mtmm.inspection import (
+        format_gates,
+        format_modality_weights,
+        fusion_summary,
+        gate_summary,
+        mixing_summary,
+    )
     from keras_mtmm.model import load_checkpoint
     from keras_mtmm.preprocessing import Preprocessor
 
@@ -229,11 +239,10 @@ def _inspect_checkpoint(args) -> int:
     network = getattr(model, "network", model)
     table = load_splits(config)[args.split]
     summary = {"split": args.split, "gates": gate_summary(network, preprocessor, table), **mixing_summary(network)}
-    modality_weights = fusion_summary(network, preprocessor, table)
-    if modality_weights:
-        summary["fusion_weights_on_split"] = modality_weights
+    summary["modality_weights"] = fusion_summary(network, preprocessor, table)
     print(format_gates(summary["gates"]))
-    for key in ("cross_stitch", "fusion_weights", "fusion_weights_on_split"):
+    print(format_modality_weights(summary["modality_weights"]))
+    for key in ("cross_stitch", "fusion_weights"):
         if key in summary:
             print(f"{key}: {json.dumps(summary[key])}")
     if args.output:

@@ -24,6 +24,10 @@ import yaml
 
 from keras_mtmm.errors import ConfigError, did_you_mean
 
+# The model input that says which modalities each example has (float32 [B, M], 1 = present);
+# no modality may take this name.
+PRESENCE_KEY = "modality_presence"
+
 
 @dataclass
 class DataConfig:
@@ -46,8 +50,14 @@ class EncoderConfig:
     """How one modality is encoded into a feature vector.
 
     `type` names a registered encoder (image: `cnn`; text: `conv1d`, `bag`;
-    numeric: `mlp`; categorical: `embedding`). `units` is the width of the
-    encoder's output.
+    numeric: `mlp`; categorical: `embedding`; image or text: `hub`). `units`
+    is the width of the encoder's output.
+
+    `hub` only: `handle` is a local TF Hub SavedModel folder or a URL handle
+    already in the TF Hub cache (`TFHUB_CACHE_DIR`; nothing is downloaded);
+    `trainable` fine-tunes the module's variables; `signature` calls that
+    signature instead of the module's `__call__`; `output_key` picks the
+    output of a module that returns a dict.
     """
 
     type: str | None = None
@@ -59,6 +69,8 @@ class EncoderConfig:
     dropout: float = 0.0
     handle: str | None = None
     trainable: bool = False
+    signature: str | None = None
+    output_key: str | None = None
 
 
 @dataclass
@@ -79,18 +91,31 @@ class ModalityConfig:
 
 @dataclass
 class FusionConfig:
-    """How modality features are fused: `early`, `late`, `weighted`, `gated`, `attention` or `low_rank`.
+    """How modality features are fused, and how the model learns to do without a modality.
 
-    `units` is the common projection width (`weighted`, `gated`, `attention`,
-    `low_rank`); `weights` fixes the modality weights (`weighted`, `late`) in
-    modality order, otherwise they are learned as softmax logits; `rank` is
-    the rank of `low_rank` fusion.
+    `strategy`: `early`, `intermediate`, `weighted`, `late`, `gated`,
+    `attention`, `low_rank` or `cross_attention` (see `keras_mtmm.fusion`).
+
+    - `units`: the common projection width (every strategy but `early`/`late`);
+    - `weights`: fixed modality weights (`weighted`, `late`) in modality
+      order, otherwise they are learned as softmax logits;
+    - `rank`: the rank of `low_rank` fusion;
+    - `depth`: the number of modality-specific layers of `intermediate` fusion;
+    - `per_task`: `attention` only: one attention per task, so each task
+      weighs the modalities its own way;
+    - `num_heads`: the attention heads of `cross_attention`;
+    - `modality_dropout`: per modality, the rate at which training marks it
+      missing (ModDrop), so the model learns to serve without it.
     """
 
     strategy: str = "early"
     units: int = 64
     weights: list[float] | None = None
     rank: int = 4
+    depth: int = 1
+    per_task: bool = False
+    num_heads: int = 2
+    modality_dropout: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,21 +267,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     return config_from_dict(raw, overrides)
 
 
-def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
-    """Build and validate an `ExperimentConfig` from plain data (e.g. parsed YAML)."""
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, check_files: bool = True
+) -> ExperimentConfig:
+    """Build and validate an `ExperimentConfig` from plain data (e.g. parsed YAML).
+
+    `check_files=False` leaves out the checks of files the config names
+    (TF Hub handles), for a config read back from an export.
+    """
     raw = _deep_copy(raw)
     for override in overrides or []:
         apply_override(raw, override)
     config = _build(ExperimentConfig, raw, "")
-    validate(config)
+    validate(config, check_files)
     return config
 
 
-def validate(config: ExperimentConfig) -> None:
+def validate(config: ExperimentConfig, check_files: bool = True) -> None:
     """Check values and registry names (see `keras_mtmm.validation`); raise `ConfigError` on the first problem."""
     from keras_mtmm.validation import validate_config
 
-    validate_config(config)
+    validate_config(config, check_files)
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

@@ -199,6 +199,7 @@ def evaluate_model(
     baselines: str | Path | None = None,
     delta_m_form: str = "libmtl",
     quiet: bool = False,
+    robustness: bool = False,
 ) -> dict:
     """Evaluate a model on a split of its configured data; print and optionally write the report.
 
@@ -213,6 +214,8 @@ def evaluate_model(
             from `mtmm baselines`): adds a "transfer" section (Δm, negative transfer).
         delta_m_form: `libmtl` (higher is better) or `flat` (lower is better).
         quiet: do not print the table.
+        robustness: add a "robustness" section: every task's metrics with all
+            modalities, and with each modality removed in turn.
     """
     import yaml
 
@@ -221,11 +224,12 @@ def evaluate_model(
 
     if split not in SPLIT_NAMES:
         raise UserError("--split", f"unknown split '{split}'", f"choose one of: {', '.join(SPLIT_NAMES)}")
-    _, config_yaml, _ = read_model_files(model_path)
+    kind, config_yaml, _ = read_model_files(model_path)
     if config_path is not None:
         config = load_config(config_path, overrides)
     else:
-        config = config_from_dict(yaml.safe_load(config_yaml), overrides)
+        # An export carries its hub modules: the handles it was trained from need not exist here.
+        config = config_from_dict(yaml.safe_load(config_yaml), overrides, check_files=kind != "export")
     table = load_splits(config)[split]
     report = score_model(model_path, table, split, batch_size)
     if not quiet:
@@ -236,10 +240,55 @@ def evaluate_model(
             from keras_mtmm.transfer import format_comparison
 
             print(format_comparison(report["transfer"]))
+    if robustness:
+        report["robustness"] = robustness_table(model_path, table, batch_size)
+        if not quiet:
+            print(format_robustness(report["robustness"], report["tasks"]))
     if output is not None:
         write_report(report, output)
         print(f"metrics written to {output}")
     return report
+
+
+def robustness_table(model_path: str | Path, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
+    """Every task's metrics with all modalities, and with each modality removed in turn.
+
+    "Removed" means what serving sees when a client leaves the modality out:
+    an empty image or text string, an all-NaN numeric row, empty category
+    strings, for every row. Returns `{"all": {task: {metric: value}},
+    "without_<modality>": {...}, ...}` (each task's loss, metrics and
+    labelled count, as in the report's "tasks").
+    """
+    predict, _, metadata = load_predictor(model_path, batch_size)
+    targets, masks = encode_targets(table, metadata)
+    inputs = raw_inputs(table, metadata)
+
+    def scores(values):
+        predictions = predict_in_batches(predict, values, batch_size)
+        return score_tasks(predictions, targets, masks, metadata)["tasks"]
+
+    result = {"all": scores(inputs)}
+    for modality, spec in metadata["inputs"].items():
+        result[f"without_{modality}"] = scores({**inputs, modality: missing_values(spec["type"], inputs[modality])})
+    return result
+
+
+def missing_values(modality_type: str, values: np.ndarray) -> np.ndarray:
+    """An array shaped like `values` that marks the modality missing in every row."""
+    if modality_type == "numeric":
+        return np.full(values.shape, np.nan, dtype=np.float32)
+    return np.full(values.shape, "", dtype=object)
+
+
+def format_robustness(robustness: dict, tasks: dict) -> str:
+    """A condition × task table of each task's first metric (its main one)."""
+    main = {task: next(name for name in result if name not in ("loss", "labelled")) for task, result in tasks.items()}
+    header = "".join(f"{f'{task} {metric}':>22}" for task, metric in main.items())
+    lines = ["missing-modality robustness (each modality removed in turn)", f"  {'condition':<22}{header}"]
+    for condition, results in robustness.items():
+        cells = "".join(f"{_format(results[task][metric]):>22}" for task, metric in main.items())
+        lines.append(f"  {condition:<22}{cells}")
+    return "\n".join(lines)
 
 
 def score_model(model_path: str | Path, table: dict[str, np.ndarray], split: str, batch_size: int = 256) -> dict:

@@ -3,8 +3,10 @@
 - MMoE / PLE: the mean softmax gate weight of each task over each expert on a
   data split (which experts each task uses);
 - cross-stitch: the learned T×T mixing matrices;
-- weighted / late fusion: the modality weights; gated / attention fusion:
-  the mean per-example modality weights on the split.
+- fusion: the modality weights each task used (weighted, late, gated,
+  attention; per task when task-conditioned), averaged over the split's
+  examples after leaving out missing modalities; for cross-attention, the
+  attention mass each modality's tokens give the others.
 
 Reads a `.keras` checkpoint in a run folder (the export holds only the
 serving graph).
@@ -16,23 +18,26 @@ import numpy as np
 
 
 def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
-    """Mean gate weight per task and expert (`{task: {expert: weight}}`), or {} if the model has no gates."""
-    import keras
+    """Mean gate weight per task and expert (`{task: {expert: weight}}`), or {} if the model has no gates.
 
-    from keras_mtmm.data.pipeline import make_input_dataset
+    With task-conditioned fusion each task's gate reads that task's own fused vector.
+    """
+    import keras
 
     sharing = _layer(network, "sharing")
     if sharing is None or not hasattr(sharing, "gate_weights"):
         return {}
     fused_model = keras.Model(network.inputs, network.get_layer("fusion").output)
-    dataset = make_input_dataset(preprocessor, preprocessor.raw_inputs(table), batch_size)
     sums: dict[str, np.ndarray] = {}
     rows = 0
-    for batch in dataset:
-        gates = sharing.gate_weights(fused_model(batch, training=False))
+    for batch in _batches(preprocessor, table, batch_size):
+        fused = fused_model(batch, training=False)
+        if isinstance(fused, dict):
+            gates = {task: sharing.gate_weights(value)[task] for task, value in fused.items()}
+        else:
+            gates = sharing.gate_weights(fused)
         for task, values in gates.items():
-            values = np.asarray(keras.ops.convert_to_numpy(values))
-            sums[task] = sums.get(task, 0) + values.sum(axis=0)
+            sums[task] = sums.get(task, 0) + _numpy(values).sum(axis=0)
         rows += int(next(iter(batch.values())).shape[0])
     summary = {}
     for task, total in sums.items():
@@ -42,23 +47,76 @@ def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size
 
 
 def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
-    """Mean per-example modality weights of gated / attention fusion on a split (`{modality: weight}`)."""
+    """The modality weights each task actually used, averaged over a split's examples.
+
+    Returns `{task: {modality: mean weight}}` for strategies that weigh
+    modalities (`weighted`, `late`, `gated`, `attention`, per task when
+    task-conditioned), with the per-example weights after leaving out missing
+    modalities (so a modality missing in 30% of the rows shows it). For
+    `cross_attention`: `{query modality: {key modality: mean attention mass}}`
+    under the key `"cross_attention"`. {} for strategies with no weights
+    (`early`, `intermediate`, `low_rank`).
+    """
     import keras
 
+    from keras_mtmm.config import PRESENCE_KEY
+
+    modalities = list(preprocessor.modalities)
+    tasks = list(network.output.keys())
+    features = [network.get_layer(f"{name}_encoder").output for name in modalities]
+    presence = network.get_layer(PRESENCE_KEY).output
+    fusion = _layer(network, "fusion")
+    if fusion is not None and hasattr(fusion, "modality_attention"):
+        masks = [network.get_layer(f"{name}_token_mask").output for name in modalities]
+        arguments = keras.Model(network.inputs, [features, presence, masks])
+
+        def weigh(batch):
+            encoded, present, token_masks = arguments(batch, training=False)
+            return {"cross_attention": fusion.modality_attention(encoded, present, token_masks)}
+
+        means = _mean_over_split(weigh, preprocessor, table, batch_size)
+        matrix = means["cross_attention"]
+        return {"cross_attention": {q: dict(zip(modalities, map(float, matrix[i]))) for i, q in enumerate(modalities)}}
+    if fusion is not None:
+        layers = {task: fusion for task in tasks}
+    else:
+        layers = {task: _layer(network, f"fusion_{task}") for task in tasks}
+    if not all(layer is not None and hasattr(layer, "modality_weight_values") for layer in layers.values()):
+        return {}
+    arguments = keras.Model(network.inputs, [features, presence])
+
+    def weigh(batch):
+        encoded, present = arguments(batch, training=False)
+        weights = {}
+        for task, layer in layers.items():
+            values = layer.modality_weight_values(encoded, present)
+            weights[task] = values[task] if isinstance(values, dict) else values
+        return weights
+
+    means = _mean_over_split(weigh, preprocessor, table, batch_size)
+    return {task: dict(zip(modalities, map(float, values))) for task, values in means.items()}
+
+
+def _mean_over_split(weigh, preprocessor, table, batch_size: int) -> dict[str, np.ndarray]:
+    sums: dict[str, np.ndarray] = {}
+    rows = 0
+    for batch in _batches(preprocessor, table, batch_size):
+        for key, values in weigh(batch).items():
+            sums[key] = sums.get(key, 0) + _numpy(values).sum(axis=0)
+        rows += int(next(iter(batch.values())).shape[0])
+    return {key: total / rows for key, total in sums.items()}
+
+
+def _batches(preprocessor, table, batch_size: int):
     from keras_mtmm.data.pipeline import make_input_dataset
 
-    fusion = _layer(network, "fusion")
-    method = getattr(fusion, "gate_values", None) or getattr(fusion, "attention_weights", None)
-    if method is None:
-        return {}
-    encoded = keras.Model(network.inputs, fusion.input)
-    dataset = make_input_dataset(preprocessor, preprocessor.raw_inputs(table), batch_size)
-    total, rows = 0, 0
-    for batch in dataset:
-        weights = np.asarray(keras.ops.convert_to_numpy(method(encoded(batch, training=False))))
-        total = total + weights.sum(axis=0)
-        rows += weights.shape[0]
-    return {name: float(value / rows) for name, value in zip(preprocessor.modalities, total)}
+    return make_input_dataset(preprocessor, preprocessor.raw_inputs(table), batch_size)
+
+
+def _numpy(values) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(values))
 
 
 def mixing_summary(network) -> dict:
@@ -76,16 +134,31 @@ def mixing_summary(network) -> dict:
     return summary
 
 
+def format_modality_weights(summary: dict) -> str:
+    """A task × modality table of mean fusion weights (or query × key for cross-attention)."""
+    if not summary:
+        return "no modality weights (the fusion strategy has none)"
+    if "cross_attention" in summary:
+        rows, title, label = summary["cross_attention"], "mean cross-attention mass (query × key modality)", "query"
+    else:
+        rows, title, label = summary, "mean modality weight used (task × modality)", "task"
+    return _table(title, label, rows)
+
+
 def format_gates(summary: dict) -> str:
     """A task × expert table of mean gate weights."""
     if not summary:
         return "no gates (the sharing type has none)"
-    experts = list(dict.fromkeys(name for values in summary.values() for name in values))
-    width = max(10, *(len(name) + 1 for name in experts))
-    lines = ["mean gate weight (task × expert)", f"  {'task':<14}" + "".join(f"{name:>{width}}" for name in experts)]
-    for task, values in summary.items():
-        cells = "".join(f"{values[name]:>{width}.3f}" if name in values else f"{'-':>{width}}" for name in experts)
-        lines.append(f"  {task:<14}{cells}")
+    return _table("mean gate weight (task × expert)", "task", summary)
+
+
+def _table(title: str, label: str, rows: dict[str, dict[str, float]]) -> str:
+    columns = list(dict.fromkeys(name for values in rows.values() for name in values))
+    width = max(10, *(len(name) + 1 for name in columns))
+    lines = [title, f"  {label:<14}" + "".join(f"{name:>{width}}" for name in columns)]
+    for row, values in rows.items():
+        cells = "".join(f"{values[name]:>{width}.3f}" if name in values else f"{'-':>{width}}" for name in columns)
+        lines.append(f"  {row:<14}{cells}")
     return "\n".join(lines)
 
 

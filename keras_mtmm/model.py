@@ -1,8 +1,10 @@
 """build_model(config, preprocessor) -> a Keras functional model, dict in, dict out.
 
     modality inputs ─► encoders ─► fusion ─► sharing ─► task heads ─► {task: output}
+    modality_presence ─► (modality dropout) ─┘
 
-Inputs are named after the modalities and take the Preprocessor's outputs;
+Inputs are named after the modalities and take the Preprocessor's outputs,
+plus `modality_presence` [B, M], which tells fusion what to leave out;
 outputs are keyed by task name (probabilities for classification, values for
 regression). With decision-level (`late`) fusion each modality gets its own
 sharing block and heads, and `LateFusion` averages each task's per-modality
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import keras
 
+from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.encoders import build_encoder
-from keras_mtmm.fusion import build_fusion
+from keras_mtmm.fusion import ModalityDropout, TokenMask, build_fusion
 from keras_mtmm.heads import TaskHead, get_task_type
 from keras_mtmm.registries import FUSIONS
 from keras_mtmm.sharing import build_sharing
@@ -29,18 +32,26 @@ def build_model(config, preprocessor) -> keras.Model:
             sizes and class counts).
 
     Returns:
-        An uncompiled `keras.Model` taking `{modality: tensor}` and returning
-        `{task: tensor}`.
+        An uncompiled `keras.Model` taking `{modality: tensor, "modality_presence": [B, M]}`
+        (what `Preprocessor.transform` gives) and returning `{task: tensor}`.
     """
     specs = preprocessor.model_input_specs()
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name) for name, (shape, dtype) in specs.items()}
+    fusion = config.fusion
+    layer_class = FUSIONS.get(fusion.strategy, "fusion.strategy")
+    sequences = getattr(layer_class, "takes_sequences", False)
     features = {
-        name: build_encoder(name, modality, preprocessor.vocabulary_sizes(name))(inputs[name])
+        name: build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=sequences)(
+            inputs[name]
+        )
         for name, modality in config.modalities.items()
     }
+    presence = inputs[PRESENCE_KEY]
+    if fusion.modality_dropout:
+        rates = [fusion.modality_dropout.get(name, 0.0) for name in config.modalities]
+        presence = ModalityDropout(rates, seed=config.seed, name="modality_dropout")(presence)
     task_names = list(config.tasks)
-    fusion = config.fusion
-    if FUSIONS.get(fusion.strategy, "fusion.strategy").is_decision_level:
+    if layer_class.is_decision_level:
         per_modality = {
             name: _heads(
                 config, preprocessor, _sharing(config, task_names, f"sharing_{name}")(feature), suffix=f"_{name}"
@@ -49,19 +60,52 @@ def build_model(config, preprocessor) -> keras.Model:
         }
         outputs = {}
         for task in task_names:
-            layer = build_fusion(
-                fusion.strategy, len(features), fusion.units, fusion.weights, name=f"fusion_{task}", rank=fusion.rank
-            )
-            outputs[task] = layer([per_modality[name][task] for name in features])
+            layer = _fusion(config, f"fusion_{task}")
+            outputs[task] = layer([per_modality[name][task] for name in features], presence)
     else:
-        layer = build_fusion(
-            fusion.strategy, len(features), fusion.units, fusion.weights, name="fusion", rank=fusion.rank
-        )
-        fused = layer([features[name] for name in config.modalities])
-        outputs = _heads(config, preprocessor, _sharing(config, task_names, "sharing")(fused), suffix="")
+        layer = _fusion(config, "fusion")
+        feature_list = [features[name] for name in config.modalities]
+        if sequences:
+            masks = [
+                TokenMask(from_ids=_token_ids(config, name), name=f"{name}_token_mask")(
+                    inputs[name] if _token_ids(config, name) else features[name]
+                )
+                for name in config.modalities
+            ]
+            fused = layer(feature_list, presence, token_masks=masks)
+        else:
+            fused = layer(feature_list, presence)
+        sharing = _sharing(config, task_names, "sharing")
+        if isinstance(fused, dict):
+            # Task-conditioned fusion: one sharing block (shared weights), each task reading its own fused vector.
+            towers = {task: sharing(fused[task])[task] for task in task_names}
+        else:
+            towers = sharing(fused)
+        outputs = _heads(config, preprocessor, towers, suffix="")
     # Identity layers named after the tasks give the outputs their serving names.
     outputs = {task: keras.layers.Identity(name=task)(outputs[task]) for task in task_names}
     return keras.Model(inputs=inputs, outputs=outputs, name=config.name)
+
+
+def _fusion(config, name: str):
+    fusion = config.fusion
+    return build_fusion(
+        fusion.strategy,
+        len(config.modalities),
+        fusion.units,
+        fusion.weights,
+        name=name,
+        rank=fusion.rank,
+        depth=fusion.depth,
+        num_heads=fusion.num_heads,
+        task_names=list(config.tasks) if fusion.per_task else None,
+    )
+
+
+def _token_ids(config, name: str) -> bool:
+    """Whether a modality's model input is token ids (0 = padding), aligned with its encoder's sequence."""
+    modality = config.modalities[name]
+    return modality.type == "text" and modality.encoder.type in ("conv1d", "bag")
 
 
 def load_checkpoint(path) -> keras.Model:

@@ -12,10 +12,17 @@ Per modality type (raw input -> model input):
 - text: `tf.string [B]` -> `TextVectorization` token ids `int64 [B, L]`
   (0 = padding, 1 = out of vocabulary). The vocabulary is a text file
   (`vocabulary_<modality>.txt`), so exports carry it in `assets/`.
+  With a `hub` encoder (`raw_text`) the strings pass through unchanged,
+  `tf.string [B]`: TF Hub text modules tokenize for themselves.
 - numeric: `float32 [B, k]` -> `Normalization` with the training mean and
   variance (NaN-aware); a missing value (NaN) becomes 0, the mean.
 - categorical: `tf.string [B, k]` -> one `StringLookup` per column,
   `int64 [B, k]`: 0 = missing (""), 1 = out of vocabulary, then the vocabulary.
+
+Beside the modality tensors, `transform` gives `modality_presence`, float32
+[B, M] in modality order: 0 where an example's modality is missing (an empty
+image or text string, an all-NaN numeric row, an all-empty categorical row),
+so that fusion can leave that modality out instead of reading its filler.
 
 Labels are encoded in NumPy by the task types (`keras_mtmm.heads`), giving a
 target and a 0/1 mask per task.
@@ -33,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.data.tables import modality_inputs
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
@@ -50,7 +58,8 @@ class Preprocessor:
 
     Args:
         modalities: per modality, a spec dict with `type`, `columns`,
-            `image_size`, `max_tokens`, `sequence_length`.
+            `image_size`, `max_tokens`, `sequence_length`, and for text
+            `raw_text` (pass the strings through, for hub encoders; missing = False).
         tasks: per task, a spec dict with `type`, `label`, `classes` (None = infer).
         label_separator: joins the labels of a multilabel cell.
 
@@ -78,6 +87,7 @@ class Preprocessor:
                 "image_size": list(m.image_size),
                 "max_tokens": m.max_tokens,
                 "sequence_length": m.sequence_length,
+                "raw_text": m.type == "text" and m.encoder.type == "hub",
             }
             for name, m in config.modalities.items()
         }
@@ -105,7 +115,7 @@ class Preprocessor:
         state: dict[str, Any] = {"text": {}, "numeric": {}, "categorical": {}, "classes": {}, "targets": {}}
         for name, spec in self.modalities.items():
             values = inputs[name]
-            if spec["type"] == "text":
+            if spec["type"] == "text" and not spec.get("raw_text", False):
                 vocabulary = _text_vocabulary(values, spec["max_tokens"], spec["sequence_length"])
                 (folder / f"vocabulary_{name}.txt").write_text(
                     "".join(f"{token}\n" for token in vocabulary), encoding="utf-8"
@@ -187,7 +197,7 @@ class Preprocessor:
         """
         layers: dict[str, Any] = {}
         for name, spec in self.modalities.items():
-            if spec["type"] == "text":
+            if spec["type"] == "text" and not spec.get("raw_text", False):
                 layer = keras.layers.TextVectorization(
                     max_tokens=spec["max_tokens"],
                     output_sequence_length=spec["sequence_length"],
@@ -229,7 +239,7 @@ class Preprocessor:
         self._require_adapted()
         layer = self._layers.get(modality)
         if self.modalities[modality]["type"] == "text":
-            return [int(layer.vocabulary_size())]
+            return [] if self.modalities[modality].get("raw_text", False) else [int(layer.vocabulary_size())]
         if self.modalities[modality]["type"] == "categorical":
             return [int(lookup.vocabulary_size()) for lookup in layer]
         return []
@@ -241,12 +251,15 @@ class Preprocessor:
             kind = spec["type"]
             if kind == "image":
                 specs[name] = ((*spec["image_size"], 3), "float32")
+            elif kind == "text" and spec.get("raw_text", False):
+                specs[name] = ((), "string")
             elif kind == "text":
                 specs[name] = ((spec["sequence_length"],), "int64")
             elif kind == "numeric":
                 specs[name] = ((len(spec["columns"]),), "float32")
             else:
                 specs[name] = ((len(spec["columns"]),), "int64")
+        specs[PRESENCE_KEY] = ((len(self.modalities),), "float32")
         return specs
 
     def raw_input_signature(self) -> dict[str, tf.TensorSpec]:
@@ -288,7 +301,7 @@ class Preprocessor:
             if kind == "image":
                 features[name] = decode_images(value, spec["image_size"])
             elif kind == "text":
-                features[name] = self._layers[name](value)
+                features[name] = value if spec.get("raw_text", False) else self._layers[name](value)
             elif kind == "numeric":
                 value = tf.cast(value, tf.float32)
                 normalized = self._layers[name](value)
@@ -297,7 +310,23 @@ class Preprocessor:
                 value = tf.strings.strip(value)
                 columns = [lookup(value[:, i]) for i, lookup in enumerate(self._layers[name])]
                 features[name] = tf.stack(columns, axis=1)
+        features[PRESENCE_KEY] = self.presence(raw)
         return features
+
+    def presence(self, raw: dict[str, tf.Tensor]) -> tf.Tensor:
+        """float32 [B, M], modality order: 1 where the example has the modality, 0 where it is missing."""
+        present = []
+        for name, spec in self.modalities.items():
+            value = raw[name]
+            if spec["type"] == "image":  # the decoder's own test: "" gives the zero image
+                present.append(tf.strings.length(value) > 0)
+            elif spec["type"] == "text":
+                present.append(tf.strings.length(tf.strings.strip(value)) > 0)
+            elif spec["type"] == "numeric":
+                present.append(tf.reduce_any(tf.logical_not(tf.math.is_nan(tf.cast(value, tf.float32))), axis=1))
+            else:
+                present.append(tf.reduce_any(tf.strings.length(tf.strings.strip(value)) > 0, axis=1))
+        return tf.cast(tf.stack(present, axis=1), tf.float32)
 
     def encode_labels(self, table: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Raw label columns -> (targets, masks), one entry per task."""

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras_mtmm.errors import ConfigError, choice_hint
+from keras_mtmm.config import PRESENCE_KEY
+from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
 GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
 
 
-def validate_config(config) -> None:
-    """Check values and registry names; raise `ConfigError` on the first problem."""
+def validate_config(config, check_files: bool = True) -> None:
+    """Check values and registry names; raise `ConfigError` on the first problem.
+
+    `check_files=False` skips what lives outside the config (TF Hub handles),
+    for a config read back from an export that carries its own copy.
+    """
     from keras_mtmm import registries
 
     if not config.name or "/" in config.name or config.name.startswith("."):
@@ -33,7 +38,7 @@ def validate_config(config) -> None:
     if not config.modalities:
         raise ConfigError("modalities", "no modality is configured", "add at least one (see configs/demo.yaml)")
     for name, modality in config.modalities.items():
-        _validate_modality(name, modality, registries)
+        _validate_modality(name, modality, registries, check_files)
 
     fusion_key = "fusion.strategy"
     registries.FUSIONS.get(config.fusion.strategy, fusion_key)
@@ -52,8 +57,7 @@ def validate_config(config) -> None:
             )
         if any(weight < 0 for weight in config.fusion.weights) or sum(config.fusion.weights) <= 0:
             raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
-    _check_positive("fusion.units", config.fusion.units)
-    _check_positive("fusion.rank", config.fusion.rank)
+    _validate_fusion(config)
 
     _validate_sharing(config.sharing, len(config.tasks), registries)
 
@@ -75,10 +79,44 @@ def validate_config(config) -> None:
         _check_positive("export.version", config.export.version)
 
 
-def _validate_modality(name: str, modality, registries: Any) -> None:
+def _validate_fusion(config) -> None:
+    fusion = config.fusion
+    for key in ("units", "rank", "depth", "num_heads"):
+        _check_positive(f"fusion.{key}", getattr(fusion, key))
+    if fusion.per_task and fusion.strategy != "attention":
+        raise ConfigError(
+            "fusion.per_task",
+            f"only attention fusion can be conditioned per task, not '{fusion.strategy}'",
+            "remove fusion.per_task or use fusion.strategy: attention",
+        )
+    if fusion.strategy == "cross_attention":
+        if len(config.modalities) < 2:
+            raise ConfigError(
+                "fusion.strategy", "cross_attention needs at least 2 modalities", "add a modality or use early"
+            )
+        if fusion.units < fusion.num_heads:
+            raise ConfigError(
+                "fusion.num_heads",
+                f"{fusion.num_heads} heads do not fit in fusion.units = {fusion.units}",
+                "use fewer heads or more units",
+            )
+    for name, rate in fusion.modality_dropout.items():
+        if name not in config.modalities:
+            raise ConfigError(
+                f"fusion.modality_dropout.{name}",
+                "not a configured modality",
+                did_you_mean(name, list(config.modalities)) or f"modalities: {', '.join(config.modalities)}",
+            )
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"fusion.modality_dropout.{name}", f"expected a rate in [0, 1), got {rate}", "e.g. 0.2")
+
+
+def _validate_modality(name: str, modality, registries: Any, check_files: bool = True) -> None:
     where = f"modalities.{name}"
     if not name.isidentifier():
         raise ConfigError(where, f"modality name {name!r} is not an identifier", "use letters, digits and _")
+    if name == PRESENCE_KEY:
+        raise ConfigError(where, f"'{PRESENCE_KEY}' is the name of the model's presence input", "rename the modality")
     if modality.type not in MODALITY_TYPES:
         raise ConfigError(
             f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES)
@@ -101,6 +139,7 @@ def _validate_modality(name: str, modality, registries: Any) -> None:
             f"encoder '{modality.encoder.type}' does not take {modality.type} input",
             f"choose one of: {', '.join(allowed)}",
         )
+    _validate_hub_options(f"{where}.encoder", modality.encoder, check_files)
     if len(modality.image_size) != 2 or min(modality.image_size) < 8:
         raise ConfigError(
             f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]"
@@ -118,6 +157,30 @@ def _validate_modality(name: str, modality, registries: Any) -> None:
     _check_positive(f"{where}.encoder.units", modality.encoder.units)
     _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
     _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+
+
+def _validate_hub_options(where: str, encoder, check_files: bool = True) -> None:
+    """hub encoders: a handle that resolves offline; the hub-only keys nowhere else."""
+    hub_only = {"handle": None, "trainable": False, "signature": None, "output_key": None}
+    if encoder.type != "hub":
+        for key, default in hub_only.items():
+            if getattr(encoder, key) != default:
+                raise ConfigError(
+                    f"{where}.{key}", f"applies to encoder type hub only, not '{encoder.type}'", f"remove {key}"
+                )
+        return
+    if encoder.trainable and encoder.signature:
+        raise ConfigError(
+            f"{where}.trainable",
+            "a hub module cannot be fine-tuned through a signature (as with hub.KerasLayer)",
+            "use trainable: false, or remove signature to call the module's __call__",
+        )
+    if not check_files:
+        return
+    from keras_mtmm.encoders.hub import resolve_hub_handle
+
+    # Offline only: a local SavedModel folder, or a URL handle already in TFHUB_CACHE_DIR.
+    resolve_hub_handle(encoder.handle, f"{where}.handle")
 
 
 def _validate_sharing(sharing, num_tasks: int, registries: Any) -> None:
@@ -160,10 +223,11 @@ def _validate_weighting(config, registries: Any) -> None:
             f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
             "add a task or use weighting.strategy: static",
         )
-    if weighting.strategy == "mgda" and config.fusion.strategy == "late":
+    if weighting.strategy == "mgda" and (config.fusion.strategy == "late" or config.fusion.per_task):
+        what = "late fusion" if config.fusion.strategy == "late" else "per-task attention fusion"
         raise ConfigError(
             "weighting.strategy",
-            "mgda works on the shared representation, and late fusion has none",
+            f"mgda works on the one shared representation, and {what} has none",
             "use another fusion.strategy or weighting.strategy",
         )
     if weighting.temperature <= 0:

@@ -34,7 +34,8 @@ def write_config(tmp_path, mutate) -> str:
         (
             lambda c: c["fusion"].update(strategy="lat"),
             "error: fusion.strategy: unknown fusion.strategy 'lat'; "
-            "choose one of: attention, early, gated, late, low_rank, weighted; did you mean 'late'?",
+            "choose one of: attention, cross_attention, early, gated, intermediate, late, low_rank, weighted; "
+            "did you mean 'late'?",
         ),
         (
             lambda c: (c.update(tasks={"price": c["tasks"]["price"]}), c["weighting"].update(strategy="pcgrad")),

@@ -29,3 +29,29 @@ def test_late_fusion_cannot_solve_the_cross_modal_xor(tmp_path):
     result = train(config, output_dir=tmp_path / "run", export=False, verbose=0)
     assert result.metrics["tasks"]["premium"]["accuracy"] < 0.7
     assert result.metrics["tasks"]["shape"]["accuracy"] > 0.85
+
+
+@pytest.mark.slow
+def test_the_cross_modal_task_needs_fusion_of_both_modalities(tmp_path):
+    """premium needs the image (warm colour) and the tabular columns (luxe material) together.
+
+    Text is left out everywhere (it names the colour or material on some rows),
+    so each single-modality model sees only half of the XOR.
+    """
+    import yaml
+
+    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.training import train
+
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    accuracy = {}
+    for case, kept in {
+        "image": ["image"],
+        "tabular": ["numeric", "categorical"],
+        "fused": ["image", "numeric", "categorical"],
+    }.items():
+        case_raw = {**raw, "modalities": {name: raw["modalities"][name] for name in kept}}
+        result = train(config_from_dict(case_raw), output_dir=tmp_path / case, export=False, verbose=0)
+        accuracy[case] = result.metrics["tasks"]["premium"]["accuracy"]
+    assert accuracy["image"] < 0.65 and accuracy["tabular"] < 0.65, accuracy
+    assert accuracy["fused"] > 0.85, accuracy

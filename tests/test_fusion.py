@@ -1,4 +1,4 @@
-"""Tests for the gated, attention and low-rank fusion layers: round trips, known answers, bad args, end to end."""
+"""Tests for the fusion layers: round trips, known answers, bad args, and every strategy end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,18 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.fusion import DEFAULT_RANK, AttentionFusion, GatedFusion, LowRankFusion, build_fusion
+from keras_mtmm.fusion import (
+    DEFAULT_RANK,
+    AttentionFusion,
+    ConcatFusion,
+    CrossAttentionFusion,
+    GatedFusion,
+    IntermediateFusion,
+    LateFusion,
+    LowRankFusion,
+    WeightedSumFusion,
+    build_fusion,
+)
 from keras_mtmm.registries import FUSIONS
 
 BATCH = 5
@@ -32,6 +43,9 @@ def _randomize(layer, seed=1):
 
 
 def _np(value):
+    """NumPy of a tensor; a dict of tensors (per-task fusion) becomes their concatenation in key order."""
+    if isinstance(value, dict):
+        return np.concatenate([_np(value[key]) for key in sorted(value)], axis=-1)
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
@@ -48,6 +62,18 @@ CASES = {
     "attention_3": (lambda: AttentionFusion(num_modalities=3, units=4, name="fusion"), ["a", "b", "c"]),
     "low_rank_2": (lambda: LowRankFusion(num_modalities=2, units=4, rank=3, name="fusion"), ["a", "b"]),
     "low_rank_3": (lambda: LowRankFusion(num_modalities=3, units=4, rank=2, name="fusion"), ["a", "b", "c"]),
+    "early_3": (lambda: ConcatFusion(name="fusion"), ["a", "b", "c"]),
+    "weighted_3": (lambda: WeightedSumFusion(num_modalities=3, units=4, name="fusion"), ["a", "b", "c"]),
+    "late_3": (lambda: LateFusion(num_modalities=3, name="fusion"), ["a", "a", "a"]),
+    "intermediate_3": (lambda: IntermediateFusion(num_modalities=3, units=4, depth=2, name="fusion"), ["a", "b", "c"]),
+    "attention_per_task": (
+        lambda: AttentionFusion(num_modalities=3, units=4, task_names=["t1", "t2"], name="fusion"),
+        ["a", "b", "c"],
+    ),
+    "cross_attention_3": (
+        lambda: CrossAttentionFusion(num_modalities=3, units=4, num_heads=2, name="fusion"),
+        ["a", "b", "c"],
+    ),
 }
 
 
@@ -78,7 +104,7 @@ def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
     model = keras.Model(inputs=inputs, outputs=layer([inputs[n] for n in names]))
     _randomize(layer)
     expected = model.predict(data, verbose=0)
-    assert np.abs(expected).sum() > 0
+    assert np.abs(_np(expected)).sum() > 0
 
     path = tmp_path / "m.keras"
     model.save(path)
@@ -88,7 +114,7 @@ def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
     assert loaded_layer.get_config() == layer.get_config()
     for got, want in zip(loaded_layer.get_weights(), layer.get_weights()):
         np.testing.assert_array_equal(got, want)
-    np.testing.assert_allclose(loaded.predict(data, verbose=0), expected, atol=1e-6)
+    np.testing.assert_allclose(_np(loaded.predict(data, verbose=0)), _np(expected), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -108,7 +134,7 @@ def test_gated_fusion_known_answer(names):
     h = [np.tanh(x @ _np(p.kernel) + _np(p.bias)) for x, p in zip(xs, layer.projections)]
     expected = sum(gates[:, i : i + 1] * h[i] for i in range(len(names)))
 
-    np.testing.assert_allclose(_np(layer.gate_values(xs)), gates, atol=1e-5)
+    np.testing.assert_allclose(_np(layer.modality_weight_values(xs)), gates, atol=1e-5)
     np.testing.assert_allclose(_np(layer(xs)), expected, atol=1e-5)
     assert not hasattr(layer, "current_weights"), "gates are per example: nothing for inspection to report"
     if len(names) == 2:  # the paper's sigmoid form with a scalar gate
@@ -130,7 +156,7 @@ def test_attention_fusion_known_answer(names):
     weights = _softmax(scores)
     expected = sum(weights[:, i : i + 1] * p[i] for i in range(len(names)))
 
-    got_weights = _np(layer.attention_weights(xs))
+    got_weights = _np(layer.modality_weight_values(xs))
     assert got_weights.shape == (BATCH, len(names))
     np.testing.assert_allclose(got_weights.sum(axis=-1), np.ones(BATCH), atol=1e-6)
     assert (got_weights > 0).all()
@@ -219,22 +245,58 @@ def test_registry_and_build_fusion():
 # End to end: train, export, serve with plain TensorFlow
 
 
-@pytest.mark.parametrize("strategy", ["gated", "attention", "low_rank"])
-def test_train_and_serve_end_to_end(strategy, tiny_config_factory, tmp_path):
+END_TO_END = {
+    "early": [],
+    "intermediate": ["fusion.depth=2"],
+    "weighted": [],
+    "late": [],
+    "gated": [],
+    "attention": [],
+    "attention_per_task": ["fusion.strategy=attention", "fusion.per_task=true"],
+    "low_rank": [],
+    "cross_attention": ["fusion.units=8"],
+}
+
+
+def test_every_registered_strategy_is_covered_end_to_end():
+    assert set(FUSIONS.names()) <= set(END_TO_END)
+
+
+@pytest.mark.parametrize("case", list(END_TO_END))
+def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_path):
+    """Train one step; the .keras checkpoint, the in-memory model and the export (plain TF) agree.
+
+    Some test rows have modalities missing (empty image/text, NaN numerics),
+    so the presence masks go through serving too.
+    """
+    from keras_mtmm.model import load_checkpoint
     from keras_mtmm.training import train
 
-    config = tiny_config_factory(f"fusion.strategy={strategy}", "training.epochs=1", "training.steps_per_epoch=2")
+    overrides = END_TO_END[case] or [f"fusion.strategy={case}"]
+    config = tiny_config_factory(*overrides, "training.epochs=1", "training.steps_per_epoch=1")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "m", verbose=0)
-    assert type(result.model.get_layer("fusion")) is FUSIONS.get(strategy)
+    fusion_layers = [layer for layer in result.model.layers if layer.name.startswith("fusion")]
+    assert len(fusion_layers) == (len(config.tasks) if case == "late" else 1)  # late: one per task
+    for layer in fusion_layers:
+        assert type(layer) is FUSIONS.get(config.fusion.strategy)
+        if hasattr(layer, "current_weights"):
+            assert layer.current_weights().sum() == pytest.approx(1.0, abs=1e-6)
 
     raw = result.preprocessor.raw_inputs(load_splits(config)["test"])
-    expected = result.model.predict(result.preprocessor.transform(raw), verbose=0)
+    raw["image"][:5] = b""
+    raw["text"][3:8] = ""
+    raw["numeric"][6:10] = np.nan
+    features = result.preprocessor.transform(raw)
+    expected = result.model.predict(features, verbose=0)
+    checkpoint = load_checkpoint(result.run_dir / "best.keras").network.predict(features, verbose=0)
     serving = tf.saved_model.load(str(result.export_path)).signatures["serving_default"]
     served = serving(**{name: tf.constant(value) for name, value in raw.items()})
     assert sorted(served) == sorted(config.tasks)
+    np.testing.assert_allclose(expected["shape"].sum(axis=-1), 1.0, atol=1e-5)  # still a distribution
     for task in config.tasks:
         assert np.isfinite(expected[task]).all()
         assert np.abs(expected[task]).sum() > 0
+        np.testing.assert_allclose(checkpoint[task], expected[task], rtol=1e-5, atol=1e-5, err_msg=task)
         np.testing.assert_allclose(served[task].numpy(), expected[task], rtol=1e-5, atol=1e-5, err_msg=task)
 
 

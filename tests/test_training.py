@@ -132,24 +132,6 @@ def test_run_folder_records_config_history_weights_and_metrics(tiny_run):
     assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "TensorBoard logs are written"
 
 
-@pytest.mark.parametrize("strategy", ["weighted", "late"])
-def test_other_fusion_strategies_train_and_export(tmp_path, tiny_config_factory, strategy):
-    from keras_mtmm.training import train
-
-    config = tiny_config_factory(f"fusion.strategy={strategy}", "training.epochs=1", "training.steps_per_epoch=2")
-    result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "saved_models", verbose=0)
-    assert result.export_path == tmp_path / "saved_models" / "demo" / "1"
-    fusion_layers = [layer for layer in result.model.layers if layer.name.startswith("fusion")]
-    expected = 1 if strategy == "weighted" else len(config.tasks)
-    assert len(fusion_layers) == expected
-    for layer in fusion_layers:
-        assert layer.current_weights().sum() == pytest.approx(1.0, abs=1e-6)
-    probabilities = result.model.predict(
-        result.preprocessor.transform(result.preprocessor.raw_inputs(load_splits(config)["test"])), verbose=0
-    )["shape"]
-    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
-
-
 def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_config_factory, monkeypatch):
     from keras_mtmm.training import WeightingLogger, read_history, train
 

@@ -1,4 +1,4 @@
-"""Modality encoders: one file per family (image, text, tabular).
+"""Modality encoders: one file per family (image, text, tabular, TF Hub modules).
 
 Each encoder is a registered, serializable Keras layer that maps one
 preprocessed modality tensor to a feature vector of width `units`.
@@ -7,6 +7,7 @@ preprocessed modality tensor to a feature vector of width `units`.
 
 from __future__ import annotations
 
+from keras_mtmm.encoders.hub import HubEncoder
 from keras_mtmm.encoders.image import ConvImageEncoder
 from keras_mtmm.encoders.tabular import CategoricalEmbeddingEncoder, IdentityEncoder, NumericMLPEncoder
 from keras_mtmm.encoders.text import BagOfWordsTextEncoder, ConvTextEncoder
@@ -16,13 +17,14 @@ __all__ = [
     "CategoricalEmbeddingEncoder",
     "ConvImageEncoder",
     "ConvTextEncoder",
+    "HubEncoder",
     "IdentityEncoder",
     "NumericMLPEncoder",
     "build_encoder",
 ]
 
 
-def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
+def build_encoder(name: str, modality, vocabulary_sizes: list[int], return_sequence: bool = False):
     """Build the encoder layer for one modality.
 
     Args:
@@ -30,6 +32,9 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
         modality: its `ModalityConfig`.
         vocabulary_sizes: the preprocessor's vocabulary size per column
             (text: one entry; categorical: one per column; else empty).
+        return_sequence: ask sequence-capable encoders (cnn, conv1d, bag) for
+            their token/patch sequence instead of a pooled vector; the others
+            give their vector whatever this says.
     """
     encoder = modality.encoder
     layer_name = f"{name}_encoder"
@@ -39,6 +44,7 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
             kernel_size=encoder.kernel_size,
             units=encoder.units,
             dropout=encoder.dropout,
+            return_sequence=return_sequence,
             name=layer_name,
         )
     if encoder.type == "conv1d":
@@ -49,6 +55,7 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
             kernel_size=encoder.kernel_size,
             units=encoder.units,
             dropout=encoder.dropout,
+            return_sequence=return_sequence,
             name=layer_name,
         )
     if encoder.type == "bag":
@@ -57,6 +64,7 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
             embedding_dim=encoder.embedding_dim,
             units=encoder.units,
             dropout=encoder.dropout,
+            return_sequence=return_sequence,
             name=layer_name,
         )
     if encoder.type == "mlp":
@@ -71,6 +79,16 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int]):
             embedding_dim=encoder.embedding_dim,
             hidden_units=encoder.hidden_units,
             units=encoder.units,
+            dropout=encoder.dropout,
+            name=layer_name,
+        )
+    if encoder.type == "hub":
+        return HubEncoder(
+            handle=encoder.handle,
+            units=encoder.units,
+            fine_tune=encoder.trainable,
+            signature=encoder.signature,
+            output_key=encoder.output_key,
             dropout=encoder.dropout,
             name=layer_name,
         )

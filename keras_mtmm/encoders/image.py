@@ -20,6 +20,9 @@ class ConvImageEncoder(keras.layers.Layer):
         kernel_size: the square kernel size of every conv layer.
         units: the width of the output feature vector.
         dropout: dropout rate before the output projection.
+        return_sequence: return the last feature map as a sequence of
+            patches, `[B, h·w, units]` (each position projected), instead of
+            the pooled vector (for cross-attention fusion).
 
     Example:
         >>> encoder = ConvImageEncoder(filters=[16, 32], kernel_size=3, units=64)
@@ -29,7 +32,15 @@ class ConvImageEncoder(keras.layers.Layer):
 
     modality_types = ("image",)
 
-    def __init__(self, filters: list[int], kernel_size: int = 3, units: int = 64, dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        filters: list[int],
+        kernel_size: int = 3,
+        units: int = 64,
+        dropout: float = 0.0,
+        return_sequence: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         filters = [int(f) for f in filters]
         if not filters or any(f < 1 for f in filters):
@@ -40,6 +51,7 @@ class ConvImageEncoder(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.units = units
         self.dropout = dropout
+        self.return_sequence = bool(return_sequence)
         self.convs = [
             keras.layers.Conv2D(f, kernel_size, padding="same", activation="relu", name=f"conv_{i}")
             for i, f in enumerate(filters)
@@ -60,11 +72,20 @@ class ConvImageEncoder(keras.layers.Layer):
         x = images
         for conv, pool in zip(self.convs, self.pools):
             x = pool(conv(x))
-        x = self.global_pool(x)
+        if self.return_sequence:
+            height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+            x = keras.ops.reshape(x, (-1, height * width, channels))
+        else:
+            x = self.global_pool(x)
         return self.projection(self.dropout_layer(x, training=training))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        if not self.return_sequence:
+            return (input_shape[0], self.units)
+        shape = tuple(input_shape)
+        for conv, pool in zip(self.convs, self.pools):
+            shape = pool.compute_output_shape(conv.compute_output_shape(shape))
+        return (input_shape[0], shape[1] * shape[2], self.units)
 
     def get_config(self):
         return {
@@ -73,4 +94,5 @@ class ConvImageEncoder(keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "units": self.units,
             "dropout": self.dropout,
+            "return_sequence": self.return_sequence,
         }

@@ -19,6 +19,8 @@ class ConvTextEncoder(keras.layers.Layer):
         kernel_size: the Conv1D window, in tokens.
         units: the width of the output feature vector.
         dropout: dropout rate before the output projection.
+        return_sequence: return one projected vector per token, `[B, L, units]`,
+            instead of the pooled vector (for cross-attention fusion).
 
     Example:
         >>> encoder = ConvTextEncoder(vocabulary_size=100, embedding_dim=16, filters=[32], units=32)
@@ -34,6 +36,7 @@ class ConvTextEncoder(keras.layers.Layer):
         kernel_size: int = 3,
         units: int = 32,
         dropout: float = 0.0,
+        return_sequence: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -49,6 +52,7 @@ class ConvTextEncoder(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.units = units
         self.dropout = dropout
+        self.return_sequence = bool(return_sequence)
         self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
         self.convs = [
             keras.layers.Conv1D(f, kernel_size, padding="same", activation="relu", name=f"conv_{i}")
@@ -70,11 +74,12 @@ class ConvTextEncoder(keras.layers.Layer):
         x = self.embedding(token_ids)
         for conv in self.convs:
             x = conv(x)
-        x = self.pool(x)
+        if not self.return_sequence:
+            x = self.pool(x)
         return self.projection(self.dropout_layer(x, training=training))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        return (*input_shape, self.units) if self.return_sequence else (input_shape[0], self.units)
 
     def get_config(self):
         return {
@@ -85,6 +90,7 @@ class ConvTextEncoder(keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "units": self.units,
             "dropout": self.dropout,
+            "return_sequence": self.return_sequence,
         }
 
 
@@ -98,11 +104,21 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
         embedding_dim: the width of token embeddings.
         units: the width of the output feature vector.
         dropout: dropout rate before the output projection.
+        return_sequence: return the projected token embeddings, `[B, L, units]`,
+            instead of their mean (for cross-attention fusion).
     """
 
     modality_types = ("text",)
 
-    def __init__(self, vocabulary_size: int, embedding_dim: int = 16, units: int = 32, dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        embedding_dim: int = 16,
+        units: int = 32,
+        dropout: float = 0.0,
+        return_sequence: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if vocabulary_size < 2 or embedding_dim < 1 or units < 1:
             raise ValueError(
@@ -113,6 +129,7 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
         self.embedding_dim = embedding_dim
         self.units = units
         self.dropout = dropout
+        self.return_sequence = bool(return_sequence)
         self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.projection = keras.layers.Dense(units, activation="relu", name="projection")
@@ -123,13 +140,15 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
 
     def call(self, token_ids, training=None):
         embedded = self.embedding(token_ids)
+        if self.return_sequence:
+            return self.projection(self.dropout_layer(embedded, training=training))
         present = keras.ops.cast(keras.ops.not_equal(token_ids, 0), embedded.dtype)[..., None]
         total = keras.ops.sum(embedded * present, axis=1)
         count = keras.ops.maximum(keras.ops.sum(present, axis=1), 1.0)
         return self.projection(self.dropout_layer(total / count, training=training))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        return (*input_shape, self.units) if self.return_sequence else (input_shape[0], self.units)
 
     def get_config(self):
         return {
@@ -138,4 +157,5 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
             "embedding_dim": self.embedding_dim,
             "units": self.units,
             "dropout": self.dropout,
+            "return_sequence": self.return_sequence,
         }
