@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+# `mtmm inspect` averages gates and modality weights over at most this many rows of the split.
+INSPECT_ROWS = 20000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--output", default=None, help="write the gate/mixing summary as JSON here")
     inspect.set_defaults(handler=_inspect)
 
+    prepare = commands.add_parser(
+        "prepare", help="convert the configured csv/demo data into sharded TFRecords + schema (data.source: tfrecord)"
+    )
+    _add_config_flags(prepare, "experiment YAML whose data to convert (default: the built-in demo)")
+    prepare.add_argument("--out", required=True, help="the new folder for the shards and schema.json")
+    prepare.add_argument("--shards", type=int, default=4, help="TFRecord files per split (default: 4)")
+    prepare.set_defaults(handler=_prepare)
+
     train.add_argument(
         "--single-task-baselines", action="store_true", help="also train one model per task and report Δm"
     )
-    for command in (train, evaluate, baselines, inspect):
+    for command in (train, evaluate, baselines, inspect, prepare):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -138,6 +148,21 @@ def _train(args) -> int:
             transfer = compare_with_baselines(result.metrics, folder, test_table, "test", 256, "libmtl")
             write_report(transfer, result.run_dir / "transfer.json")
             print(format_comparison(transfer))
+    return 0
+
+
+def _prepare(args) -> int:
+    import time
+
+    from keras_mtmm.data.tfrecord import prepare, read_schema
+
+    config = _load(args)
+    started = time.perf_counter()
+    folder = prepare(config, args.out, args.shards)
+    schema = read_schema(folder)
+    rows = ", ".join(f"{split}={entry['rows']}" for split, entry in schema["splits"].items())
+    print(f"prepared {folder} in {time.perf_counter() - started:.1f} s: {rows}")
+    print(f"train from it with: python train.py --config ... --set data.source=tfrecord --set data.path={folder}")
     return 0
 
 
@@ -215,7 +240,7 @@ def _inspect_checkpoint(args) -> int:
     import yaml
 
     from keras_mtmm.config import config_from_dict
-    from keras_mtmm.data.tables import SPLITS, load_splits
+    from keras_mtmm.data.tables import SPLITS, as_table, load_splits
     from keras_mtmm.errors import UserError
     from keras_mtmm.inspection import (
         format_gates,
@@ -237,7 +262,7 @@ def _inspect_checkpoint(args) -> int:
     preprocessor = Preprocessor.load(run_dir / "preprocessor")
     model = load_checkpoint(checkpoint)
     network = getattr(model, "network", model)
-    table = load_splits(config)[args.split]
+    table = as_table(load_splits(config)[args.split], INSPECT_ROWS)
     summary = {"split": args.split, "gates": gate_summary(network, preprocessor, table), **mixing_summary(network)}
     summary["modality_weights"] = fusion_summary(network, preprocessor, table)
     print(format_gates(summary["gates"]))

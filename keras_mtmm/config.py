@@ -31,10 +31,18 @@ PRESENCE_KEY = "modality_presence"
 
 @dataclass
 class DataConfig:
-    """Where the raw examples come from and how they are split.
+    """Where the raw examples come from and how they are split and streamed.
 
-    `source: demo` generates the built-in demo data; `source: csv` reads
-    `path` (image paths in the CSV are relative to the CSV's folder).
+    - `source: demo` generates the built-in demo data; `source: csv` reads
+      `path` (image paths in the CSV are relative to the CSV's folder);
+      `source: tfrecord` streams the sharded TFRecords of the folder `path`,
+      written by `mtmm prepare` (its splits are the prepared ones).
+    - `adapt_rows`: the Preprocessor learns vocabularies and statistics from
+      at most this many training rows (the first ones), so huge data never
+      loads whole.
+    - `read_parallelism`: TFRecord shard files read at once.
+    - `on_bad_record`: `error` (stop, naming the file and row) or `skip` (leave
+      the record out and count it in the run summary) for an unreadable image.
     """
 
     source: str = "demo"
@@ -43,6 +51,9 @@ class DataConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     label_separator: str = "|"
+    adapt_rows: int = 100000
+    read_parallelism: int = 16
+    on_bad_record: str = "error"
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,19 +75,6 @@ def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[s
             table[spec["label"]], spec["classes"], where, separator
         )
     return targets, masks
-
-
-def predict_in_batches(
-    predict: Callable[[dict], dict], raw_inputs: dict[str, np.ndarray], batch_size: int = 256
-) -> dict[str, np.ndarray]:
-    """Run `predict` over raw inputs batch by batch and concatenate the outputs."""
-    rows = len(next(iter(raw_inputs.values())))
-    collected: dict[str, list[np.ndarray]] = {}
-    for start in range(0, rows, batch_size):
-        batch = {name: values[start : start + batch_size] for name, values in raw_inputs.items()}
-        for name, value in predict(batch).items():
-            collected.setdefault(name, []).append(np.asarray(value))
-    return {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
 
 
 def metrics_report(model_name: str, split: str, examples: int, scores: dict) -> dict:
@@ -250,7 +236,7 @@ def evaluate_model(
     return report
 
 
-def robustness_table(model_path: str | Path, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
+def robustness_table(model_path: str | Path, table, batch_size: int = 256) -> dict:
     """Every task's metrics with all modalities, and with each modality removed in turn.
 
     "Removed" means what serving sees when a client leaves the modality out:
@@ -259,17 +245,21 @@ def robustness_table(model_path: str | Path, table: dict[str, np.ndarray], batch
     "without_<modality>": {...}, ...}` (each task's loss, metrics and
     labelled count, as in the report's "tasks").
     """
+    from keras_mtmm.data.tables import iter_tables
+
     predict, _, metadata = load_predictor(model_path, batch_size)
-    targets, masks = encode_targets(table, metadata)
-    inputs = raw_inputs(table, metadata)
 
-    def scores(values):
-        predictions = predict_in_batches(predict, values, batch_size)
-        return score_tasks(predictions, targets, masks, metadata)["tasks"]
+    def scores(transform=None):
+        report = score_batches(predict, iter_tables(table, batch_size), metadata, "", "", transform)
+        return report["tasks"]
 
-    result = {"all": scores(inputs)}
+    result = {"all": scores()}
     for modality, spec in metadata["inputs"].items():
-        result[f"without_{modality}"] = scores({**inputs, modality: missing_values(spec["type"], inputs[modality])})
+
+        def remove(inputs, modality=modality, kind=spec["type"]):
+            return {**inputs, modality: missing_values(kind, inputs[modality])}
+
+        result[f"without_{modality}"] = scores(remove)
     return result
 
 
@@ -291,17 +281,42 @@ def format_robustness(robustness: dict, tasks: dict) -> str:
     return "\n".join(lines)
 
 
-def score_model(model_path: str | Path, table: dict[str, np.ndarray], split: str, batch_size: int = 256) -> dict:
-    """The metrics report of a saved model (export or `.keras`) on a column table."""
-    rows = len(next(iter(table.values()))) if table else 0
-    if rows == 0:
+def score_model(model_path: str | Path, table, split: str, batch_size: int = 256) -> dict:
+    """The metrics report of a saved model (export or `.keras`) on a column table or a streaming split."""
+    from keras_mtmm.data.tables import iter_tables, num_rows
+
+    if num_rows(table) == 0:
         raise DataError(
             f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction"
         )
     predict, _, metadata = load_predictor(model_path, batch_size)
-    targets, masks = encode_targets(table, metadata)
-    predictions = predict_in_batches(predict, raw_inputs(table, metadata), batch_size)
-    return metrics_report(str(model_path), split, rows, score_tasks(predictions, targets, masks, metadata))
+    return score_batches(predict, iter_tables(table, batch_size), metadata, str(model_path), split)
+
+
+def score_batches(predict, tables, metadata: dict, model_name: str, split: str, transform=None) -> dict:
+    """The metrics report of `predict` (raw inputs -> outputs) over column tables read batch by batch.
+
+    Only the predictions, targets and masks are kept, so a streamed split of
+    any size is scored in bounded memory (its outputs aside). `transform`
+    may change each batch's raw inputs (e.g. remove a modality).
+    """
+    predictions: dict[str, list] = {}
+    targets: dict[str, list] = {}
+    masks: dict[str, list] = {}
+    rows = 0
+    for table in tables:
+        inputs = raw_inputs(table, metadata)
+        if transform is not None:
+            inputs = transform(inputs)
+        outputs = predict(inputs)
+        batch_targets, batch_masks = encode_targets(table, metadata)
+        for task in metadata["tasks"]:
+            predictions.setdefault(task, []).append(np.asarray(outputs[task]))
+            targets.setdefault(task, []).append(batch_targets[task])
+            masks.setdefault(task, []).append(batch_masks[task])
+        rows += len(next(iter(inputs.values())))
+    joined = [{task: np.concatenate(parts) for task, parts in d.items()} for d in (predictions, targets, masks)]
+    return metrics_report(model_name, split, rows, score_tasks(*joined, metadata))
 
 
 def raw_inputs(table: dict[str, np.ndarray], metadata: dict) -> dict[str, np.ndarray]:

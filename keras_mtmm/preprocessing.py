@@ -224,6 +224,16 @@ class Preprocessor:
                 continue
             layers[name] = layer
         self._layers = layers
+        self._label_tables = {
+            name: tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(classes, tf.string), tf.range(len(classes), dtype=tf.int64)
+                ),
+                default_value=-1,
+            )
+            for name, classes in self.state["classes"].items()
+            if classes
+        }
 
     def tracked_layers(self) -> list[keras.layers.Layer]:
         """The Keras layers whose state a SavedModel must carry."""
@@ -291,6 +301,62 @@ class Preprocessor:
         """The raw serving inputs of a column table (one array per modality)."""
         return modality_inputs(table, _Specs(self.modalities))
 
+    def raw_inputs_tf(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """`raw_inputs` in TensorFlow, for streamed column batches (`{column: [B]}`, as TFRecords parse)."""
+        inputs = {}
+        for name, spec in self.modalities.items():
+            kind = spec["type"]
+            if kind in ("image", "text"):
+                inputs[name] = columns[spec["columns"][0]]
+            elif kind == "numeric":
+                inputs[name] = tf.stack([tf.cast(columns[c], tf.float32) for c in spec["columns"]], axis=1)
+            else:
+                inputs[name] = tf.stack([tf.strings.strip(columns[c]) for c in spec["columns"]], axis=1)
+        return inputs
+
+    def encode_labels_tf(self, columns: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """`encode_labels` in TensorFlow, for streamed column batches: the same targets and masks.
+
+        A label outside the known classes fails the input pipeline with a
+        message naming the task and the values (`keras_mtmm:` prefixed, so
+        training turns it into a `DataError`).
+        """
+        self._require_adapted()
+        targets, masks = {}, {}
+        for name, spec in self.tasks.items():
+            raw = columns[spec["label"]]
+            if spec["type"] == "regression":
+                value = tf.cast(raw, tf.float32)
+                present = tf.math.is_finite(value)
+                targets[name] = tf.where(present, value, tf.zeros_like(value))[:, None]
+                masks[name] = tf.cast(present, tf.float32)
+                continue
+            classes = self.state["classes"][name]
+            table = self._label_tables[name]
+            text = tf.strings.strip(raw)
+            present = tf.strings.length(text) > 0
+            if spec["type"] == "multilabel":
+                parts = tf.strings.strip(tf.strings.split(text, self.label_separator))
+                ids = tf.ragged.map_flat_values(table.lookup, parts)
+                unknown_parts = tf.logical_and(ids.flat_values < 0, tf.repeat(present, parts.row_lengths()))
+                check = _label_check(name, classes, tf.reduce_any(unknown_parts), parts.flat_values, unknown_parts)
+                with tf.control_dependencies([check]):
+                    depth = len(classes)
+                    hot = tf.ragged.map_flat_values(lambda i, depth=depth: tf.one_hot(tf.maximum(i, 0), depth), ids)
+                    target = tf.reduce_max(hot, axis=1)  # [B, C]; rows without labels are masked below
+                targets[name] = tf.where(present[:, None], target, tf.zeros_like(target))
+            else:
+                ids = table.lookup(text)
+                unknown = tf.logical_and(present, ids < 0)
+                check = _label_check(name, classes, tf.reduce_any(unknown), text, unknown)
+                with tf.control_dependencies([check]):
+                    index = tf.where(present, ids, tf.zeros_like(ids))
+                targets[name] = (
+                    tf.cast(index, tf.float32)[:, None] if spec["type"] == "binary" else tf.cast(index, tf.int32)
+                )
+            masks[name] = tf.cast(present, tf.float32)
+        return targets, masks
+
     def transform(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Batched raw inputs -> model inputs. Pure TF: runs in tf.data and in serving."""
         self._require_adapted()
@@ -339,6 +405,18 @@ class Preprocessor:
                 table[spec["label"]], self.state["classes"][name], where, self.label_separator
             )
         return targets, masks
+
+
+def _label_check(task: str, classes: list[str], failed, values, where_failed):
+    """An assertion (to run before the targets are used) that no label is outside `classes`."""
+    return tf.debugging.Assert(
+        tf.logical_not(failed),
+        [
+            f"keras_mtmm: tasks.{task}.label: labels not among the known classes {classes}:",
+            tf.boolean_mask(values, where_failed)[:5],
+        ],
+        summarize=5,
+    )
 
 
 class _Specs(dict):

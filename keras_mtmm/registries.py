@@ -20,4 +20,4 @@ DEFAULT_ENCODERS = {"image": "cnn", "text": "conv1d", "numeric": "mlp", "categor
 
 # Imported last: each module registers its implementations into the tables above.
 from keras_mtmm import encoders, fusion, heads, sharing, weighting  # noqa: E402, F401
-from keras_mtmm.data import sources  # noqa: E402, F401
+from keras_mtmm.data import sources, tfrecord  # noqa: E402, F401

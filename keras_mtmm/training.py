@@ -17,6 +17,7 @@ the last completed epoch (Keras `BackupAndRestore`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -27,9 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.data.pipeline import make_dataset, make_input_dataset
-from keras_mtmm.data.tables import load_splits, num_rows
-from keras_mtmm.evaluation import encode_targets, format_table, metrics_report, score_tasks, write_report
+from keras_mtmm.data.pipeline import make_dataset
+from keras_mtmm.data.tables import as_table, iter_tables, load_splits, num_rows
+from keras_mtmm.errors import DataError
+from keras_mtmm.evaluation import format_table, score_batches, write_report
 from keras_mtmm.export import export_model, model_metadata
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
@@ -153,22 +155,26 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     preprocessor = Preprocessor.from_config(config)
-    preprocessor.adapt(splits["train"], run_dir / "preprocessor")
-    _, train_masks = preprocessor.encode_labels(splits["train"])
-    label_counts = {task: int(mask.sum()) for task, mask in train_masks.items()}
+    label_counts = adapt_preprocessor(preprocessor, config, splits["train"], run_dir / "preprocessor")
     configured = {task: task_config.weight for task, task_config in config.tasks.items()}
     task_weights = resolve_task_weights(config.weighting.strategy, configured, label_counts)
     metadata = model_metadata(config, preprocessor, task_weights)
-    (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+    skipped = skipped_records(splits, config)
     print(f"run folder: {run_dir}")
     print("examples: " + ", ".join(f"{split}={num_rows(table)}" for split, table in splits.items()))
     print("labelled training examples: " + ", ".join(f"{task}={count}" for task, count in label_counts.items()))
+    if skipped is not None:
+        metadata["skipped_records"] = skipped
+        print(f"bad records skipped (data.on_bad_record: skip): {skipped['count']}")
+    (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     print(f"task weights ({config.weighting.strategy}): " + ", ".join(f"{t}={w:.4g}" for t, w in task_weights.items()))
     timings["prepare_s"] = time.perf_counter() - started
 
     network = build_model(config, preprocessor)
     model = compile_model(network, config, preprocessor, task_weights, seed=config.seed)
     training = config.training
+    skip_bad = config.data.on_bad_record == "skip"
+    valid_rows = (skipped or {}).get("valid_rows", {})
     train_data = make_dataset(
         preprocessor,
         splits["train"],
@@ -178,10 +184,19 @@ def train(
         shuffle_buffer=training.shuffle_buffer,
         repeat=training.steps_per_epoch is not None,
         cache=training.cache,
+        skip_bad=skip_bad,
+        valid_rows=valid_rows.get("train"),
     )
     has_validation = num_rows(splits["validation"]) > 0
     validation_data = (
-        make_dataset(preprocessor, splits["validation"], training.batch_size, split="validation")
+        make_dataset(
+            preprocessor,
+            splits["validation"],
+            training.batch_size,
+            split="validation",
+            skip_bad=skip_bad,
+            valid_rows=valid_rows.get("validation"),
+        )
         if has_validation
         else None
     )
@@ -205,15 +220,16 @@ def train(
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
     fit_started = time.perf_counter()
-    model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=training.epochs,
-        steps_per_epoch=training.steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        verbose=verbose,
-    )
+    with data_errors():
+        model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=training.epochs,
+            steps_per_epoch=training.steps_per_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            verbose=verbose,
+        )
     timings["fit_s"] = time.perf_counter() - fit_started
     if best_path.exists():
         model.load_weights(best_path)
@@ -253,12 +269,78 @@ def train(
 
 
 def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int) -> dict:
-    """The metrics report of an in-memory model on a column table."""
-    raw = preprocessor.raw_inputs(table)
-    outputs = model.predict(make_input_dataset(preprocessor, raw, batch_size), verbose=0)
-    targets, masks = encode_targets(table, metadata)
-    predictions = {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
-    return metrics_report(model_name, "test", num_rows(table), score_tasks(predictions, targets, masks, metadata))
+    """The metrics report of an in-memory model on a column table or a streaming split."""
+    import tensorflow as tf
+
+    run = tf.function(lambda raw: model(preprocessor.transform(raw), training=False), reduce_retracing=True)
+
+    def predict(batch):
+        outputs = run({name: tf.constant(values) for name, values in batch.items()})
+        return {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
+
+    return score_batches(predict, iter_tables(table, batch_size), metadata, model_name, "test")
+
+
+def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
+    """Adapt on (at most `data.adapt_rows` of) the training split; return the labelled count per task.
+
+    For a streaming split the classes and counts come from its schema (the
+    whole split), so a class missing from the adapt sample is still known.
+    """
+    sample = as_table(train_split, config.data.adapt_rows)
+    if not isinstance(train_split, dict):
+        prepared = {(entry["label"], entry["type"]): entry for entry in train_split.tasks.values()}
+        known = {task: prepared.get((spec["label"], spec["type"])) for task, spec in preprocessor.tasks.items()}
+        for task, entry in known.items():
+            if entry is not None and preprocessor.tasks[task]["classes"] is None and entry["classes"]:
+                preprocessor.tasks[task]["classes"] = list(entry["classes"])
+        preprocessor.adapt(sample, folder)
+        _, masks = preprocessor.encode_labels(sample)
+        return {
+            task: int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
+            for task, entry in known.items()
+        }
+    preprocessor.adapt(sample, folder)
+    _, masks = preprocessor.encode_labels(train_split)  # every training label checked, before anything runs
+    return {task: int(mask.sum()) for task, mask in masks.items()}
+
+
+def skipped_records(splits, config) -> dict | None:
+    """With `data.on_bad_record: skip`: how many source records were left out, and the first few reasons."""
+    if config.data.on_bad_record != "skip":
+        return None
+    reasons = list(getattr(splits, "skipped", []))
+    count = len(reasons)
+    valid = {}
+    for name, split in splits.items():
+        if not isinstance(split, dict):  # streaming: one counting pass over the records
+            valid[name] = sum(1 for _ in split.valid_records())
+            count += num_rows(split) - valid[name]
+    return {"count": count, "first": reasons[:10], "valid_rows": valid}
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turn a keras_mtmm check that failed inside the input pipeline into a `DataError`."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        message = error.message
+        if "keras_mtmm:" not in message:
+            if "image" in message.lower() and ("decode" in message.lower() or "format" in message.lower()):
+                raise DataError(
+                    "data",
+                    f"an image in the input records does not decode ({' '.join(message.split())[:200]})",
+                    "re-run `mtmm prepare` (it checks every image), or set data.on_bad_record: skip",
+                ) from None
+            raise
+        detail = message[message.index("keras_mtmm:") + len("keras_mtmm:") :].strip()
+        where, _, what = detail.partition(": ")
+        raise DataError(
+            where, " ".join(what.split())[:500], "fix the data, or list every class in the config"
+        ) from None
 
 
 def single_task_config(config, task: str):

@@ -26,8 +26,17 @@ def validate_config(config, check_files: bool = True) -> None:
     if not config.name or "/" in config.name or config.name.startswith("."):
         raise ConfigError("name", f"expected a plain folder name, got {config.name!r}", "e.g. name: demo")
     registries.SOURCES.get(config.data.source, "data.source")
-    if config.data.source == "csv" and not config.data.path:
-        raise ConfigError("data.path", "data.source is csv but no path is set", "set data.path to the CSV file")
+    if config.data.source in ("csv", "tfrecord") and not config.data.path:
+        what = "the CSV file" if config.data.source == "csv" else "the folder written by `mtmm prepare`"
+        raise ConfigError(
+            "data.path", f"data.source is {config.data.source} but no path is set", f"set data.path to {what}"
+        )
+    _check_positive("data.adapt_rows", config.data.adapt_rows)
+    _check_positive("data.read_parallelism", config.data.read_parallelism)
+    if config.data.on_bad_record not in ("error", "skip"):
+        raise ConfigError(
+            "data.on_bad_record", f"expected error or skip, got {config.data.on_bad_record!r}", "use error or skip"
+        )
     if config.data.num_examples < 10:
         raise ConfigError("data.num_examples", f"expected at least 10, got {config.data.num_examples}", "raise it")
     for key in ("validation_fraction", "test_fraction"):

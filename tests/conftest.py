@@ -46,3 +46,39 @@ def tiny_run(tmp_path_factory, tiny_config_factory):
     root = tmp_path_factory.mktemp("tiny_run")
     config = tiny_config_factory()
     return train(config, output_dir=root / "run", export_dir=root / "saved_models", verbose=0)
+
+
+def write_demo_csv(folder: Path, rows: int, seed: int = 3) -> Path:
+    """`folder/items.csv` from demo rows, with PNG files under `folder/images/`.
+
+    Columns: picture (every 17th empty), description, weight_kg, material,
+    shape, premium (about 30% unlabelled), price, tags (multilabel: the
+    material, plus "heavy" above 2 kg).
+    """
+    import csv
+
+    import numpy as np
+
+    from keras_mtmm.data.demo import generate_demo
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    table = generate_demo(rows, seed=seed, image_size=16)
+    rng = np.random.default_rng(0)
+    path = folder / "items.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["picture", "description", "weight_kg", "material", "shape", "premium", "price", "tags"])
+        for row in range(rows):
+            image = ""
+            if row % 17:  # every 17th image is missing
+                image = f"images/{row}.png"
+                (folder / image).write_bytes(table["image"][row])
+            weight = "" if np.isnan(table["weight_kg"][row]) else f"{table['weight_kg'][row]:.3f}"
+            price = "" if np.isnan(table["price"][row]) else f"{table['price'][row]:.2f}"
+            tags = "|".join(t for t in (table["material"][row], "heavy" if weight and float(weight) > 2 else "") if t)
+            premium = table["premium"][row] if rng.random() > 0.3 else ""  # 30% unlabelled
+            writer.writerow(
+                [image, table["description"][row], weight, table["material"][row], table["shape"][row], premium]
+                + [price, tags]
+            )
+    return path

@@ -2,53 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 
 from keras_mtmm.config import config_from_dict
-from keras_mtmm.data.demo import generate_demo
 from keras_mtmm.training import train
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, write_demo_csv
 
 
 @pytest.fixture(scope="module")
 def csv_experiment(tmp_path_factory):
     """A CSV made from 160 demo rows: PNG files, text, numbers, categories, 4 label columns."""
     folder = tmp_path_factory.mktemp("csv_data")
-    (folder / "images").mkdir()
-    table = generate_demo(160, seed=3, image_size=16)
-    rng = np.random.default_rng(0)
-    path = folder / "items.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["picture", "description", "weight_kg", "material", "shape", "premium", "price", "tags"])
-        for row in range(160):
-            image = ""
-            if row % 17:  # every 17th image is missing
-                image = f"images/{row}.png"
-                (folder / image).write_bytes(table["image"][row])
-            weight = "" if np.isnan(table["weight_kg"][row]) else f"{table['weight_kg'][row]:.3f}"
-            price = "" if np.isnan(table["price"][row]) else f"{table['price'][row]:.2f}"
-            tags = "|".join(t for t in (table["material"][row], "heavy" if weight and float(weight) > 2 else "") if t)
-            writer.writerow(
-                [
-                    image,
-                    table["description"][row],
-                    weight,
-                    table["material"][row],
-                    table["shape"][row],
-                    table["premium"][row] if rng.random() > 0.3 else "",  # 30% unlabelled
-                    price,
-                    tags,
-                ]
-            )
+    path = write_demo_csv(folder, 160, seed=3)
     raw = {
         "name": "items",
         "seed": 5,

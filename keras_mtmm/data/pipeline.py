@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.data.tables import num_rows
@@ -11,7 +10,7 @@ from keras_mtmm.errors import DataError
 
 def make_dataset(
     preprocessor,
-    table: dict[str, np.ndarray],
+    table,
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
@@ -19,6 +18,8 @@ def make_dataset(
     split: str = "train",
     repeat: bool = False,
     cache: bool = False,
+    skip_bad: bool = False,
+    valid_rows: int | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of `(inputs, targets, masks)` dicts for `Model.fit`/`evaluate`.
 
@@ -26,9 +27,13 @@ def make_dataset(
     batch in parallel `map` calls (the same `transform` the export serves).
     Masks are per-output sample weights: 0 where a task's label is missing.
 
+    A streaming split (`RecordSplit`, from TFRecords) goes through the same
+    steps on its serialized records, with parsing, label encoding and
+    preprocessing in TensorFlow: the same batches as its rows in a table.
+
     Args:
         preprocessor: an adapted `Preprocessor`.
-        table: a column table.
+        table: a column table, or a streaming `RecordSplit`.
         batch_size: examples per batch.
         shuffle: reshuffle every epoch (training).
         seed: the shuffle seed.
@@ -37,10 +42,19 @@ def make_dataset(
         repeat: repeat forever (when an epoch is a fixed number of steps).
         cache: keep the preprocessed batches in memory after the first pass
             (then only the order of whole batches is reshuffled).
+        skip_bad: (streaming splits) leave out records whose image does not
+            decode, instead of failing (`data.on_bad_record: skip`).
+        valid_rows: (streaming splits, with `skip_bad`) the records left once
+            bad ones are skipped, if counted: the epoch's length for Keras.
     """
     rows = num_rows(table)
     if rows == 0:
         raise DataError(f"data ({split} split)", "the split is empty", "add rows or change data.*_fraction")
+    if not isinstance(table, dict):
+        rows = valid_rows if skip_bad and valid_rows is not None else None
+        return _record_dataset(
+            preprocessor, table, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows
+        )
     raw = preprocessor.raw_inputs(table)
     targets, masks = preprocessor.encode_labels(table)
     dataset = tf.data.Dataset.from_tensor_slices((raw, targets, masks))
@@ -52,6 +66,10 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache)
+
+
+def _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache):
     if cache:
         dataset = dataset.cache()
         if shuffle:
@@ -62,9 +80,19 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def make_input_dataset(preprocessor, raw_inputs: dict[str, np.ndarray], batch_size: int) -> tf.data.Dataset:
-    """A batched dataset of model inputs only (for `Model.predict`)."""
-    dataset = tf.data.Dataset.from_tensor_slices(raw_inputs).batch(batch_size)
-    return dataset.map(preprocessor.transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+def _record_dataset(preprocessor, split, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows):
+    """Serialized records -> (shuffle) -> batch -> parse + labels + preprocessing, in parallel."""
+    records = split.valid_records() if skip_bad else split.records()
+    if shuffle and not cache:
+        records = records.shuffle(min(shuffle_buffer, split.rows), seed=seed, reshuffle_each_iteration=True)
+
+    def features(serialized):
+        columns = split.parse(serialized)
+        targets, masks = preprocessor.encode_labels_tf(columns)
+        return preprocessor.transform(preprocessor.raw_inputs_tf(columns)), targets, masks
+
+    dataset = records.batch(batch_size).map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    rows = split.rows if not skip_bad else rows
+    if rows is not None:  # Keras then knows the epoch's length, as it does for a table
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
+    return _finish(dataset, rows or split.rows, batch_size, shuffle, seed, repeat, cache)

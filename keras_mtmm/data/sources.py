@@ -58,6 +58,7 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         )
     positions = {name: header.index(name) for name in kinds}
     table: dict[str, list] = {name: [] for name in kinds}
+    skipped: list[str] = []
     for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
@@ -65,15 +66,39 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
             raise DataError(
                 f"{path}:{line}", f"expected {len(header)} cells, got {len(row)}", "fix the row's commas/quotes"
             )
-        for name, kind in kinds.items():
-            cell = row[positions[name]].strip()
-            table[name].append(_parse_cell(cell, kind, name, f"{path}:{line}", path.parent))
+        try:
+            parsed = {
+                name: _parse_cell(row[positions[name]].strip(), kind, name, f"{path}:{line}", path.parent)
+                for name, kind in kinds.items()
+            }
+        except BadImage as error:
+            if data.on_bad_record != "skip":
+                raise
+            skipped.append(str(error))
+            continue
+        for name, value in parsed.items():
+            table[name].append(value)
     if not table or not next(iter(table.values())):
         raise DataError(str(path), "the CSV has a header but no data rows", "add rows")
-    return {
-        name: np.asarray(values, dtype=np.float32 if kinds[name] == "numeric" else object)
-        for name, values in table.items()
-    }
+    return Table(
+        {
+            name: np.asarray(values, dtype=np.float32 if kinds[name] == "numeric" else object)
+            for name, values in table.items()
+        },
+        skipped=skipped,
+    )
+
+
+class Table(dict):
+    """A column table that also says which source records were skipped (`data.on_bad_record: skip`)."""
+
+    def __init__(self, columns: dict[str, np.ndarray], skipped: list[str] | None = None):
+        super().__init__(columns)
+        self.skipped = list(skipped or [])
+
+
+class BadImage(DataError):
+    """An image cell names a file that cannot be read or decoded."""
 
 
 def _column_kinds(modalities, tasks) -> dict[str, str]:
@@ -113,12 +138,16 @@ def read_image_bytes(cell: str, folder: Path, where: str) -> bytes:
     try:
         content = image_path.read_bytes()
     except OSError as error:
-        raise DataError(
-            where, f"cannot read image '{image_path}' ({error.strerror})", "fix the path (relative to the CSV)"
+        raise BadImage(
+            where,
+            f"cannot read image '{image_path}' ({error.strerror})",
+            "fix the path (relative to the CSV), or set data.on_bad_record: skip",
         ) from None
     if not content.startswith(IMAGE_SIGNATURES) or not _decodes(content):
-        raise DataError(
-            where, f"'{image_path}' is not a readable PNG, JPEG, GIF or BMP image", "replace or remove the file"
+        raise BadImage(
+            where,
+            f"'{image_path}' is not a readable PNG, JPEG, GIF or BMP image",
+            "replace or remove the file, or set data.on_bad_record: skip",
         )
     return content
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,30 @@ from keras_mtmm.registries import SOURCES
 SPLITS = ("train", "validation", "test")
 
 
-def load_splits(config, base_dir: str | Path = ".") -> dict[str, dict[str, np.ndarray]]:
+def load_splits(config, base_dir: str | Path = ".") -> dict:
     """Load the configured source and split it deterministically (by `config.seed`).
 
     Returns:
-        `{"train": table, "validation": table, "test": table}`.
+        `{"train": split, "validation": split, "test": split}`: column tables
+        (dicts of NumPy arrays) for in-memory sources, streaming
+        `RecordSplit`s for `tfrecord` (use `iter_tables` / `as_table` to read
+        either the same way).
     """
     source = SOURCES.get(config.data.source, "data.source")
+    if getattr(source, "returns_splits", False):
+        return Splits(source(config.data, config.modalities, config.tasks, config.seed, Path(base_dir)))
     table = source(config.data, config.modalities, config.tasks, config.seed, Path(base_dir))
     check_columns(table, config, config.data.source)
-    return split_table(table, config.data.validation_fraction, config.data.test_fraction, config.seed)
+    splits = split_table(table, config.data.validation_fraction, config.data.test_fraction, config.seed)
+    return Splits(splits, skipped=getattr(table, "skipped", []))
+
+
+class Splits(dict):
+    """`{split: table}`, plus the source records left out as bad (`data.on_bad_record: skip`)."""
+
+    def __init__(self, splits: dict, skipped: list[str] | None = None):
+        super().__init__(splits)
+        self.skipped = list(skipped or [])
 
 
 def check_columns(table: dict[str, np.ndarray], config, source_name: str) -> None:
@@ -54,9 +69,29 @@ def split_table(
     return {split: {name: values[rows] for name, values in table.items()} for split, rows in parts.items()}
 
 
-def num_rows(table: dict[str, np.ndarray]) -> int:
-    """The number of rows of a column table."""
+def num_rows(table) -> int:
+    """The number of rows of a column table or a streaming split."""
+    if not isinstance(table, dict):
+        return len(table)
     return len(next(iter(table.values()))) if table else 0
+
+
+def iter_tables(split, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive rows of a column table or a streaming split, as column tables of up to `batch_size` rows."""
+    if not isinstance(split, dict):
+        yield from split.tables(batch_size)
+        return
+    for start in range(0, num_rows(split), batch_size):
+        yield {name: values[start : start + batch_size] for name, values in split.items()}
+
+
+def as_table(split, max_rows: int | None = None) -> dict[str, np.ndarray]:
+    """The first `max_rows` rows (all by default) of a column table or a streaming split, in memory."""
+    if not isinstance(split, dict):
+        return split.head(max_rows)
+    if max_rows is None or num_rows(split) <= max_rows:
+        return split
+    return {name: values[:max_rows] for name, values in split.items()}
 
 
 def modality_inputs(table: dict[str, np.ndarray], modalities) -> dict[str, np.ndarray]:
