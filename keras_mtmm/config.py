@@ -43,6 +43,12 @@ class DataConfig:
     - `read_parallelism`: TFRecord shard files read at once.
     - `on_bad_record`: `error` (stop, naming the file and row) or `skip` (leave
       the record out and count it in the run summary) for an unreadable image.
+    - When tasks have their own data (`tasks.<t>.data`), `mixing` says how a
+      training step draws from the datasets: `joint` (every batch mixes
+      examples of all datasets) or `interleaved` (every batch comes from one
+      dataset); `sampler` gives the probabilities: `proportional` (to size),
+      `uniform`, `temperature` (p ∝ n^(1/temperature)) or `annealed`
+      (proportional at the first epoch to uniform at the last).
     """
 
     source: str = "demo"
@@ -54,6 +60,9 @@ class DataConfig:
     adapt_rows: int = 100000
     read_parallelism: int = 16
     on_bad_record: str = "error"
+    mixing: str = "joint"
+    sampler: str = "proportional"
+    temperature: float = 2.0
 
 
 @dataclass
@@ -161,6 +170,9 @@ class TaskConfig:
 
     `classes` fixes the class names and their order (for `binary`, the second
     is the positive class); otherwise they are read from the training split.
+    `data` gives the task a dataset of its own (same keys as the top-level
+    `data`): its examples carry this task's label only, and it needs every
+    modality's columns (missing values allowed).
     """
 
     type: str = ""
@@ -169,6 +181,7 @@ class TaskConfig:
     metrics: list[str] | None = None
     classes: list[str] | None = None
     top_k: int = 2
+    data: DataConfig | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.tables import label_column
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.heads import get_task_type
 
@@ -69,11 +70,10 @@ def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[s
     separator = metadata.get("label_separator", "|")
     for task, spec in metadata["tasks"].items():
         where = f"tasks.{task}.label (column '{spec['label']}')"
-        if spec["label"] not in table:
-            raise DataError(where, f"column '{spec['label']}' is not in the data", f"it has: {', '.join(table)}")
-        targets[task], masks[task] = get_task_type(spec["type"]).encode(
-            table[spec["label"]], spec["classes"], where, separator
-        )
+        # A table without the column (another task's dataset) is unlabelled for the task; the data
+        # loaders check that every configured column is where it should be.
+        column = label_column(table, spec["label"], spec["type"] == "regression")
+        targets[task], masks[task] = get_task_type(spec["type"]).encode(column, spec["classes"], where, separator)
     return targets, masks
 
 

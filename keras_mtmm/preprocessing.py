@@ -31,6 +31,7 @@ target and a 0/1 mask per task.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -41,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.config import PRESENCE_KEY
-from keras_mtmm.data.tables import modality_inputs
+from keras_mtmm.data.tables import label_column, modality_inputs
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
 from keras_mtmm.heads import get_task_type
@@ -323,8 +324,11 @@ class Preprocessor:
         """
         self._require_adapted()
         targets, masks = {}, {}
+        batch = tf.shape(next(iter(columns.values())))[0]
         for name, spec in self.tasks.items():
-            raw = columns[spec["label"]]
+            raw = columns.get(spec["label"])
+            if raw is None:  # another task's dataset: unlabelled for this task
+                raw = tf.fill([batch], math.nan) if spec["type"] == "regression" else tf.fill([batch], "")
             if spec["type"] == "regression":
                 value = tf.cast(raw, tf.float32)
                 present = tf.math.is_finite(value)
@@ -401,8 +405,9 @@ class Preprocessor:
         for name, spec in self.tasks.items():
             task_type = get_task_type(spec["type"])
             where = f"tasks.{name}.label (column '{spec['label']}')"
+            column = label_column(table, spec["label"], spec["type"] == "regression")
             targets[name], masks[name] = task_type.encode(
-                table[spec["label"]], self.state["classes"][name], where, self.label_separator
+                column, self.state["classes"][name], where, self.label_separator
             )
         return targets, masks
 

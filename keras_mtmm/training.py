@@ -28,8 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.data.pipeline import make_dataset
-from keras_mtmm.data.tables import as_table, iter_tables, load_splits, num_rows
+from keras_mtmm.data.pipeline import make_dataset, make_mixed_dataset
+from keras_mtmm.data.sampling import build_sampler, describe_probabilities
+from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows
 from keras_mtmm.errors import DataError
 from keras_mtmm.evaluation import format_table, score_batches, write_report
 from keras_mtmm.export import export_model, model_metadata
@@ -175,18 +176,47 @@ def train(
     training = config.training
     skip_bad = config.data.on_bad_record == "skip"
     valid_rows = (skipped or {}).get("valid_rows", {})
-    train_data = make_dataset(
-        preprocessor,
-        splits["train"],
-        training.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        shuffle_buffer=training.shuffle_buffer,
-        repeat=training.steps_per_epoch is not None,
-        cache=training.cache,
-        skip_bad=skip_bad,
-        valid_rows=valid_rows.get("train"),
-    )
+    steps_per_epoch = training.steps_per_epoch
+    if isinstance(splits["train"], StreamSplit):
+        steps_per_epoch = steps_per_epoch or -(-num_rows(splits["train"]) // training.batch_size)
+        train_data, schedule = make_mixed_dataset(
+            preprocessor,
+            splits["train"],
+            training.batch_size,
+            config.data.mixing,
+            build_sampler(config.data.sampler, config.data.temperature),
+            training.epochs,
+            steps_per_epoch,
+            seed=config.seed,
+            shuffle_buffer=training.shuffle_buffer,
+            skip_bad=skip_bad,
+        )
+        metadata["sampling"] = {
+            "mixing": config.data.mixing,
+            "sampler": config.data.sampler,
+            "sizes": {name: num_rows(part) for name, part in splits["train"].parts.items()},
+            "steps_per_epoch": steps_per_epoch,
+            "probabilities": schedule,
+        }
+        (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+        first, last = describe_probabilities(schedule[0]), describe_probabilities(schedule[-1])
+        print(
+            f"datasets mixed {config.data.mixing} ({config.data.sampler}): {first}"
+            + (f" -> {last} (last epoch)" if first != last else "")
+        )
+    else:
+        train_data = make_dataset(
+            preprocessor,
+            splits["train"],
+            training.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            shuffle_buffer=training.shuffle_buffer,
+            repeat=training.steps_per_epoch is not None,
+            cache=training.cache,
+            skip_bad=skip_bad,
+            valid_rows=valid_rows.get("train"),
+        )
     has_validation = num_rows(splits["validation"]) > 0
     validation_data = (
         make_dataset(
@@ -225,7 +255,7 @@ def train(
             train_data,
             validation_data=validation_data,
             epochs=training.epochs,
-            steps_per_epoch=training.steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             shuffle=False,  # the dataset reshuffles itself every epoch
             verbose=verbose,
@@ -284,38 +314,57 @@ def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch
 def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
     """Adapt on (at most `data.adapt_rows` of) the training split; return the labelled count per task.
 
-    For a streaming split the classes and counts come from its schema (the
-    whole split), so a class missing from the adapt sample is still known.
+    For streamed TFRecords the classes and counts come from their schema
+    (the whole split), so a class missing from the adapt sample is still
+    known. With several datasets (a `StreamSplit`) the sample takes up to
+    `adapt_rows` rows of each.
     """
-    sample = as_table(train_split, config.data.adapt_rows)
-    if not isinstance(train_split, dict):
-        prepared = {(entry["label"], entry["type"]): entry for entry in train_split.tasks.values()}
-        known = {task: prepared.get((spec["label"], spec["type"])) for task, spec in preprocessor.tasks.items()}
-        for task, entry in known.items():
-            if entry is not None and preprocessor.tasks[task]["classes"] is None and entry["classes"]:
-                preprocessor.tasks[task]["classes"] = list(entry["classes"])
-        preprocessor.adapt(sample, folder)
-        _, masks = preprocessor.encode_labels(sample)
-        return {
-            task: int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
-            for task, entry in known.items()
-        }
-    preprocessor.adapt(sample, folder)
-    _, masks = preprocessor.encode_labels(train_split)  # every training label checked, before anything runs
-    return {task: int(mask.sum()) for task, mask in masks.items()}
+    parts = list(train_split.parts.values()) if isinstance(train_split, StreamSplit) else [train_split]
+    prepared = {
+        (entry["label"], entry["type"]): entry
+        for part in parts
+        if not isinstance(part, dict) and hasattr(part, "tasks")
+        for entry in part.tasks.values()
+    }
+    for spec in preprocessor.tasks.values():
+        entry = prepared.get((spec["label"], spec["type"]))
+        if entry is not None and spec["classes"] is None and entry["classes"]:
+            spec["classes"] = list(entry["classes"])
+    preprocessor.adapt(as_table(train_split, config.data.adapt_rows), folder)
+    counts = dict.fromkeys(preprocessor.tasks, 0)
+    for part in parts:
+        if isinstance(part, dict):
+            _, masks = preprocessor.encode_labels(part)  # every training label checked, before anything runs
+            for task, mask in masks.items():
+                counts[task] += int(mask.sum())
+            continue
+        by_label = {(entry["label"], entry["type"]): entry for entry in part.tasks.values()}
+        sample = as_table(part, config.data.adapt_rows)
+        _, masks = preprocessor.encode_labels(sample)  # the sample's labels checked up front
+        for task, spec in preprocessor.tasks.items():
+            entry = by_label.get((spec["label"], spec["type"]))
+            counts[task] += int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
+    return counts
 
 
 def skipped_records(splits, config) -> dict | None:
-    """With `data.on_bad_record: skip`: how many source records were left out, and the first few reasons."""
+    """With `data.on_bad_record: skip`: how many source records were left out, and the first few reasons.
+
+    `valid_rows` gives, per split, the records left in its streamed TFRecords
+    (one counting pass over them), so Keras knows the epoch's length.
+    """
     if config.data.on_bad_record != "skip":
         return None
     reasons = list(getattr(splits, "skipped", []))
     count = len(reasons)
-    valid = {}
+    valid: dict[str, int] = {}
     for name, split in splits.items():
-        if not isinstance(split, dict):  # streaming: one counting pass over the records
-            valid[name] = sum(1 for _ in split.valid_records())
-            count += num_rows(split) - valid[name]
+        parts = split.parts.values() if isinstance(split, StreamSplit) else [split]
+        for part in parts:
+            if not isinstance(part, dict):
+                left = sum(1 for _ in part.valid_records())
+                valid[name] = valid.get(name, 0) + left
+                count += num_rows(part) - left
     return {"count": count, "first": reasons[:10], "valid_rows": valid}
 
 

@@ -25,24 +25,8 @@ def validate_config(config, check_files: bool = True) -> None:
 
     if not config.name or "/" in config.name or config.name.startswith("."):
         raise ConfigError("name", f"expected a plain folder name, got {config.name!r}", "e.g. name: demo")
-    registries.SOURCES.get(config.data.source, "data.source")
-    if config.data.source in ("csv", "tfrecord") and not config.data.path:
-        what = "the CSV file" if config.data.source == "csv" else "the folder written by `mtmm prepare`"
-        raise ConfigError(
-            "data.path", f"data.source is {config.data.source} but no path is set", f"set data.path to {what}"
-        )
-    _check_positive("data.adapt_rows", config.data.adapt_rows)
-    _check_positive("data.read_parallelism", config.data.read_parallelism)
-    if config.data.on_bad_record not in ("error", "skip"):
-        raise ConfigError(
-            "data.on_bad_record", f"expected error or skip, got {config.data.on_bad_record!r}", "use error or skip"
-        )
-    if config.data.num_examples < 10:
-        raise ConfigError("data.num_examples", f"expected at least 10, got {config.data.num_examples}", "raise it")
-    for key in ("validation_fraction", "test_fraction"):
-        fraction = getattr(config.data, key)
-        if not 0.0 <= fraction < 0.5:
-            raise ConfigError(f"data.{key}", f"expected a fraction in [0, 0.5), got {fraction}", "e.g. 0.1")
+    _validate_data(config.data, "data", registries)
+    _validate_mixing(config)
 
     if not config.modalities:
         raise ConfigError("modalities", "no modality is configured", "add at least one (see configs/demo.yaml)")
@@ -74,6 +58,8 @@ def validate_config(config, check_files: bool = True) -> None:
         raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
     for name, task in config.tasks.items():
         _validate_task(name, task, config, registries)
+        if task.data is not None:
+            _validate_data(task.data, f"tasks.{name}.data", registries)
 
     _validate_weighting(config, registries)
 
@@ -86,6 +72,54 @@ def validate_config(config, check_files: bool = True) -> None:
         _check_positive("training.steps_per_epoch", training.steps_per_epoch)
     if config.export.version is not None:
         _check_positive("export.version", config.export.version)
+
+
+def _validate_data(data, where: str, registries: Any) -> None:
+    registries.SOURCES.get(data.source, f"{where}.source")
+    if data.source in ("csv", "tfrecord") and not data.path:
+        what = "the CSV file" if data.source == "csv" else "the folder written by `mtmm prepare`"
+        raise ConfigError(
+            f"{where}.path", f"{where}.source is {data.source} but no path is set", f"set {where}.path to {what}"
+        )
+    if data.num_examples < 10:
+        raise ConfigError(f"{where}.num_examples", f"expected at least 10, got {data.num_examples}", "raise it")
+    for key in ("validation_fraction", "test_fraction"):
+        fraction = getattr(data, key)
+        if not 0.0 <= fraction < 0.5:
+            raise ConfigError(f"{where}.{key}", f"expected a fraction in [0, 0.5), got {fraction}", "e.g. 0.1")
+    _check_positive(f"{where}.adapt_rows", data.adapt_rows)
+    _check_positive(f"{where}.read_parallelism", data.read_parallelism)
+    if data.on_bad_record not in ("error", "skip"):
+        raise ConfigError(
+            f"{where}.on_bad_record", f"expected error or skip, got {data.on_bad_record!r}", "use error or skip"
+        )
+
+
+def _validate_mixing(config) -> None:
+    from keras_mtmm.config import DataConfig
+    from keras_mtmm.data.sampling import SAMPLERS
+
+    data = config.data
+    if data.mixing not in ("joint", "interleaved"):
+        raise ConfigError("data.mixing", f"expected joint or interleaved, got {data.mixing!r}", "e.g. joint")
+    SAMPLERS.get(data.sampler, "data.sampler")
+    if data.temperature <= 0:
+        raise ConfigError("data.temperature", f"expected > 0, got {data.temperature}", "e.g. 2.0")
+    defaults = DataConfig()
+    owners: dict[str, str] = {}
+    for name, task in config.tasks.items():
+        stream = "data" if task.data is None else f"tasks.{name}.data"
+        if task.data is not None:
+            for key in ("mixing", "sampler", "temperature"):
+                if getattr(task.data, key) != getattr(defaults, key):
+                    raise ConfigError(f"{stream}.{key}", "applies to the top-level data only", f"set data.{key}")
+        other = owners.setdefault(task.label, stream)
+        if other != stream:
+            raise ConfigError(
+                f"tasks.{name}.label",
+                f"label column '{task.label}' is read from two datasets ({other} and {stream})",
+                "give each dataset's label column its own name",
+            )
 
 
 def _validate_fusion(config) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_mtmm.data.tables import num_rows
+from keras_mtmm.data.tables import StreamSplit, num_rows
 from keras_mtmm.errors import DataError
 
 
@@ -50,6 +50,16 @@ def make_dataset(
     rows = num_rows(table)
     if rows == 0:
         raise DataError(f"data ({split} split)", "the split is empty", "add rows or change data.*_fraction")
+    if isinstance(table, StreamSplit):  # one dataset after the other (validation, evaluation)
+        parts = [
+            make_dataset(preprocessor, part, batch_size, split=f"{name} ({split})", skip_bad=skip_bad)
+            for name, part in table.parts.items()
+            if num_rows(part) > 0
+        ]
+        dataset = parts[0]
+        for part in parts[1:]:
+            dataset = dataset.concatenate(part)
+        return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache)
     if not isinstance(table, dict):
         rows = valid_rows if skip_bad and valid_rows is not None else None
         return _record_dataset(
@@ -96,3 +106,54 @@ def _record_dataset(preprocessor, split, batch_size, shuffle, seed, shuffle_buff
     if rows is not None:  # Keras then knows the epoch's length, as it does for a table
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
     return _finish(dataset, rows or split.rows, batch_size, shuffle, seed, repeat, cache)
+
+
+def make_mixed_dataset(
+    preprocessor,
+    split: StreamSplit,
+    batch_size: int,
+    mixing: str,
+    sampler,
+    epochs: int,
+    steps_per_epoch: int,
+    seed: int = 0,
+    shuffle_buffer: int = 4096,
+    skip_bad: bool = False,
+) -> tuple[tf.data.Dataset, list[dict[str, float]]]:
+    """The training stream of several datasets (one per `StreamSplit` part), mixed by a task sampler.
+
+    Each dataset is shuffled and repeated on its own; `mixing` `joint` draws
+    every example of a batch from dataset i with probability p_i, and
+    `interleaved` draws whole batches of one dataset. The probabilities
+    follow `sampler.schedule` over the epochs (constant except for
+    `annealed`, whose stream then holds exactly `epochs · steps_per_epoch`
+    batches).
+
+    Returns:
+        `(dataset, probabilities per epoch)`; pass `steps_per_epoch` to `fit`.
+    """
+    from keras_mtmm.data.sampling import AnnealedSampler, mix_interleaved, mix_joint
+
+    sizes = {name: num_rows(part) for name, part in split.parts.items() if num_rows(part) > 0}
+    schedule = sampler.schedule(sizes, epochs)
+    streams = {
+        name: make_dataset(
+            preprocessor,
+            split.parts[name],
+            batch_size,
+            shuffle=True,
+            seed=seed + i,
+            shuffle_buffer=shuffle_buffer,
+            split=f"{name} (train)",
+            repeat=True,
+            skip_bad=skip_bad,
+        )
+        for i, name in enumerate(sizes)
+    }
+    probabilities = schedule if isinstance(sampler, AnnealedSampler) else schedule[0]
+    if mixing == "interleaved":
+        dataset = mix_interleaved(streams, probabilities, steps_per_epoch, seed)
+    else:
+        examples = {name: stream.unbatch() for name, stream in streams.items()}
+        dataset = mix_joint(examples, probabilities, batch_size, steps_per_epoch, seed)
+    return dataset.prefetch(tf.data.AUTOTUNE), schedule

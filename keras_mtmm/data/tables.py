@@ -15,21 +15,73 @@ SPLITS = ("train", "validation", "test")
 
 
 def load_splits(config, base_dir: str | Path = ".") -> dict:
-    """Load the configured source and split it deterministically (by `config.seed`).
+    """Load the configured data and split it deterministically (by `config.seed`).
 
     Returns:
         `{"train": split, "validation": split, "test": split}`: column tables
         (dicts of NumPy arrays) for in-memory sources, streaming
-        `RecordSplit`s for `tfrecord` (use `iter_tables` / `as_table` to read
-        either the same way).
+        `RecordSplit`s for `tfrecord`, and `StreamSplit`s (one part per
+        dataset) when tasks have data of their own. `iter_tables` /
+        `as_table` / `num_rows` read all of them the same way.
     """
-    source = SOURCES.get(config.data.source, "data.source")
+    streams = data_streams(config)
+    if list(streams) == ["data"]:
+        return _load_stream(config, config.data, config.tasks, "data", base_dir)
+    loaded = {
+        stream: _load_stream(config, data, {t: config.tasks[t] for t in tasks}, stream, base_dir)
+        for stream, (data, tasks) in streams.items()
+    }
+    skipped = [reason for splits in loaded.values() for reason in splits.skipped]
+    return Splits(
+        {split: StreamSplit({stream: splits[split] for stream, splits in loaded.items()}) for split in SPLITS},
+        skipped=skipped,
+    )
+
+
+def data_streams(config) -> dict[str, tuple]:
+    """`{stream: (data config, [tasks it labels])}`: the top-level data for tasks without data of their own
+    (key `"data"`), and one stream per task with `tasks.<t>.data` (key `"tasks.<t>.data"`)."""
+    streams: dict[str, tuple] = {}
+    shared = [name for name, task in config.tasks.items() if task.data is None]
+    if shared:
+        streams["data"] = (config.data, shared)
+    for name, task in config.tasks.items():
+        if task.data is not None:
+            streams[f"tasks.{name}.data"] = (task.data, [name])
+    return streams
+
+
+def _load_stream(config, data, tasks, stream: str, base_dir) -> Splits:
+    source = SOURCES.get(data.source, f"{stream}.source")
     if getattr(source, "returns_splits", False):
-        return Splits(source(config.data, config.modalities, config.tasks, config.seed, Path(base_dir)))
-    table = source(config.data, config.modalities, config.tasks, config.seed, Path(base_dir))
-    check_columns(table, config, config.data.source)
-    splits = split_table(table, config.data.validation_fraction, config.data.test_fraction, config.seed)
+        return Splits(source(data, config.modalities, tasks, config.seed, Path(base_dir)))
+    table = source(data, config.modalities, tasks, config.seed, Path(base_dir))
+    check_columns(table, config, data.source, tasks)
+    splits = split_table(table, data.validation_fraction, data.test_fraction, config.seed)
     return Splits(splits, skipped=getattr(table, "skipped", []))
+
+
+class StreamSplit:
+    """One split (train, validation or test) of several datasets: one part per data stream.
+
+    A part holds only its own tasks' label columns; the others read as unlabelled.
+    """
+
+    def __init__(self, parts: dict):
+        self.parts = dict(parts)
+
+    def __len__(self) -> int:
+        return sum(num_rows(part) for part in self.parts.values())
+
+    def tables(self, batch_size: int = 1024) -> Iterator[dict[str, np.ndarray]]:
+        for part in self.parts.values():
+            yield from iter_tables(part, batch_size)
+
+    def head(self, max_rows: int | None = None) -> dict[str, np.ndarray]:
+        """The parts' first rows (at most `max_rows` from each), as one table; absent label columns are empty."""
+        tables = [as_table(part, max_rows) for part in self.parts.values()]
+        columns = list(dict.fromkeys(name for table in tables for name in table))
+        return {name: np.concatenate([_column_or_missing(table, name, tables) for table in tables]) for name in columns}
 
 
 class Splits(dict):
@@ -40,10 +92,11 @@ class Splits(dict):
         self.skipped = list(skipped or [])
 
 
-def check_columns(table: dict[str, np.ndarray], config, source_name: str) -> None:
-    """Every configured column must be in the table; the error lists what is there."""
+def check_columns(table: dict[str, np.ndarray], config, source_name: str, tasks: dict | None = None) -> None:
+    """Every configured column (of `tasks`, default all) must be in the table; the error lists what is there."""
+    tasks = config.tasks if tasks is None else tasks
     wanted = [(f"modalities.{name}.columns", column) for name, m in config.modalities.items() for column in m.columns]
-    wanted += [(f"tasks.{name}.label", task.label) for name, task in config.tasks.items()]
+    wanted += [(f"tasks.{name}.label", task.label) for name, task in tasks.items()]
     for where, column in wanted:
         if column not in table:
             raise DataError(where, f"column '{column}' is not in the {source_name} data", f"it has: {', '.join(table)}")
@@ -121,3 +174,21 @@ def _numeric(values: np.ndarray, column: str) -> np.ndarray:
         raise DataError(
             f"column '{column}'", "holds values that are not numbers", "fix the column or make it categorical"
         ) from None
+
+
+def _column_or_missing(table: dict[str, np.ndarray], name: str, tables: list[dict]) -> np.ndarray:
+    """`table[name]`, or a column of missing values shaped like the other tables' `name` (NaN or "")."""
+    if name in table:
+        return table[name]
+    rows = num_rows(table)
+    example = next(t[name] for t in tables if name in t)
+    if example.dtype.kind == "f":
+        return np.full(rows, np.nan, dtype=example.dtype)
+    return np.full(rows, "", dtype=object)
+
+
+def label_column(table: dict[str, np.ndarray], column: str, regression: bool) -> np.ndarray:
+    """A table's label column; a table without it (another task's dataset) is unlabelled for the task."""
+    if column in table:
+        return table[column]
+    return np.full(num_rows(table), np.nan if regression else "", dtype=np.float32 if regression else object)
