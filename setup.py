@@ -19,8 +19,9 @@ setup(
         "pyyaml>=6,<7",
     ],
     extras_require={
-        "test": ["pytest>=8,<10"],
-        "dev": ["pytest>=8,<10", "ruff>=0.6"],
+        # pandas: the DataFrame path of `data.source: memory` is tested, not required.
+        "test": ["pytest>=8,<10", "pandas>=2"],
+        "dev": ["pytest>=8,<10", "pandas>=2", "ruff>=0.6"],
         # Peers measured side by side in benchmarks/ (imported lazily there).
         "bench": ["deepctr==0.9.4"],
     },

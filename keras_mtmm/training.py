@@ -134,6 +134,7 @@ def train(
     export_dir: str | Path | None = None,
     export: bool = True,
     verbose: int | str = "auto",
+    data=None,
 ) -> TrainResult:
     """Train, score on the test split and export the model an experiment config describes.
 
@@ -143,6 +144,8 @@ def train(
         export_dir: the model repository root; default `export.dir`.
         export: write a SavedModel version for TF Serving.
         verbose: Keras' fit verbosity.
+        data: with `data.source: memory`, the examples: a pandas DataFrame or a
+            dict of equal-length columns (split by the config's fractions).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -150,7 +153,7 @@ def train(
     if config.data.path:  # the resolved config must find the data from any folder
         config.data.path = str(Path(config.data.path).resolve())
     seed_everything(config.seed, config.training.deterministic)
-    splits = load_splits(config)  # bad data fails here, before anything is written
+    splits = load_splits(config, data=data)  # bad data fails here, before anything is written
 
     run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,9 @@
 
 - `demo`: the built-in synthetic catalogue (`keras_mtmm.data.demo`), generated
   on the fly from `data.num_examples` and the experiment seed.
+- `memory`: a table the Python API passes in (`train(config, data=frame)`:
+  a pandas DataFrame or a dict of equal-length NumPy arrays / lists);
+  nothing is read from disk.
 - `csv`: a CSV file with a header; image cells are paths relative to the
   CSV's folder (read as encoded bytes), numeric cells are parsed as numbers,
   empty cells are missing values (or "unlabelled" in label columns).
@@ -161,3 +164,38 @@ def _decodes(content: bytes) -> bool:
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         return False
     return True
+
+
+@SOURCES.register("memory")
+def load_memory(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np.ndarray]:
+    """`data.source: memory` has nothing to load by itself: the table comes from the Python API."""
+    raise DataError(
+        "data.source",
+        "memory data is passed in from Python (train(config, data=table)) and is not saved with the run",
+        "call keras_mtmm.training.train(config, data=...), or point the config at a csv/tfrecord source",
+    )
+
+
+def table_from_memory(data) -> dict[str, np.ndarray]:
+    """A column table from a pandas DataFrame or a mapping of equal-length columns (arrays or lists).
+
+    Numeric columns stay float32 (NaN = missing); everything else becomes an
+    object array (image columns hold encoded bytes, b"" = missing).
+    """
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # a pandas DataFrame, without importing pandas
+        data = {str(name): data[name].to_numpy() for name in data.columns}
+    if not isinstance(data, dict) or not data:
+        raise DataError("data", f"expected a DataFrame or a dict of columns, got {type(data).__name__}", "pass one")
+    table, rows = {}, None
+    for name, values in data.items():
+        array = np.asarray(values)
+        if array.ndim != 1:
+            raise DataError(f"data['{name}']", f"expected one value per row, got shape {array.shape}", "flatten it")
+        if rows is not None and len(array) != rows:
+            raise DataError(
+                f"data['{name}']", f"has {len(array)} rows, the others {rows}", "give every column the same rows"
+            )
+        rows = len(array)
+        kind = array.dtype.kind
+        table[str(name)] = array.astype(np.float32) if kind in "fiub" else array.astype(object)
+    return Table(table)

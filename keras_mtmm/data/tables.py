@@ -14,7 +14,7 @@ from keras_mtmm.registries import SOURCES
 SPLITS = ("train", "validation", "test")
 
 
-def load_splits(config, base_dir: str | Path = ".") -> dict:
+def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:
     """Load the configured data and split it deterministically (by `config.seed`).
 
     Returns:
@@ -23,7 +23,22 @@ def load_splits(config, base_dir: str | Path = ".") -> dict:
         `RecordSplit`s for `tfrecord`, and `StreamSplit`s (one part per
         dataset) when tasks have data of their own. `iter_tables` /
         `as_table` / `num_rows` read all of them the same way.
+
+        `data` (with `data.source: memory`) is the table itself: a pandas
+        DataFrame or a dict of columns, split like any other source.
     """
+    if data is not None:
+        from keras_mtmm.data.sources import table_from_memory
+
+        if config.data.source != "memory":
+            raise DataError(
+                "data.source",
+                f"a table was passed in, but the source is {config.data.source}",
+                "set data.source: memory",
+            )
+        table = table_from_memory(data)
+        check_columns(table, config, "memory")
+        return Splits(split_table(table, config.data.validation_fraction, config.data.test_fraction, config.seed))
     streams = data_streams(config)
     if list(streams) == ["data"]:
         return _load_stream(config, config.data, config.tasks, "data", base_dir)
