@@ -49,7 +49,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "fusion_comparison.json"
 
 FUSIONS = {
     "early": [],
-    "intermediate": ["fusion.depth=2"],
+    "intermediate": ["fusion.strategy=intermediate", "fusion.depth=2"],
     "weighted": [],
     "late": [],
     "gated": [],
@@ -114,6 +114,7 @@ def main() -> None:
             runs.append(
                 {
                     "fusion": fusion,
+                    "strategy": config.fusion.strategy,
                     "sharing": sharing,
                     "overrides": overrides,
                     "parameters": int(result.model.count_params()),
@@ -131,6 +132,8 @@ def main() -> None:
 
     reference = next(run for run in runs if run["fusion"] == "early" and run["sharing"] == "hard")
     for run in runs:
+        expected = run["fusion"].split("+")[0].replace("_per_task", "")
+        assert run["strategy"] == expected, f"{run['fusion']} trained {run['strategy']}"  # a config slip, not a result
         run["throughput_vs_early_hard"] = _ratio(run["train_examples_per_s"], reference["train_examples_per_s"])
         run["latency_p50_vs_early_hard"] = _ratio(
             run["serving_latency_ms_batch_1"]["p50"], reference["serving_latency_ms_batch_1"]["p50"]

@@ -247,14 +247,14 @@ def test_registry_and_build_fusion():
 
 END_TO_END = {
     "early": [],
-    "intermediate": ["fusion.depth=2"],
+    "intermediate": ["fusion.strategy=intermediate", "fusion.depth=2"],
     "weighted": [],
     "late": [],
     "gated": [],
     "attention": [],
     "attention_per_task": ["fusion.strategy=attention", "fusion.per_task=true"],
     "low_rank": [],
-    "cross_attention": ["fusion.units=8"],
+    "cross_attention": ["fusion.strategy=cross_attention", "fusion.units=8"],
 }
 
 
@@ -274,6 +274,7 @@ def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_pa
 
     overrides = END_TO_END[case] or [f"fusion.strategy={case}"]
     config = tiny_config_factory(*overrides, "training.epochs=1", "training.steps_per_epoch=1")
+    assert config.fusion.strategy == case.replace("_per_task", "")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "m", verbose=0)
     fusion_layers = [layer for layer in result.model.layers if layer.name.startswith("fusion")]
     assert len(fusion_layers) == (len(config.tasks) if case == "late" else 1)  # late: one per task
