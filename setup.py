@@ -20,8 +20,9 @@ setup(
     ],
     extras_require={
         # pandas: the DataFrame path of `data.source: memory` is tested, not required.
-        "test": ["pytest>=8,<10", "pandas>=2"],
-        "dev": ["pytest>=8,<10", "pandas>=2", "ruff>=0.6"],
+        # pytest-xdist: the suite is mostly single-threaded graph tracing; 2 workers halve it on 2 cores.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2"],
+        "dev": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2", "ruff>=0.6"],
         # Peers measured side by side in benchmarks/ (imported lazily there).
         "bench": ["deepctr==0.9.4"],
     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.data.tables import StreamSplit, num_rows
@@ -157,3 +158,11 @@ def make_mixed_dataset(
         examples = {name: stream.unbatch() for name, stream in streams.items()}
         dataset = mix_joint(examples, probabilities, batch_size, steps_per_epoch, seed)
     return dataset.prefetch(tf.data.AUTOTUNE), schedule
+
+
+def make_input_dataset(preprocessor, raw_inputs: dict[str, np.ndarray], batch_size: int) -> tf.data.Dataset:
+    """A batched dataset of model inputs only (for `Model.predict`)."""
+    dataset = tf.data.Dataset.from_tensor_slices(raw_inputs).batch(batch_size)
+    return dataset.map(preprocessor.transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
