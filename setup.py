@@ -17,6 +17,8 @@ setup(
         "tensorboard>=2.21,<2.22",  # TensorBoard logs (tensorflow 2.21 no longer pulls it in)
         "numpy>=1.26,<3",
         "pyyaml>=6,<7",
+        # models.config and warmup records are TF Serving protos (and the gRPC client's stubs).
+        "tensorflow-serving-api>=2.21,<2.22",
     ],
     extras_require={
         # pandas: the DataFrame path of `data.source: memory` is tested, not required.

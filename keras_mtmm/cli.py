@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--export-dir", default=None, help="model repository root (default: export.dir)")
     train.add_argument("--no-export", action="store_true", help="do not write a SavedModel")
+    train.add_argument(
+        "--label", action="append", default=[], help="TF Serving version label for the new export (repeatable)"
+    )
+    train.add_argument("--keep", type=int, default=None, help="keep only the newest N versions (labelled ones stay)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     train.set_defaults(handler=_train)
 
@@ -74,7 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--single-task-baselines", action="store_true", help="also train one model per task and report Δm"
     )
-    for command in (train, evaluate, baselines, inspect, prepare):
+    label = commands.add_parser("label", help="point a TF Serving version label at a version (models.config)")
+    label.add_argument("name", help="the model name (its folder under the export dir)")
+    label.add_argument("version", type=int, help="an existing version number")
+    label.add_argument("label", help="the label, e.g. stable or canary ([A-Za-z0-9_]+)")
+    label.add_argument("--export-dir", default="saved_models", help="the model repository root (default: saved_models)")
+    label.set_defaults(handler=_label)
+
+    for command in (train, evaluate, baselines, inspect, prepare, label):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -135,6 +146,8 @@ def _train(args) -> int:
         export_dir=args.export_dir,
         export=not args.no_export,
         verbose=_verbosity(args),
+        labels=args.label,
+        keep=args.keep,
     )
     if args.single_task_baselines:
         from keras_mtmm.data.tables import load_splits
@@ -148,6 +161,14 @@ def _train(args) -> int:
             transfer = compare_with_baselines(result.metrics, folder, test_table, "test", 256, "libmtl")
             write_report(transfer, result.run_dir / "transfer.json")
             print(format_comparison(transfer))
+    return 0
+
+
+def _label(args) -> int:
+    from keras_mtmm.repository import set_label
+
+    path = set_label(args.export_dir, args.name, args.version, args.label)
+    print(f"{args.name}: label {args.label} -> version {args.version} ({path})")
     return 0
 
 

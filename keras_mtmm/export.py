@@ -51,8 +51,16 @@ def export_model(
     export_dir: str | Path,
     name: str,
     version: int | None = None,
+    warmup_inputs: dict | None = None,
+    labels: list[str] | None = None,
+    keep: int | None = None,
 ) -> Path:
     """Write a new SavedModel version for TF Serving and return its folder.
+
+    The version gets TF Serving warmup requests (from `warmup_inputs`, raw
+    rows), and the repository's `models.config` names the model; `labels`
+    (e.g. `["canary"]`) then point at the new version, and `keep` prunes all
+    but the newest `keep` unlabelled versions.
 
     Args:
         model: the trained model (dict of preprocessed inputs -> dict of task outputs).
@@ -63,6 +71,10 @@ def export_model(
         export_dir: the model repository root (e.g. `saved_models`).
         name: the model name (its base path is `<export_dir>/<name>`).
         version: the version number; default: the next free one.
+        warmup_inputs: raw serving inputs of a few examples, for
+            `assets.extra/tf_serving_warmup_requests` (batch sizes 1 and 8).
+        labels: version labels to point at the new version.
+        keep: versions to keep (labelled ones are always kept).
     """
     export_dir = Path(export_dir)
     base_path = export_dir / name
@@ -79,6 +91,11 @@ def export_model(
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         write_saved_model(model, preprocessor, staging)
+        if warmup_inputs is not None:
+            from keras_mtmm.warmup import warmup_requests, write_warmup
+
+            dtypes = {key: spec.dtype for key, spec in preprocessor.raw_input_signature().items()}
+            write_warmup(staging, warmup_requests(warmup_inputs, dtypes, name))
         extra = staging / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / CONFIG_ASSET).write_text(config_yaml, encoding="utf-8")
@@ -93,6 +110,13 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(staging.parent)
+    from keras_mtmm.repository import prune_versions, register_model, set_label
+
+    register_model(export_dir, name)
+    for label in labels or []:
+        set_label(export_dir, name, version, label)
+    if keep is not None:
+        prune_versions(export_dir, name, keep)
     return final
 
 

@@ -135,6 +135,8 @@ def train(
     export: bool = True,
     verbose: int | str = "auto",
     data=None,
+    labels: list[str] | None = None,
+    keep: int | None = None,
 ) -> TrainResult:
     """Train, score on the test split and export the model an experiment config describes.
 
@@ -146,6 +148,8 @@ def train(
         verbose: Keras' fit verbosity.
         data: with `data.source: memory`, the examples: a pandas DataFrame or a
             dict of equal-length columns (split by the config's fractions).
+        labels: TF Serving version labels to point at the new export.
+        keep: prune the repository to this many versions (labelled ones stay).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -294,11 +298,22 @@ def train(
             export_dir if export_dir is not None else config.export.dir,
             config.name,
             config.export.version,
+            warmup_inputs=preprocessor.raw_inputs(as_table(_warmup_split(splits), 8)),
+            labels=labels,
+            keep=keep,
         )
         timings["export_s"] = time.perf_counter() - export_started
         print(f"exported for TF Serving: {export_path}")
     timings["total_s"] = time.perf_counter() - started
     return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
+
+
+def _warmup_split(splits):
+    """The split whose first rows become the export's warmup requests: validation, else test, else train."""
+    for name in ("validation", "test", "train"):
+        if num_rows(splits[name]) > 0:
+            return splits[name]
+    return splits["train"]
 
 
 def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int) -> dict:
