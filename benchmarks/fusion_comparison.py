@@ -166,16 +166,13 @@ def _main_metrics(table: dict) -> dict:
 
 def _latencies(exports: list[str], table: dict, calls: int) -> list[dict]:
     """p50/p99 ms of batch-1 calls per export, the exports interleaved call by call."""
-    from keras_mtmm.data.tables import modality_inputs
-    from keras_mtmm.evaluation import read_model_files
+    from keras_mtmm.evaluation import raw_inputs, read_model_files
 
     signatures = []
     for export in exports:
         _, _, metadata = read_model_files(export)
         serving = tf.saved_model.load(export).signatures["serving_default"]
-        from types import SimpleNamespace
-
-        inputs = modality_inputs(table, {k: SimpleNamespace(**v) for k, v in metadata["inputs"].items()})
+        inputs = raw_inputs(table, metadata)
         spec = serving.structured_input_signature[1]
         rows = [
             {name: tf.constant(values[i : i + 1], dtype=spec[name].dtype) for name, values in inputs.items()}

@@ -245,12 +245,14 @@ def robustness_table(model_path: str | Path, table, batch_size: int = 256) -> di
     "without_<modality>": {...}, ...}` (each task's loss, metrics and
     labelled count, as in the report's "tasks").
     """
+    from keras_mtmm.data.pipeline import data_errors
     from keras_mtmm.data.tables import iter_tables
 
     predict, _, metadata = load_predictor(model_path, batch_size)
 
     def scores(transform=None):
-        report = score_batches(predict, iter_tables(table, batch_size), metadata, "", "", transform)
+        with data_errors():
+            report = score_batches(predict, iter_tables(table, batch_size), metadata, "", "", transform)
         return report["tasks"]
 
     result = {"all": scores()}
@@ -289,8 +291,11 @@ def score_model(model_path: str | Path, table, split: str, batch_size: int = 256
         raise DataError(
             f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction"
         )
+    from keras_mtmm.data.pipeline import data_errors
+
     predict, _, metadata = load_predictor(model_path, batch_size)
-    return score_batches(predict, iter_tables(table, batch_size), metadata, str(model_path), split)
+    with data_errors():
+        return score_batches(predict, iter_tables(table, batch_size), metadata, str(model_path), split)
 
 
 def score_batches(predict, tables, metadata: dict, model_name: str, split: str, transform=None) -> dict:

@@ -79,7 +79,7 @@ def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_si
         return {"cross_attention": {q: dict(zip(modalities, map(float, matrix[i]))) for i, q in enumerate(modalities)}}
     if fusion is not None:
         layers = {task: fusion for task in tasks}
-    else:
+    else:  # late fusion: one layer per task; its weights depend on presence only (features give the batch size)
         layers = {task: _layer(network, f"fusion_{task}") for task in tasks}
     if not all(layer is not None and hasattr(layer, "modality_weight_values") for layer in layers.values()):
         return {}

@@ -17,7 +17,6 @@ the last completed epoch (Keras `BackupAndRestore`).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import time
@@ -28,10 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.data.pipeline import make_dataset, make_mixed_dataset
+from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_dataset
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
 from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows
-from keras_mtmm.errors import DataError
 from keras_mtmm.evaluation import format_table, score_batches, write_report
 from keras_mtmm.export import export_model, model_metadata
 from keras_mtmm.model import build_model, compile_model
@@ -174,7 +172,6 @@ def train(
     if skipped is not None:
         metadata["skipped_records"] = skipped
         print(f"bad records skipped (data.on_bad_record: skip): {skipped['count']}")
-    (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     print(f"task weights ({config.weighting.strategy}): " + ", ".join(f"{t}={w:.4g}" for t, w in task_weights.items()))
     timings["prepare_s"] = time.perf_counter() - started
 
@@ -205,7 +202,6 @@ def train(
             "steps_per_epoch": steps_per_epoch,
             "probabilities": schedule,
         }
-        (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
         first, last = describe_probabilities(schedule[0]), describe_probabilities(schedule[-1])
         print(
             f"datasets mixed {config.data.mixing} ({config.data.sampler}): {first}"
@@ -224,6 +220,7 @@ def train(
             skip_bad=skip_bad,
             valid_rows=valid_rows.get("train"),
         )
+    (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     has_validation = num_rows(splits["validation"]) > 0
     validation_data = (
         make_dataset(
@@ -283,7 +280,10 @@ def train(
 
     metrics = None
     if num_rows(splits["test"]) > 0:
-        metrics = score_in_memory(network, preprocessor, splits["test"], metadata, str(best_path), training.batch_size)
+        with data_errors():
+            metrics = score_in_memory(
+                network, preprocessor, splits["test"], metadata, str(best_path), training.batch_size
+            )
         write_report(metrics, run_dir / "metrics.json")
         print(format_table(metrics))
 
@@ -338,29 +338,23 @@ def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, i
     `adapt_rows` rows of each.
     """
     parts = list(train_split.parts.values()) if isinstance(train_split, StreamSplit) else [train_split]
-    prepared = {
-        (entry["label"], entry["type"]): entry
-        for part in parts
-        if not isinstance(part, dict) and hasattr(part, "tasks")
-        for entry in part.tasks.values()
-    }
+    # Each part's sample is read once (a streamed part costs a pass over its first rows).
+    samples = [as_table(part, config.data.adapt_rows) for part in parts]
+    schema_entries = [
+        {} if isinstance(part, dict) else {(e["label"], e["type"]): e for e in part.tasks.values()} for part in parts
+    ]
     for spec in preprocessor.tasks.values():
-        entry = prepared.get((spec["label"], spec["type"]))
-        if entry is not None and spec["classes"] is None and entry["classes"]:
-            spec["classes"] = list(entry["classes"])
-    preprocessor.adapt(as_table(train_split, config.data.adapt_rows), folder)
+        for entries in schema_entries:
+            entry = entries.get((spec["label"], spec["type"]))
+            if entry is not None and spec["classes"] is None and entry["classes"]:
+                spec["classes"] = list(entry["classes"])
+    preprocessor.adapt(samples[0] if len(samples) == 1 else StreamSplit(dict(enumerate(samples))).head(), folder)
     counts = dict.fromkeys(preprocessor.tasks, 0)
-    for part in parts:
-        if isinstance(part, dict):
-            _, masks = preprocessor.encode_labels(part)  # every training label checked, before anything runs
-            for task, mask in masks.items():
-                counts[task] += int(mask.sum())
-            continue
-        by_label = {(entry["label"], entry["type"]): entry for entry in part.tasks.values()}
-        sample = as_table(part, config.data.adapt_rows)
-        _, masks = preprocessor.encode_labels(sample)  # the sample's labels checked up front
+    for part, sample, entries in zip(parts, samples, schema_entries):
+        # Every label of an in-memory part is checked here, before anything runs; of a streamed part, the sample's.
+        _, masks = preprocessor.encode_labels(part if isinstance(part, dict) else sample)
         for task, spec in preprocessor.tasks.items():
-            entry = by_label.get((spec["label"], spec["type"]))
+            entry = entries.get((spec["label"], spec["type"]))
             counts[task] += int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
     return counts
 
@@ -384,30 +378,6 @@ def skipped_records(splits, config) -> dict | None:
                 valid[name] = valid.get(name, 0) + left
                 count += num_rows(part) - left
     return {"count": count, "first": reasons[:10], "valid_rows": valid}
-
-
-@contextlib.contextmanager
-def data_errors():
-    """Turn a keras_mtmm check that failed inside the input pipeline into a `DataError`."""
-    import tensorflow as tf
-
-    try:
-        yield
-    except tf.errors.InvalidArgumentError as error:
-        message = error.message
-        if "keras_mtmm:" not in message:
-            if "image" in message.lower() and ("decode" in message.lower() or "format" in message.lower()):
-                raise DataError(
-                    "data",
-                    f"an image in the input records does not decode ({' '.join(message.split())[:200]})",
-                    "re-run `mtmm prepare` (it checks every image), or set data.on_bad_record: skip",
-                ) from None
-            raise
-        detail = message[message.index("keras_mtmm:") + len("keras_mtmm:") :].strip()
-        where, _, what = detail.partition(": ")
-        raise DataError(
-            where, " ".join(what.split())[:500], "fix the data, or list every class in the config"
-        ) from None
 
 
 def single_task_config(config, task: str):

@@ -25,7 +25,7 @@ def test_an_export_registers_its_model_with_a_latest_policy(tiny_run):
     entry = _parse(export_dir)["demo"]
     assert entry.base_path == str(tiny_run.export_path.parent.resolve())
     assert entry.model_platform == "tensorflow"
-    assert entry.model_version_policy.WhichOneof("policy_choice") in ("latest", "specific")
+    assert entry.model_version_policy.latest.num_versions == 1  # no labels yet: the newest version is served
     assert "max_batch_size" in (export_dir / "batching_parameters.txt").read_text()
     assert "prometheus_config" in (export_dir / "monitoring.config").read_text()
 

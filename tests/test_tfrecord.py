@@ -176,9 +176,8 @@ def test_a_label_outside_the_classes_in_the_records_stops_training_naming_task_a
     assert error.value.where.startswith("tasks.shape.label") and "triangle" in error.value.what
 
     # Past the sample, the check runs inside the streaming pipeline and surfaces as the same kind of error.
-    from keras_mtmm.data.pipeline import make_dataset
+    from keras_mtmm.data.pipeline import data_errors, make_dataset
     from keras_mtmm.preprocessing import Preprocessor
-    from keras_mtmm.training import data_errors
 
     split = load_splits(config)["train"]
     preprocessor = Preprocessor.from_config(config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -166,3 +168,25 @@ def make_input_dataset(preprocessor, raw_inputs: dict[str, np.ndarray], batch_si
     return dataset.map(preprocessor.transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turn a keras_mtmm check that failed inside the input pipeline into a `DataError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        message = error.message
+        if "keras_mtmm:" not in message:
+            if "image" in message.lower() and ("decode" in message.lower() or "format" in message.lower()):
+                raise DataError(
+                    "data",
+                    f"an image in the input records does not decode ({' '.join(message.split())[:200]})",
+                    "re-run `mtmm prepare` (it checks every image), or set data.on_bad_record: skip",
+                ) from None
+            raise
+        detail = message[message.index("keras_mtmm:") + len("keras_mtmm:") :].strip()
+        where, _, what = detail.partition(": ")
+        raise DataError(
+            where, " ".join(what.split())[:500], "fix the data, or list every class in the config"
+        ) from None

@@ -192,14 +192,9 @@ def _numeric(values: np.ndarray, column: str) -> np.ndarray:
 
 
 def _column_or_missing(table: dict[str, np.ndarray], name: str, tables: list[dict]) -> np.ndarray:
-    """`table[name]`, or a column of missing values shaped like the other tables' `name` (NaN or "")."""
-    if name in table:
-        return table[name]
-    rows = num_rows(table)
+    """`table[name]`, or missing values (NaN or "") typed like the other tables' `name`."""
     example = next(t[name] for t in tables if name in t)
-    if example.dtype.kind == "f":
-        return np.full(rows, np.nan, dtype=example.dtype)
-    return np.full(rows, "", dtype=object)
+    return label_column(table, name, regression=example.dtype.kind == "f")
 
 
 def label_column(table: dict[str, np.ndarray], column: str, regression: bool) -> np.ndarray:

@@ -78,8 +78,8 @@ class GatedFusion(keras.layers.Layer):
         return masked_softmax(self.gate(keras.ops.concatenate(features, axis=-1)), presence)
 
     def call(self, features, presence=None):
+        gates = self.modality_weight_values(features, presence)
         features = self._inputs(features, presence)
-        gates = masked_softmax(self.gate(keras.ops.concatenate(features, axis=-1)), presence)
         projected = keras.ops.stack([p(x) for p, x in zip(self.projections, features)], axis=1)
         return keras.ops.einsum("bmu,bm->bu", projected, gates)
 
