@@ -3,7 +3,8 @@
 The SavedModel's `serving_default` signature takes one raw input per
 modality (named after it: image bytes, text, float32 numerics, category
 strings; "" / NaN = missing), runs the Preprocessor and the model inside the
-graph, and returns `{task: output}`. It loads with the plain TensorFlow
+graph, and returns `{task: output}`; `predict_<task>` takes the same inputs
+and returns one task's output plus, for classifiers, `<task>_label`. It loads with the plain TensorFlow
 loader, no keras_mtmm import, as `tensorflow_model_server` does.
 
 A version is written into `<export_dir>/.tmp/` and renamed into place only
@@ -27,6 +28,9 @@ from keras_mtmm.errors import ExportError
 CONFIG_ASSET = "keras_mtmm_config.yaml"
 METADATA_ASSET = "keras_mtmm_metadata.json"
 STAGING_FOLDER = ".tmp"
+DEFAULT_SIGNATURE = "serving_default"
+TASK_SIGNATURE_PREFIX = "predict_"
+LABEL_SUFFIX = "_label"
 
 
 def existing_versions(base_path: str | Path) -> list[int]:
@@ -72,7 +76,7 @@ def export_model(
         name: the model name (its base path is `<export_dir>/<name>`).
         version: the version number; default: the next free one.
         warmup_inputs: raw serving inputs of a few examples, for
-            `assets.extra/tf_serving_warmup_requests` (batch sizes 1 and 8).
+            `assets.extra/tf_serving_warmup_requests` (each signature, batch sizes 1 and 8).
         labels: version labels to point at the new version.
         keep: versions to keep (labelled ones are always kept).
     """
@@ -95,7 +99,8 @@ def export_model(
             from keras_mtmm.warmup import warmup_requests, write_warmup
 
             dtypes = {key: spec.dtype for key, spec in preprocessor.raw_input_signature().items()}
-            write_warmup(staging, warmup_requests(warmup_inputs, dtypes, name))
+            signatures = [DEFAULT_SIGNATURE, *(task_signature(task) for task in model.output)]
+            write_warmup(staging, warmup_requests(warmup_inputs, dtypes, name, signatures=signatures))
         extra = staging / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / CONFIG_ASSET).write_text(config_yaml, encoding="utf-8")
@@ -120,24 +125,57 @@ def export_model(
     return final
 
 
+def task_signature(task: str) -> str:
+    """The name of a task's own serving signature."""
+    return f"{TASK_SIGNATURE_PREFIX}{task}"
+
+
 def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> None:
-    """Write the SavedModel (graph, variables, assets) with the raw-input signature."""
+    """Write the SavedModel (graph, variables, assets) with the raw-input signatures.
+
+    `serving_default` returns every task's output; `predict_<task>` returns
+    that task's output and, for classification tasks, `<task>_label` (the
+    predicted class names, tf.string [batch]; multilabel names joined by
+    `data.label_separator`).
+    """
+    from keras_mtmm.heads import get_task_type
+
     signature = preprocessor.raw_input_signature()
     names = list(signature)
     task_names = list(model.output.keys()) if isinstance(model.output, dict) else None
     if task_names is None:
         raise ValueError("export_model: the model must return a dict of outputs keyed by task name")
 
-    def serve(*raw_inputs):
+    def run(raw_inputs):
         features = preprocessor.transform(dict(zip(names, raw_inputs)))
-        outputs = model(features, training=False)
+        return model(features, training=False)
+
+    def serve(*raw_inputs):
+        outputs = run(raw_inputs)
         return {task: outputs[task] for task in task_names}
 
+    def serve_task(task):
+        task_type = get_task_type(preprocessor.tasks[task]["type"])
+        classes = preprocessor.classes(task) if task_type.has_classes else []
+
+        def serve_one(*raw_inputs):
+            output = run(raw_inputs)[task]
+            served = {task: output}
+            labels = task_type.predicted_labels(output, classes, preprocessor.label_separator)
+            if labels is not None:
+                served[f"{task}{LABEL_SUFFIX}"] = labels
+            return served
+
+        return serve_one
+
+    input_signature = [signature[name] for name in names]
     archive = keras.export.ExportArchive()
     archive.track(model)
     for layer in preprocessor.tracked_layers():
         archive.track(layer)
-    archive.add_endpoint("serving_default", serve, input_signature=[signature[name] for name in names])
+    archive.add_endpoint(DEFAULT_SIGNATURE, serve, input_signature=input_signature)
+    for task in task_names:
+        archive.add_endpoint(task_signature(task), serve_task(task), input_signature=input_signature)
     archive.write_out(str(path), verbose=False)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
@@ -152,6 +153,13 @@ class TaskType:
         """Metrics on labelled examples only (the caller drops unlabelled rows)."""
         raise NotImplementedError
 
+    def predicted_labels(self, predictions, classes: list[str], separator: str):
+        """The predicted class names as a tf.string [batch] tensor (for serving); None without classes.
+
+        The decision rule is the one `score` uses: argmax, or P > 0.5 per label.
+        """
+        return None
+
     def _indices(self, raw: np.ndarray, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
         strings = as_strings(raw)
         lookup = {name: i for i, name in enumerate(classes)}
@@ -215,6 +223,9 @@ class BinaryTask(TaskType):
         table = {"accuracy": lambda: float(np.mean((p > 0.5) == (y > 0.5))), "auc": lambda: roc_auc(y, p)}
         return {m: table[m]() for m in metrics}
 
+    def predicted_labels(self, predictions, classes, separator):
+        return tf.where(predictions[:, 0] > 0.5, tf.constant(classes[1]), tf.constant(classes[0]))
+
 
 @TASK_TYPES.register("multiclass")
 class MulticlassTask(TaskType):
@@ -257,6 +268,9 @@ class MulticlassTask(TaskType):
             "top_k": lambda: float(np.mean(np.any(top == y[:, None], axis=-1))),
         }
         return {m: table[m]() for m in metrics}
+
+    def predicted_labels(self, predictions, classes, separator):
+        return tf.gather(tf.constant(classes), tf.argmax(predictions, axis=-1))
 
 
 @TASK_TYPES.register("multilabel")
@@ -316,6 +330,11 @@ class MultilabelTask(TaskType):
             "auc": lambda: _mean_defined([roc_auc(targets[:, c], predictions[:, c]) for c in range(truth.shape[1])]),
         }
         return {m: table[m]() for m in metrics}
+
+    def predicted_labels(self, predictions, classes, separator):
+        names = tf.broadcast_to(tf.constant(classes), tf.shape(predictions))
+        chosen = tf.ragged.boolean_mask(names, predictions > 0.5)
+        return tf.strings.reduce_join(chosen, axis=-1, separator=separator)
 
 
 @TASK_TYPES.register("regression")

@@ -3,7 +3,8 @@
 TF Serving replays these records when it loads a version (at most 1000),
 so tracing and memory allocation happen before the first live request. Each
 record is a `PredictionLog` whose `predict_log.request` is a `PredictRequest`
-for the `serving_default` signature with raw inputs, one per batch size.
+with raw inputs, one per signature (`serving_default` and each `predict_<task>`)
+and batch size.
 """
 
 from __future__ import annotations
@@ -16,24 +17,27 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURE = "serving_default"
 
 
-def warmup_requests(raw_inputs: dict[str, np.ndarray], dtypes: dict, model_name: str, batch_sizes=(1, 8)):
-    """PredictRequests of the first rows of `raw_inputs`, one per batch size (capped at the rows there are)."""
+def warmup_requests(
+    raw_inputs: dict[str, np.ndarray], dtypes: dict, model_name: str, batch_sizes=(1, 8), signatures=(SIGNATURE,)
+):
+    """PredictRequests of the first rows of `raw_inputs`, one per signature and batch size (capped at the rows)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     rows = len(next(iter(raw_inputs.values())))
     sizes = sorted({min(size, rows) for size in batch_sizes if size > 0})
     requests = []
-    for size in sizes:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model_name
-        request.model_spec.signature_name = SIGNATURE
-        for name, values in raw_inputs.items():
-            batch = values[:size]
-            if dtypes[name] == tf.string:
-                batch = np.vectorize(_as_bytes, otypes=[object])(batch)
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(batch, dtype=dtypes[name]))
-        requests.append(request)
+    for signature in signatures:
+        for size in sizes:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            for name, values in raw_inputs.items():
+                batch = values[:size]
+                if dtypes[name] == tf.string:
+                    batch = np.vectorize(_as_bytes, otypes=[object])(batch)
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(batch, dtype=dtypes[name]))
+            requests.append(request)
     return requests
 
 

@@ -83,3 +83,36 @@ def test_csv_export_serves_raw_inputs_and_evaluates_the_same(csv_experiment, tmp
     stored = yaml.safe_load((export / "assets.extra" / "keras_mtmm_config.yaml").read_text())
     assert stored["data"]["path"] == str(folder / "items.csv")
     assert stored["weighting"]["strategy"] == "inverse_size"
+
+
+def test_per_task_signatures_return_one_task_and_its_class_names(csv_experiment):
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_mtmm.data.tables import load_splits
+    from keras_mtmm.evaluation import raw_inputs
+
+    folder, result = csv_experiment
+    metadata = json.loads((result.export_path / "assets.extra" / "keras_mtmm_metadata.json").read_text())
+    config = config_from_dict(yaml.safe_load((result.run_dir / "config.yaml").read_text()))
+    test = load_splits(config)["test"]
+    inputs = {k: tf.constant(v) for k, v in raw_inputs(test, metadata).items()}
+    loaded = tf.saved_model.load(str(result.export_path))
+    everything = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**inputs).items()}
+    assert set(loaded.signatures) == {"serving_default", *(f"predict_{task}" for task in metadata["tasks"])}
+    for task, spec in metadata["tasks"].items():
+        served = {k: v.numpy() for k, v in loaded.signatures[f"predict_{task}"](**inputs).items()}
+        np.testing.assert_allclose(served[task], everything[task], rtol=1e-6)
+        classes = np.array(spec["classes"], dtype=object)
+        probabilities = everything[task]
+        if spec["type"] == "regression":
+            assert set(served) == {task}
+            continue
+        assert set(served) == {task, f"{task}_label"}
+        if spec["type"] == "binary":
+            expected = classes[(probabilities[:, 0] > 0.5).astype(int)]
+        elif spec["type"] == "multiclass":
+            expected = classes[np.argmax(probabilities, axis=-1)]
+        else:
+            expected = ["|".join(classes[row > 0.5]) for row in probabilities]
+        assert [label.decode() for label in served[f"{task}_label"]] == list(expected), task

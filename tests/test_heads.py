@@ -335,3 +335,20 @@ def test_unknown_task_type_raises_config_error_naming_where():
     with pytest.raises(ConfigError, match="tasks.kind.type") as error:
         get_task_type("multiclas", "tasks.kind.type")
     assert "multiclass" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "task_type, probabilities, classes, expected",
+    [
+        ("binary", [[0.2], [0.5], [0.51]], ["no", "yes"], ["no", "no", "yes"]),
+        ("multiclass", [[0.1, 0.7, 0.2], [0.5, 0.1, 0.4]], ["a", "b", "c"], ["b", "a"]),
+        ("multilabel", [[0.9, 0.1, 0.6], [0.1, 0.2, 0.3], [0.6, 0.7, 0.8]], ["x", "y", "z"], ["x|z", "", "x|y|z"]),
+    ],
+)
+def test_predicted_labels_follow_the_scoring_rule(task_type, probabilities, classes, expected):
+    predicted = get_task_type(task_type).predicted_labels(np.array(probabilities, np.float32), classes, "|")
+    assert [value.decode() for value in predicted.numpy()] == expected
+
+
+def test_regression_has_no_predicted_labels():
+    assert get_task_type("regression").predicted_labels(np.zeros((2, 1), np.float32), [], "|") is None

@@ -72,27 +72,30 @@ def test_the_label_command(tiny_run, tmp_path, capsys):
     assert "no version 7" in capsys.readouterr().err
 
 
-def test_warmup_records_name_the_signature_and_replay_through_the_servers_loader(tiny_run):
+def test_warmup_records_name_each_signature_and_replay_through_the_servers_loader(tiny_run):
     requests = read_warmup(tiny_run.export_path)
-    assert [r.inputs["text"].tensor_shape.dim[0].size for r in requests] == [1, 8]
+    tasks = list(tiny_run.preprocessor.tasks)
+    signatures = [SIGNATURE] + [f"predict_{task}" for task in tasks]
+    assert [(r.model_spec.signature_name, r.inputs["text"].tensor_shape.dim[0].size) for r in requests] == [
+        (signature, size) for signature in signatures for size in (1, 8)
+    ]
     expected_inputs = set(tiny_run.preprocessor.modalities)
     served_per_request = []
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         # The TF1 bundle loader + Session.run on the signature's tensor names: tensorflow_model_server's path.
         bundle = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(tiny_run.export_path))
-        signature = bundle.signature_def[SIGNATURE]
-        names = sorted(signature.outputs)
         for request in requests:
-            assert request.model_spec.name == "demo" and request.model_spec.signature_name == SIGNATURE
+            signature = bundle.signature_def[request.model_spec.signature_name]
+            assert request.model_spec.name == "demo"
             assert set(request.inputs) == expected_inputs == set(signature.inputs)
             feed = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            served_per_request.append(
-                dict(zip(names, session.run([signature.outputs[n].name for n in names], feed_dict=feed)))
-            )
-    assert names == sorted(tiny_run.preprocessor.tasks)
+            fetches = {name: info.name for name, info in signature.outputs.items()}
+            served_per_request.append(session.run(fetches, feed_dict=feed))
+    assert set(served_per_request[0]) == set(tasks)
     for request, served in zip(requests, served_per_request):
         raw = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         expected = tiny_run.model(tiny_run.preprocessor.transform(raw), training=False)
-        for task in names:
+        signature = request.model_spec.signature_name
+        for task in tasks if signature == SIGNATURE else [signature.removeprefix("predict_")]:
             np.testing.assert_allclose(served[task], np.asarray(expected[task]), rtol=1e-5, atol=1e-5)
