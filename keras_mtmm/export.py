@@ -239,3 +239,54 @@ def model_metadata(config, preprocessor, task_weights: dict[str, float]) -> dict
         "label_separator": config.data.label_separator,
         "versions": {"keras_mtmm": keras_mtmm.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
     }
+
+
+def export_run(
+    run_dir: str | Path,
+    export_dir: str | Path | None = None,
+    version: int | None = None,
+    labels: list[str] | None = None,
+    keep: int | None = None,
+    checkpoint: str = "best.keras",
+) -> Path:
+    """Export a finished run folder's checkpoint again (e.g. after `--no-export`, or into another repository).
+
+    The run's resolved config, metadata and adapted Preprocessor are used as
+    they are; the warmup requests come from the run's data (validation rows).
+    """
+    import yaml
+
+    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.data.tables import as_table, load_splits, warmup_split
+    from keras_mtmm.model import load_checkpoint
+    from keras_mtmm.preprocessing import Preprocessor
+
+    run_dir = Path(run_dir)
+    files = [run_dir / "config.yaml", run_dir / "metadata.json", run_dir / "preprocessor", run_dir / checkpoint]
+    absent = [path.name for path in files if not path.exists()]
+    if absent:
+        raise ExportError(
+            "--run",
+            f"'{run_dir}' is not a finished run folder ({', '.join(absent)} missing)",
+            "pass the folder train.py printed as 'run folder: ...'",
+        )
+    config_yaml = (run_dir / "config.yaml").read_text(encoding="utf-8")
+    config = config_from_dict(yaml.safe_load(config_yaml))
+    metadata = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+    metadata.pop("version", None)
+    preprocessor = Preprocessor.load(run_dir / "preprocessor")
+    model = load_checkpoint(run_dir / checkpoint)
+    network = getattr(model, "network", model)
+    warmup = preprocessor.raw_inputs(as_table(warmup_split(load_splits(config)), 8))
+    return export_model(
+        network,
+        preprocessor,
+        config_yaml,
+        metadata,
+        export_dir if export_dir is not None else config.export.dir,
+        config.name,
+        version,
+        warmup_inputs=warmup,
+        labels=labels,
+        keep=keep,
+    )

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_dataset
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
-from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows
+from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows, warmup_split
 from keras_mtmm.evaluation import format_table, score_batches, write_report
 from keras_mtmm.export import export_model, model_metadata
 from keras_mtmm.model import build_model, compile_model
@@ -298,7 +298,7 @@ def train(
             export_dir if export_dir is not None else config.export.dir,
             config.name,
             config.export.version,
-            warmup_inputs=preprocessor.raw_inputs(as_table(_warmup_split(splits), 8)),
+            warmup_inputs=preprocessor.raw_inputs(as_table(warmup_split(splits), 8)),
             labels=labels,
             keep=keep,
         )
@@ -306,14 +306,6 @@ def train(
         print(f"exported for TF Serving: {export_path}")
     timings["total_s"] = time.perf_counter() - started
     return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
-
-
-def _warmup_split(splits):
-    """The split whose first rows become the export's warmup requests: validation, else test, else train."""
-    for name in ("validation", "test", "train"):
-        if num_rows(splits[name]) > 0:
-            return splits[name]
-    return splits["train"]
 
 
 def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int) -> dict:

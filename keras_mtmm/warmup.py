@@ -73,3 +73,35 @@ def _as_bytes(value) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8")
+
+
+def rest_body(request) -> dict:
+    """A PredictRequest as the equivalent TF Serving REST body (row form; bytes as {"b64": ...})."""
+    import base64
+
+    import tensorflow as tf
+
+    def plain(value):
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8") if value.decode("utf-8").isprintable() else _b64(value)
+            except UnicodeDecodeError:
+                return _b64(value)
+        return value  # NaN stays NaN: TF Serving's JSON parser accepts the NaN literal json.dumps writes
+
+    def _b64(value):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+
+    columns = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    rows = len(next(iter(columns.values())))
+    instances = [
+        {name: _nested(np.asarray(values[row]).tolist(), plain) for name, values in columns.items()}
+        for row in range(rows)
+    ]
+    return {"signature_name": request.model_spec.signature_name, "instances": instances}
+
+
+def _nested(value, convert):
+    if isinstance(value, list):
+        return [_nested(item, convert) for item in value]
+    return convert(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import pickle
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 
 from keras_mtmm.data.tables import load_splits
@@ -212,3 +214,56 @@ def test_evaluate_a_keras_checkpoint_in_a_fresh_process(tiny_run):
     loss = tiny_run.metrics["tasks"]["shape"]["loss"]
     shape_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("shape"))
     assert float(shape_line.split()[3]) == pytest.approx(loss, abs=1e-4)
+
+
+def test_inspect_names_every_signature(tiny_run, capsys):
+    from keras_mtmm.cli import main
+
+    assert main(["inspect", "--model", str(tiny_run.export_path)]) == 0
+    shown = capsys.readouterr().out
+    for task in tiny_run.preprocessor.tasks:
+        assert f"signature predict_{task} outputs:" in shown
+    assert any(line.split()[:2] == ["shape_label", "string"] for line in shown.splitlines()), shown
+
+
+def test_inspect_requests_prints_a_body_curl_and_grpc_call_from_the_warmup_records(tiny_run, capsys):
+    import json
+    import shlex
+
+    from keras_mtmm.cli import main
+    from keras_mtmm.warmup import read_warmup
+
+    assert main(["inspect", "--model", str(tiny_run.export_path), "--requests", "--signature", "predict_price"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    body = json.loads(shown[2])
+    assert body["signature_name"] == "predict_price" and len(body["instances"]) == 1
+    request = next(r for r in read_warmup(tiny_run.export_path) if r.model_spec.signature_name == "predict_price")
+    instance = body["instances"][0]
+    assert base64.b64decode(instance["image"]["b64"]) == tf.make_ndarray(request.inputs["image"])[0]
+    assert instance["text"] == tf.make_ndarray(request.inputs["text"])[0].decode()
+    np.testing.assert_allclose(instance["numeric"], tf.make_ndarray(request.inputs["numeric"])[0])
+    curl = shlex.split(next(line for line in shown if line.startswith("curl ")))
+    assert curl[curl.index("-X") + 2] == "http://localhost:8501/v1/models/demo/versions/1:predict"
+    assert json.loads(curl[curl.index("-d") + 1]) == body
+    assert any("request.model_spec.version.value = 1" in line for line in shown)
+    assert main(["inspect", "--model", str(tiny_run.export_path), "--requests", "--signature", "nope"]) == 2
+
+
+def test_export_command_re_exports_a_run_with_a_label(tiny_run, tmp_path, capsys):
+    from keras_mtmm.cli import main
+    from keras_mtmm.repository import read_models_config
+    from keras_mtmm.warmup import read_warmup
+
+    repository = tmp_path / "models"
+    assert main(["export", "--run", str(tiny_run.run_dir), "--export-dir", str(repository), "--label", "stable"]) == 0
+    version = repository / "demo" / "1"
+    entry = read_models_config(repository).model_config_list.config[0]
+    assert dict(entry.version_labels) == {"stable": 1}
+    request = read_warmup(version)[1]
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    again = tf.saved_model.load(str(version)).signatures["serving_default"](**inputs)
+    original = tf.saved_model.load(str(tiny_run.export_path)).signatures["serving_default"](**inputs)
+    for task in tiny_run.preprocessor.tasks:
+        np.testing.assert_allclose(again[task].numpy(), original[task].numpy(), rtol=1e-6)
+    assert main(["export", "--run", str(tmp_path / "missing")]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err

@@ -202,3 +202,11 @@ def label_column(table: dict[str, np.ndarray], column: str, regression: bool) ->
     if column in table:
         return table[column]
     return np.full(num_rows(table), np.nan if regression else "", dtype=np.float32 if regression else object)
+
+
+def warmup_split(splits):
+    """The split whose first rows become the export's warmup requests: validation, else test, else train."""
+    for name in ("validation", "test", "train"):
+        if num_rows(splits[name]) > 0:
+            return splits[name]
+    return splits["train"]
