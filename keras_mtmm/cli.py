@@ -1,4 +1,4 @@
-"""`mtmm train|evaluate|inspect`: the command line (train.py and evaluate.py call it too).
+"""`mtmm train|evaluate|inspect|export|predict|serve|...`: the command line (train.py and evaluate.py call it too).
 
 User mistakes (bad config, data or flags) end with exit status 2 and one
 line on stderr, `error: <where>: <what>; <fix>`; `--debug` shows the
@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--model", required=True, help="an exported version folder, or a run folder's best.keras")
     inspect.add_argument("--split", default="validation", help="split for gate statistics (default: validation)")
     inspect.add_argument("--output", default=None, help="write the gate/mixing summary as JSON here")
+    inspect.add_argument(
+        "--requests", action="store_true", help="print a ready-to-send REST body, curl command and gRPC call"
+    )
+    inspect.add_argument("--signature", default="serving_default", help="signature for --requests")
+    inspect.add_argument("--host", default="localhost", help="server host for --requests (default: localhost)")
+    inspect.add_argument("--rest-port", type=int, default=8501, help="REST port for --requests (default: 8501)")
+    inspect.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --requests (default: 8500)")
     inspect.set_defaults(handler=_inspect)
 
     prepare = commands.add_parser(
@@ -78,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--single-task-baselines", action="store_true", help="also train one model per task and report Δm"
     )
+    export = commands.add_parser("export", help="export a finished run folder's checkpoint as a new SavedModel version")
+    export.add_argument("--run", required=True, help="the run folder (holds best.keras, config.yaml, preprocessor/)")
+    export.add_argument("--export-dir", default=None, help="model repository root (default: the run's export.dir)")
+    export.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
+    export.add_argument(
+        "--label", action="append", default=[], help="TF Serving version label for the new version (repeatable)"
+    )
+    export.add_argument("--keep", type=int, default=None, help="keep only the newest N versions (labelled ones stay)")
+    export.add_argument("--checkpoint", default="best.keras", help="checkpoint file in the run folder")
+    export.set_defaults(handler=_export)
+
     label = commands.add_parser("label", help="point a TF Serving version label at a version (models.config)")
     label.add_argument("name", help="the model name (its folder under the export dir)")
     label.add_argument("version", type=int, help="an existing version number")
@@ -85,7 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--export-dir", default="saved_models", help="the model repository root (default: saved_models)")
     label.set_defaults(handler=_label)
 
-    for command in (train, evaluate, baselines, inspect, prepare, label):
+    predict = commands.add_parser("predict", help="score a CSV or JSON-lines file with an export (no server)")
+    predict.add_argument("--model", required=True, help="an exported version folder, e.g. saved_models/demo/3")
+    predict.add_argument("--input", required=True, help="rows to score: .csv (header row) or .jsonl")
+    predict.add_argument("--output", required=True, help="the predictions file: .csv or .jsonl")
+    predict.add_argument("--batch-size", type=int, default=256, help="rows read and scored at a time (default: 256)")
+    predict.add_argument("--id-column", default=None, help="input column copied to the output (default: row index)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=_predict)
+
+    serve = commands.add_parser("serve", help="run TF Serving on the model repository (or print the docker command)")
+    serve.add_argument("--export-dir", default="saved_models", help="the model repository root (default: saved_models)")
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port (default: 8500)")
+    serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default: 8501)")
+    serve.add_argument("--no-batching", action="store_true", help="serve without --enable_batching")
+    serve.add_argument(
+        "--poll-seconds", type=int, default=30, help="re-read models.config this often (default: 30; 0: never)"
+    )
+    serve.add_argument("--dry-run", action="store_true", help="print the server command and start nothing")
+    serve.add_argument("--docker-image", default="tensorflow/serving", help="image for the printed docker command")
+    serve.set_defaults(handler=_serve)
+
+    for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -164,12 +203,44 @@ def _train(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from keras_mtmm.export import export_run
+
+    path = export_run(args.run, args.export_dir, args.version, args.label, args.keep, args.checkpoint)
+    print(f"exported for TF Serving: {path}")
+    return 0
+
+
 def _label(args) -> int:
     from keras_mtmm.repository import set_label
 
     path = set_label(args.export_dir, args.name, args.version, args.label)
     print(f"{args.name}: label {args.label} -> version {args.version} ({path})")
     return 0
+
+
+def _predict(args) -> int:
+    from keras_mtmm.batch_predict import predict_file
+
+    summary = predict_file(
+        args.model, args.input, args.output, batch_size=args.batch_size, id_column=args.id_column, quiet=args.quiet
+    )
+    print(summary.line())
+    return 0
+
+
+def _serve(args) -> int:
+    from keras_mtmm.server import serve
+
+    return serve(
+        args.export_dir,
+        port=args.port,
+        rest_port=args.rest_port,
+        batching=not args.no_batching,
+        poll_seconds=args.poll_seconds,
+        dry_run=args.dry_run,
+        docker_image=args.docker_image,
+    )
 
 
 def _prepare(args) -> int:
@@ -238,21 +309,80 @@ def _inspect_export(args) -> int:
     from keras_mtmm.export import read_export_metadata
 
     _, metadata = read_export_metadata(args.model)
-    signature = tf.saved_model.load(args.model).signatures["serving_default"]
-    print(f"model {metadata['name']} version {metadata.get('version')}  (signature serving_default)")
-    print("inputs:")
-    for name, spec in signature.structured_input_signature[1].items():
-        info = metadata["inputs"].get(name, {})
-        print(
-            f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {info.get('type', '')} {info.get('columns', '')}"
-        )
-    print("outputs:")
-    for name, spec in signature.structured_outputs.items():
-        task = metadata["tasks"].get(name, {})
-        classes = f" classes={task['classes']}" if task.get("classes") else ""
-        print(f"  {name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {task.get('type', '')}{classes}")
+    signatures = tf.saved_model.load(args.model).signatures
+    if args.requests:
+        return _print_requests(args, metadata, list(signatures))
+    print(f"model {metadata['name']} version {metadata.get('version')}")
+    print("inputs (the same for every signature):")
+    specs = signatures["serving_default"].structured_input_signature[1]
+    for input_name, info in metadata["inputs"].items():
+        spec = specs[input_name]
+        shape = str(spec.shape)
+        print(f"  {input_name:<14} {spec.dtype.name:<8} {shape:<12} {info.get('type', '')} {info.get('columns', '')}")
+    for name, signature in signatures.items():
+        print(f"signature {name} outputs:")
+        for output_name, spec in sorted(signature.structured_outputs.items()):
+            task = metadata["tasks"].get(output_name, {})
+            if output_name.endswith("_label") and output_name not in metadata["tasks"]:
+                meaning = "predicted class name(s)"
+            else:
+                classes = f" classes={task['classes']}" if task.get("classes") else ""
+                meaning = f"{task.get('type', '')}{classes}"
+            print(f"  {output_name:<14} {spec.dtype.name:<8} {str(spec.shape):<12} {meaning}")
     print("task weights: " + json.dumps(metadata["task_weights"]))
     return 0
+
+
+def _print_requests(args, metadata: dict, signatures: list[str]) -> int:
+    """A REST body from the export's warmup records, the curl command to send it, and the same call over gRPC."""
+    import json
+    import shlex
+
+    from keras_mtmm.errors import UserError
+    from keras_mtmm.warmup import WARMUP_FILE, read_warmup, rest_body
+
+    if args.signature not in signatures:
+        raise UserError("--signature", f"the export has no signature '{args.signature}'", f"choose: {signatures}")
+    model_path = Path(args.model).resolve()
+    requests = [r for r in read_warmup(model_path) if r.model_spec.signature_name == args.signature]
+    if not requests:
+        raise UserError("--model", "the export has no warmup requests to build an example from", "export it again")
+    name, version = model_path.parent.name, model_path.name  # the server names a model after its folder
+    body = json.dumps(rest_body(requests[0]))
+    url = f"http://{args.host}:{args.rest_port}/v1/models/{name}/versions/{version}:predict"
+    print(f"# REST: POST {url}")
+    print("# body (row form; one validation example from the warmup records; bytes travel as {'b64': ...}):")
+    print(body)
+    print("\n# send it with curl:")
+    print(shlex.join(["curl", "-s", "-X", "POST", url, "-H", "Content-Type: application/json", "-d", body]))
+    print("\n# the same request over gRPC (tensorflow-serving-api), replayed from the warmup file:")
+    warmup = str(model_path / "assets.extra" / WARMUP_FILE)
+    print(
+        "python - <<'PY'\n"
+        "import grpc, tensorflow as tf\n"
+        "from tensorflow_serving.apis import prediction_log_pb2, prediction_service_pb2_grpc\n"
+        f"records = tf.data.TFRecordDataset({warmup!r})\n"
+        "logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]\n"
+        f"request = [log.predict_log.request for log in logs][{_warmup_index(args, model_path)}]\n"
+        f"request.model_spec.version.value = {int(version)}\n"
+        f"channel = grpc.insecure_channel('{args.host}:{args.grpc_port}')\n"
+        "response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)\n"
+        "print({name: tf.make_ndarray(tensor).tolist() for name, tensor in response.outputs.items()})\n"
+        "PY"
+    )
+    print("\n# or with the keras_mtmm client (raw Python values; image bytes or pathlib.Path):")
+    print(
+        f"ServingClient({args.host!r}, rest_port={args.rest_port}, grpc_port={args.grpc_port}, model={name!r}, "
+        f"version={int(version)}, signature={args.signature!r}, transport='grpc').predict(rows)"
+    )
+    return 0
+
+
+def _warmup_index(args, model_path: Path) -> int:
+    from keras_mtmm.warmup import read_warmup
+
+    names = [r.model_spec.signature_name for r in read_warmup(model_path)]
+    return names.index(args.signature)
 
 
 def _inspect_checkpoint(args) -> int:
