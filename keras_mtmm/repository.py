@@ -30,7 +30,9 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 BATCHING_TEMPLATE = """# TF Serving batching:
 #   tensorflow_model_server --enable_batching --batching_parameters_file=<this file>
 # A starting point for small models on CPU: raise max_batch_size for throughput, lower
-# batch_timeout_micros for latency. keras_mtmm writes this file once and never overwrites it.
+# batch_timeout_micros for latency. A request with more rows than max_batch_size is refused
+# (keras_mtmm's ServingClient splits at batch_size=64). keras_mtmm writes this file once and
+# never overwrites it.
 max_batch_size { value: 64 }
 batch_timeout_micros { value: 2000 }
 max_enqueued_batches { value: 100 }

@@ -104,6 +104,9 @@ class ServingClient:
         retries: extra attempts after an unavailable server or a timeout.
         backoff: seconds before the first retry; doubled for each next one.
         validate: check each request against the signature's metadata before sending it.
+        batch_size: most rows per request; more are sent as several requests and the answers joined
+            (with --enable_batching the server refuses a request above its max_batch_size, 64 in
+            the repository's batching_parameters.txt). None = one request.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class ServingClient:
         retries: int = 3,
         backoff: float = 0.2,
         validate: bool = True,
+        batch_size: int | None = 64,
     ):
         if version is not None and label is not None:
             raise ValueError("ServingClient: pass version or label, not both")
@@ -130,6 +134,9 @@ class ServingClient:
             raise ValueError(f"ServingClient: form must be one of {FORMS}, got {form!r}")
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise ValueError("ServingClient: timeout must be > 0, retries and backoff >= 0")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"ServingClient: batch_size must be >= 1 or None, got {batch_size}")
+        self.batch_size = batch_size
         self.host, self.rest_port, self.grpc_port = host, rest_port, grpc_port
         self.model, self.version, self.label = model, version, label
         self.signature, self.transport, self.form = signature, transport, form
@@ -151,9 +158,16 @@ class ServingClient:
             columns = check_inputs(columns, spec["inputs"])
         else:
             columns = {name: [_read_paths(value) for value in values] for name, values in columns.items()}
-        if self.transport == "grpc":
-            return self._grpc_predict(columns, signature, spec)
-        return self._rest_predict(columns, signature, spec)
+        send = self._grpc_predict if self.transport == "grpc" else self._rest_predict
+        rows = len(next(iter(columns.values()))) if columns else 0
+        step = self.batch_size or max(rows, 1)
+        if rows <= step:
+            return send(columns, signature, spec)
+        parts = [
+            send({name: values[start : start + step] for name, values in columns.items()}, signature, spec)
+            for start in range(0, rows, step)
+        ]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def status(self) -> list[dict]:
         """The versions the server has for this model: [{"version", "state", "error_code", "error_message"}]."""

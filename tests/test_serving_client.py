@@ -21,15 +21,16 @@ from keras_mtmm.serving import RequestError, ServingClient, ServingTimeout, Serv
 from .tf_serving_double import TFServingDouble
 
 
-@pytest.fixture(scope="module")
-def repository(tiny_run, tmp_path_factory):
-    """A repository with two versions of the demo model (v2 has perturbed weights), labels stable=1, canary=2."""
+def build_repository(tiny_run, root):
+    """Two versions of the demo model (v2 has perturbed weights), labels stable=1, canary=2.
+
+    Returns (root, raw inputs of 6 validation rows, {version: in-process outputs on them}).
+    """
     from keras_mtmm.data.tables import as_table, load_splits
     from keras_mtmm.export import export_model
     from keras_mtmm.model import load_checkpoint
     from keras_mtmm.repository import set_label
 
-    root = tmp_path_factory.mktemp("serving_repository")
     table = as_table(load_splits(_config(tiny_run))["validation"], 6)
     raw = tiny_run.preprocessor.raw_inputs(table)
     export_model(tiny_run.model, tiny_run.preprocessor, "name: demo\n", {}, root, "demo", warmup_inputs=raw)
@@ -44,6 +45,11 @@ def repository(tiny_run, tmp_path_factory):
         2: _in_process(network, tiny_run.preprocessor, raw),
     }
     return root, raw, expected
+
+
+@pytest.fixture(scope="module")
+def repository(tiny_run, tmp_path_factory):
+    return build_repository(tiny_run, tmp_path_factory.mktemp("serving_repository"))
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +319,14 @@ def test_bad_client_options():
         ServingClient(form="table")
     with pytest.raises(RequestError, match="no examples"):
         ServingClient(validate=False).predict([])
+
+
+def test_large_requests_are_split_into_batches(server, repository):
+    _, raw, expected = repository
+    rows = _text_rows(raw)
+    whole = _client(server, version=1, batch_size=None).predict(rows)
+    split = _client(server, version=1, batch_size=4).predict(rows)  # 6 rows: requests of 4 and 2
+    for task in expected[1]:
+        np.testing.assert_allclose(split[task], whole[task], rtol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        ServingClient(batch_size=0)

@@ -159,6 +159,7 @@ class TFServingDouble:
         grpc: serve the gRPC API (`grpc_port`).
         max_workers: threads of the gRPC server.
         warmup: replay each version's warmup records when it loads.
+        rest_port, grpc_port: ports to bind (0 = a free one).
 
     Example:
         with TFServingDouble(export_dir / "models.config") as server:
@@ -166,13 +167,21 @@ class TFServingDouble:
     """
 
     def __init__(
-        self, model_config_file, rest: bool = True, grpc: bool = True, max_workers: int = 8, warmup: bool = True
+        self,
+        model_config_file,
+        rest: bool = True,
+        grpc: bool = True,
+        max_workers: int = 8,
+        warmup: bool = True,
+        rest_port: int = 0,
+        grpc_port: int = 0,
     ):
         self.model_config_file = Path(model_config_file)
         self.rest = rest
         self.grpc = grpc
         self.max_workers = max_workers
         self.warmup = warmup
+        self._ports = (rest_port, grpc_port)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._state = ServingState({}, {})
@@ -190,7 +199,7 @@ class TFServingDouble:
         self.reload_config()
         try:
             if self.rest:
-                self._http_server = _HttpServer(("127.0.0.1", 0), _RestHandler)
+                self._http_server = _HttpServer(("127.0.0.1", self._ports[0]), _RestHandler)
                 self._http_server.double = self
                 self.rest_port = self._http_server.server_address[1]
                 self._http_thread = threading.Thread(
@@ -207,7 +216,7 @@ class TFServingDouble:
                     _PredictionServicer(self), self._grpc_server
                 )
                 model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), self._grpc_server)
-                self.grpc_port = self._grpc_server.add_insecure_port("127.0.0.1:0")
+                self.grpc_port = self._grpc_server.add_insecure_port(f"127.0.0.1:{self._ports[1]}")
                 self._grpc_server.start()
         except BaseException:
             self.stop()
