@@ -124,7 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--docker-image", default="tensorflow/serving", help="image for the printed docker command")
     serve.set_defaults(handler=_serve)
 
-    for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve):
+    launch = commands.add_parser(
+        "launch",
+        help="run N local copies of a command as one tf.distribute cluster (a TF_CONFIG each)",
+        usage="mtmm launch --workers N [--port-base P] [--timeout S] -- COMMAND ...",
+    )
+    launch.add_argument("--workers", type=int, required=True, metavar="N", help="number of workers (worker 0: chief)")
+    launch.add_argument(
+        "--port-base", type=int, default=None, metavar="P", help="use ports P, P+1, ... (default: free ones)"
+    )
+    launch.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="stop all workers after S seconds (exit 124)"
+    )
+    launch.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="what each worker runs, after --")
+    launch.set_defaults(handler=_launch)
+
+    for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve, launch):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -241,6 +256,13 @@ def _serve(args) -> int:
         dry_run=args.dry_run,
         docker_image=args.docker_image,
     )
+
+
+def _launch(args) -> int:
+    from keras_mtmm.launch import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command  # argparse keeps the `--`
+    return launch(command, args.workers, port_base=args.port_base, timeout=args.timeout)
 
 
 def _prepare(args) -> int:

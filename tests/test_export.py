@@ -267,3 +267,31 @@ def test_export_command_re_exports_a_run_with_a_label(tiny_run, tmp_path, capsys
         np.testing.assert_allclose(again[task].numpy(), original[task].numpy(), rtol=1e-6)
     assert main(["export", "--run", str(tmp_path / "missing")]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
+
+
+def test_saved_model_cli_shows_and_runs_every_signature(tiny_run, tmp_path):
+    """The stock inspector: `show --all` lists the signatures, `run` answers like the in-memory model."""
+    from keras_mtmm.warmup import read_warmup
+
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    export = str(tiny_run.export_path)
+    shown = subprocess.run([*cli, "show", "--dir", export, "--all"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for task in tiny_run.preprocessor.tasks:
+        assert f"signature_def['predict_{task}']" in shown.stdout
+    assert "signature_def['serving_default']" in shown.stdout
+
+    request = read_warmup(tiny_run.export_path)[1]
+    raw = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    for name, values in raw.items():
+        np.save(tmp_path / f"{name}.npy", values)
+    inputs = ";".join(f"{name}={tmp_path / name}.npy" for name in raw)
+    out = tmp_path / "out"
+    command = [*cli, "run", "--dir", export, "--tag_set", "serve", "--signature_def", "predict_shape"]
+    ran = subprocess.run([*command, "--inputs", inputs, "--outdir", str(out)], capture_output=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    expected = tiny_run.model(tiny_run.preprocessor.transform(raw), training=False)["shape"]
+    np.testing.assert_allclose(np.load(out / "shape.npy"), np.asarray(expected), rtol=1e-5, atol=1e-6)
+    classes = np.array(tiny_run.preprocessor.classes("shape"))
+    labels = np.load(out / "shape_label.npy", allow_pickle=True)
+    assert [label.decode() for label in labels] == list(classes[np.argmax(expected, axis=-1)])
