@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -209,6 +210,12 @@ class TrainingConfig:
     cut the per-step overhead that dominates small models on a CPU;
     `cache` keeps the preprocessed training batches in memory after the
     first epoch (faster, but the shuffle then only reorders whole batches).
+
+    `distribute`: `none` (one device), `mirrored` (all local devices, with
+    `fit`) or `multi_worker` (the cluster in `TF_CONFIG`, a custom
+    distributed loop). `checkpoint_every`: save the training state every N
+    steps (0: at the end of every epoch); a rerun with the same output
+    folder resumes from it.
     """
 
     epochs: int = 12
@@ -222,6 +229,8 @@ class TrainingConfig:
     steps_per_execution: int = 1
     cache: bool = False
     output_dir: str = "runs"
+    distribute: str = "none"
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -387,6 +396,9 @@ def _type_name(hint: Any) -> str:
     )
 
 
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def _convert(hint: Any, value: Any, where: str) -> Any:
     """Check `value` against the type hint and convert it (int -> float, nested dataclasses)."""
     origin = typing.get_origin(hint)
@@ -426,6 +438,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise _type_error(hint, value, where)
         return value
     if hint is float:
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(hint, value, where)
         return float(value)

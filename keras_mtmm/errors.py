@@ -54,3 +54,7 @@ def choice_hint(name: str, choices: Iterable[str]) -> str:
     hint = f"choose one of: {', '.join(choices)}"
     suggestion = did_you_mean(name, choices)
     return f"{hint}; {suggestion}" if suggestion else hint
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite; training stopped before anything was saved from it."""

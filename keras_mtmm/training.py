@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.checkpointing import (
+    NonFiniteGuard,
+    StepCheckpoint,
+    read_training_state,
+    restore_training_state,
+    saved_metric_state,
+)
 from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_dataset
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
 from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows, warmup_split
@@ -59,11 +67,15 @@ class WeightingLogger(keras.callbacks.Callback):
     its weights from them) and, for uncertainty weighting, logs σ per task.
     """
 
-    def __init__(self, weighting):
+    def __init__(self, weighting, keep_first: bool = False):
         super().__init__()
         self.weighting = weighting
+        self.keep_first = keep_first  # a run resumed inside an epoch keeps the epoch's restored records
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.keep_first:
+            self.keep_first = False
+            return
         self.weighting.reset_recorded_weights()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -111,6 +123,26 @@ class HistoryWriter(keras.callbacks.Callback):
         staging = self.path.with_suffix(".json.tmp")
         staging.write_text(json.dumps(columns, indent=1), encoding="utf-8")
         staging.replace(self.path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that, in a resumed run, starts from the best value and patience the history shows."""
+
+    def __init__(self, history_path, resuming: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.history_path = Path(history_path)
+        self.resuming = resuming
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self.resuming:
+            return
+        seen = read_history(self.history_path).get(self.monitor, [])
+        values = [v if v is not None else float("inf") for v in seen]
+        if values:
+            best_at = values.index(min(values))
+            self.best = values[best_at]
+            self.wait = len(values) - 1 - best_at
 
 
 def read_history(path: str | Path) -> dict[str, list]:
@@ -180,21 +212,45 @@ def train(
     training = config.training
     skip_bad = config.data.on_bad_record == "skip"
     valid_rows = (skipped or {}).get("valid_rows", {})
-    steps_per_epoch = training.steps_per_epoch
-    if isinstance(splits["train"], StreamSplit):
-        steps_per_epoch = steps_per_epoch or -(-num_rows(splits["train"]) // training.batch_size)
-        train_data, schedule = make_mixed_dataset(
+    backup_dir = run_dir / "backup"
+    state = read_training_state(backup_dir)
+
+    def training_stream(skip_batches: int):
+        """The training batches from `skip_batches` on: one deterministic stream over all epochs."""
+        if isinstance(splits["train"], StreamSplit):
+            data, _ = mixed(steps_per_epoch)
+            return data.skip(skip_batches) if skip_batches else data
+        return make_dataset(
+            preprocessor,
+            splits["train"],
+            training.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            shuffle_buffer=training.shuffle_buffer,
+            repeat=steps_per_epoch is not None,
+            cache=training.cache,
+            skip_bad=skip_bad,
+            valid_rows=valid_rows.get("train"),
+            skip_batches=skip_batches,
+        )
+
+    def mixed(steps):
+        return make_mixed_dataset(
             preprocessor,
             splits["train"],
             training.batch_size,
             config.data.mixing,
             build_sampler(config.data.sampler, config.data.temperature),
             training.epochs,
-            steps_per_epoch,
+            steps,
             seed=config.seed,
             shuffle_buffer=training.shuffle_buffer,
             skip_bad=skip_bad,
         )
+
+    if isinstance(splits["train"], StreamSplit):
+        steps_per_epoch = training.steps_per_epoch or -(-num_rows(splits["train"]) // training.batch_size)
+        _, schedule = mixed(steps_per_epoch)
         metadata["sampling"] = {
             "mixing": config.data.mixing,
             "sampler": config.data.sampler,
@@ -208,17 +264,11 @@ def train(
             + (f" -> {last} (last epoch)" if first != last else "")
         )
     else:
-        train_data = make_dataset(
-            preprocessor,
-            splits["train"],
-            training.batch_size,
-            shuffle=True,
-            seed=config.seed,
-            shuffle_buffer=training.shuffle_buffer,
-            repeat=training.steps_per_epoch is not None,
-            cache=training.cache,
-            skip_bad=skip_bad,
-            valid_rows=valid_rows.get("train"),
+        # A known epoch length makes the training data one repeated stream, which a resumed run re-enters
+        # at the step it stopped (TFRecords with skipped bad records and no count: epochs restart instead).
+        epoch_rows = valid_rows.get("train") if skip_bad else num_rows(splits["train"])
+        steps_per_epoch = training.steps_per_epoch or (
+            -(-epoch_rows // training.batch_size) if epoch_rows is not None else None
         )
     (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     has_validation = num_rows(splits["validation"]) > 0
@@ -237,33 +287,63 @@ def train(
     monitor = "val_loss" if has_validation else "loss"
     best_path = run_dir / "best.keras"
     history_path = run_dir / "history.json"
-    backup_dir = run_dir / "backup"
     best_so_far = None
-    if backup_dir.exists():  # resuming: the checkpoint must beat what the interrupted run saw
+    start_epoch, start_step, resume_metrics = 0, 0, None
+    if state is not None:  # resuming: restore the state, and the checkpoint must beat what the run saw
+        restore_training_state(model, backup_dir, state)
+        start_epoch, start_step = state["epoch"], state["step"]
+        resume_metrics = saved_metric_state(backup_dir, state)
         seen = [v for v in read_history(history_path).get(monitor, []) if v is not None]
         best_so_far = min(seen) if seen else None
-        print(f"resuming the interrupted run in {run_dir}")
+        print(f"resuming the interrupted run in {run_dir} at epoch {start_epoch} step {start_step}")
+    elif backup_dir.exists():
+        shutil.rmtree(backup_dir)
+    if steps_per_epoch is None and start_step:
+        start_step, resume_metrics = 0, None  # no stream to re-enter: the epoch starts again
+    weighting_logger = WeightingLogger(model.weighting, keep_first=start_step > 0)
+    step_checkpoint = StepCheckpoint(
+        backup_dir, steps_per_epoch or 0, training.checkpoint_every, start_step, resume_metrics
+    )
     callbacks = [
-        WeightingLogger(model.weighting),
+        NonFiniteGuard(list(config.tasks), run_dir),  # first: a diverged step is never saved
+        weighting_logger,
         HistoryWriter(history_path),
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        step_checkpoint,
         keras.callbacks.ModelCheckpoint(
             str(best_path), monitor=monitor, save_best_only=True, initial_value_threshold=best_so_far
         ),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=training.early_stopping_patience),
+        early_stopping := ResumableEarlyStopping(
+            history_path, resuming=state is not None, monitor=monitor, patience=training.early_stopping_patience
+        ),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
+    # A run resumed inside an epoch first finishes that epoch, then runs the others: two fit calls.
+    phases = []
+    if start_step:
+        phases.append((start_epoch, start_epoch + 1, steps_per_epoch - start_step))
+        start_epoch += 1
+    if start_epoch < training.epochs:
+        phases.append((start_epoch, training.epochs, steps_per_epoch))
     fit_started = time.perf_counter()
+    consumed = state["global_step"] if state is not None and steps_per_epoch else 0
     with data_errors():
-        model.fit(
-            train_data,
-            validation_data=validation_data,
-            epochs=training.epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset reshuffles itself every epoch
-            verbose=verbose,
-        )
+        for first_epoch, last_epoch, steps in phases:
+            model.fit(
+                training_stream(consumed) if steps_per_epoch else training_stream(0),
+                validation_data=validation_data,
+                initial_epoch=first_epoch,
+                epochs=last_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,  # the dataset reshuffles itself every epoch
+                verbose=verbose,
+            )
+            consumed += (last_epoch - first_epoch) * (steps or 0)
+            step_checkpoint.start_step = 0
+            early_stopping.resuming = True  # the next phase continues this run's history
+            if model.stop_training:
+                break
+    shutil.rmtree(backup_dir, ignore_errors=True)
     timings["fit_s"] = time.perf_counter() - fit_started
     if best_path.exists():
         model.load_weights(best_path)

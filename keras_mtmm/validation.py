@@ -70,8 +70,23 @@ def validate_config(config, check_files: bool = True) -> None:
         raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")
     if training.steps_per_epoch is not None:
         _check_positive("training.steps_per_epoch", training.steps_per_epoch)
+    if training.distribute not in DISTRIBUTE_CHOICES:
+        raise ConfigError(
+            "training.distribute",
+            f"unknown value {training.distribute!r}",
+            choice_hint(str(training.distribute), DISTRIBUTE_CHOICES),
+        )
+    if not isinstance(training.checkpoint_every, int) or training.checkpoint_every < 0:
+        raise ConfigError(
+            "training.checkpoint_every",
+            f"expected a whole number of steps >= 0, got {training.checkpoint_every!r}",
+            "e.g. 200 (0: checkpoint at the end of every epoch)",
+        )
     if config.export.version is not None:
         _check_positive("export.version", config.export.version)
+
+
+DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")
 
 
 def _validate_data(data, where: str, registries: Any) -> None:

@@ -125,3 +125,13 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 def test_missing_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """YAML 1.1 reads `1e-3` as a string; a float field takes it as the number it means."""
+    from keras_mtmm.config import load_config
+
+    from .conftest import DEMO_CONFIG
+
+    assert load_config(DEMO_CONFIG, ["training.learning_rate=1e-3"]).training.learning_rate == 0.001
+    assert load_config(DEMO_CONFIG, ["training.learning_rate=2E4"]).training.learning_rate == 20000.0

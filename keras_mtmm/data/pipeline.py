@@ -23,6 +23,7 @@ def make_dataset(
     cache: bool = False,
     skip_bad: bool = False,
     valid_rows: int | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """A batched dataset of `(inputs, targets, masks)` dicts for `Model.fit`/`evaluate`.
 
@@ -49,6 +50,10 @@ def make_dataset(
             decode, instead of failing (`data.on_bad_record: skip`).
         valid_rows: (streaming splits, with `skip_bad`) the records left once
             bad ones are skipped, if counted: the epoch's length for Keras.
+        skip_batches: leave out the stream's first batches (a resumed run; with
+            `repeat`, the stream is the same for a seed in every process, so
+            the run continues where it stopped). Skipped before preprocessing
+            unless `cache` is on.
     """
     rows = num_rows(table)
     if rows == 0:
@@ -62,11 +67,13 @@ def make_dataset(
         dataset = parts[0]
         for part in parts[1:]:
             dataset = dataset.concatenate(part)
-        return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache)
+        if not cache:
+            dataset = _repeat_and_skip(dataset, repeat, skip_batches)
+        return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache, skip_batches)
     if not isinstance(table, dict):
         rows = valid_rows if skip_bad and valid_rows is not None else None
         return _record_dataset(
-            preprocessor, table, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows
+            preprocessor, table, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows, skip_batches
         )
     raw = preprocessor.raw_inputs(table)
     targets, masks = preprocessor.encode_labels(table)
@@ -74,26 +81,35 @@ def make_dataset(
     if shuffle and not cache:
         dataset = dataset.shuffle(min(shuffle_buffer, rows), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    if not cache:  # repeat and skip whole raw batches before the (costly) preprocessing
+        dataset = _repeat_and_skip(dataset, repeat, skip_batches)
     dataset = dataset.map(
         lambda inputs, y, w: (preprocessor.transform(inputs), y, w),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache)
+    return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache, skip_batches)
 
 
-def _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache):
+def _repeat_and_skip(dataset, repeat: bool, skip_batches: int):
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.skip(skip_batches) if skip_batches else dataset
+
+
+def _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache, skip_batches=0):
     if cache:
         dataset = dataset.cache()
         if shuffle:
             batches = -(-rows // batch_size)
             dataset = dataset.shuffle(batches, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
+        dataset = _repeat_and_skip(dataset, repeat, skip_batches)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _record_dataset(preprocessor, split, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows):
+def _record_dataset(
+    preprocessor, split, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows, skip_batches=0
+):
     """Serialized records -> (shuffle) -> batch -> parse + labels + preprocessing, in parallel."""
     records = split.valid_records() if skip_bad else split.records()
     if shuffle and not cache:
@@ -104,11 +120,16 @@ def _record_dataset(preprocessor, split, batch_size, shuffle, seed, shuffle_buff
         targets, masks = preprocessor.encode_labels_tf(columns)
         return preprocessor.transform(preprocessor.raw_inputs_tf(columns)), targets, masks
 
-    dataset = records.batch(batch_size).map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = records.batch(batch_size)
     rows = split.rows if not skip_bad else rows
+    if repeat and not cache:  # repeat and skip serialized batches, before parsing
+        dataset = _repeat_and_skip(dataset, repeat, skip_batches)
+        dataset = dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if rows is not None:  # Keras then knows the epoch's length, as it does for a table
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
-    return _finish(dataset, rows or split.rows, batch_size, shuffle, seed, repeat, cache)
+    return _finish(dataset, rows or split.rows, batch_size, shuffle, seed, repeat, cache, skip_batches)
 
 
 def make_mixed_dataset(
