@@ -213,28 +213,38 @@ class MultiTaskModel(keras.Model):
         return self.network(inputs, training=training)
 
     def task_loss_vector(self, y, y_pred, sample_weight):
-        """(task losses [T], present [T]): present is 1 where the batch has a labelled example."""
-        losses, present = [], []
+        """(task losses [T], present [T], global losses [T]); present: the global batch has a labelled example.
+
+        Under tf.distribute the losses are valued as the global batch's and graded as this replica's
+        share (`keras_mtmm.distributed.global_task_losses`); with one replica, the plain losses.
+        """
+        from keras_mtmm.distributed import global_task_losses
+
+        losses, counts = [], []
         for task in self.task_names:
             mask = None if sample_weight is None else sample_weight[task]
             losses.append(self.task_losses[task](y[task], y_pred[task], sample_weight=mask))
             if mask is None:
-                present.append(keras.ops.ones((), dtype=losses[-1].dtype))
+                counts.append(keras.ops.cast(_batch_size(y_pred), losses[-1].dtype))
             else:
-                present.append(keras.ops.cast(keras.ops.sum(mask) > 0, losses[-1].dtype))
-        return keras.ops.stack(losses), keras.ops.stack(present)
+                counts.append(keras.ops.cast(keras.ops.sum(mask), losses[-1].dtype))
+        return global_task_losses(keras.ops.stack(losses), keras.ops.stack(counts))
 
-    def _track_task_losses(self, losses, batch_size):
+    def _track_task_losses(self, global_losses, batch_size):
+        # Every replica records the global value (Keras averages the trackers over replicas).
         for i, tracker in enumerate(self.task_loss_trackers):
-            tracker.update_state(losses[i], sample_weight=batch_size)
+            tracker.update_state(global_losses[i], sample_weight=batch_size)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        losses, present = self.task_loss_vector(y, y_pred, sample_weight)
-        self._track_task_losses(losses, _batch_size(y_pred))
+        from keras_mtmm.distributed import num_replicas
+
+        losses, present, global_losses = self.task_loss_vector(y, y_pred, sample_weight)
+        self._track_task_losses(global_losses, _batch_size(y_pred))
         total = self.weighting(losses, present, training=training)
         if self.network.losses:
             total = total + keras.ops.sum(self.network.losses)
-        return total
+        replicas = num_replicas()
+        return total / replicas if replicas > 1 else total
 
     # ------------------------------------------------------------ gradient strategies
 
@@ -243,6 +253,7 @@ class MultiTaskModel(keras.Model):
             return super().train_step(data)
         import tensorflow as tf
 
+        from keras_mtmm.distributed import num_replicas
         from keras_mtmm.weighting.gradient import backend_variables
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -252,7 +263,7 @@ class MultiTaskModel(keras.Model):
                 representation, y_pred = self._forward_with_representation(x)
             else:
                 representation, y_pred = None, self(x, training=True)
-            losses, present = self.task_loss_vector(y, y_pred, sample_weight)
+            losses, present, global_losses = self.task_loss_vector(y, y_pred, sample_weight)
             regularization = keras.ops.sum(self.network.losses) if self.network.losses else None
             # Scalars per task output, recorded once, to find which variables each task reaches.
             probes = None if self._roles.value is not None else [keras.ops.sum(y_pred[t]) for t in self.task_names]
@@ -268,13 +279,16 @@ class MultiTaskModel(keras.Model):
             )
             grads = [g + e for g, e in zip(grads, extra)]
         del tape
+        replicas = num_replicas()
+        if replicas > 1:  # every replica holds the global gradient; the optimizer sums them
+            grads = [_scaled(g, 1.0 / replicas) for g in grads]
         self.optimizer.apply_gradients(zip(grads, variables))
         self.weighting.record(effective)
-        total = keras.ops.sum(effective * losses * present)
+        total = keras.ops.sum(effective * global_losses * present)
         if regularization is not None:
             total = total + regularization
         batch_size = _batch_size(y_pred)
-        self._track_task_losses(losses, batch_size)
+        self._track_task_losses(global_losses, batch_size)
         self._loss_tracker.update_state(total, sample_weight=batch_size)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -339,6 +353,15 @@ class _Untracked:
 
     def __init__(self, value):
         self.value = value
+
+
+def _scaled(gradient, factor: float):
+    """A gradient times a constant; embedding gradients stay sparse."""
+    import tensorflow as tf
+
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def _batch_size(y_pred):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,11 @@ from keras_mtmm.checkpointing import (
 from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_dataset
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
 from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows, warmup_split
+from keras_mtmm.distributed import make_strategy
+from keras_mtmm.errors import DataError
 from keras_mtmm.evaluation import format_table, score_batches, write_report
 from keras_mtmm.export import export_model, model_metadata
+from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.weighting import resolve_task_weights
@@ -186,10 +190,16 @@ def train(
     config = copy.deepcopy(config)
     if config.data.path:  # the resolved config must find the data from any folder
         config.data.path = str(Path(config.data.path).resolve())
+    # Multi-worker collectives must be configured before TensorFlow runs anything: the strategy comes first.
+    strategy = make_strategy(config.training.distribute)
+    multi_worker = config.training.distribute == "multi_worker"
+    chief = is_chief(strategy)
     seed_everything(config.seed, config.training.deterministic)
     splits = load_splits(config, data=data)  # bad data fails here, before anything is written
 
-    run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
+    shared_run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
+    # Only the chief writes the run folder; other workers write to a temporary one (as TF requires).
+    run_dir = shared_run_dir if chief else Path(tempfile.mkdtemp(prefix="keras_mtmm_worker_"))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     preprocessor = Preprocessor.from_config(config)
@@ -207,13 +217,19 @@ def train(
     print(f"task weights ({config.weighting.strategy}): " + ", ".join(f"{t}={w:.4g}" for t, w in task_weights.items()))
     timings["prepare_s"] = time.perf_counter() - started
 
-    network = build_model(config, preprocessor)
-    model = compile_model(network, config, preprocessor, task_weights, seed=config.seed)
     training = config.training
+    with strategy.scope():
+        network = build_model(config, preprocessor)
+        model = compile_model(network, config, preprocessor, task_weights, seed=config.seed)
+    if strategy.num_replicas_in_sync > 1:
+        print(
+            f"training on {strategy.num_replicas_in_sync} replicas ({training.distribute}); "
+            f"this process: {worker_description(strategy)}{' (chief)' if chief and multi_worker else ''}"
+        )
     skip_bad = config.data.on_bad_record == "skip"
     valid_rows = (skipped or {}).get("valid_rows", {})
     backup_dir = run_dir / "backup"
-    state = read_training_state(backup_dir)
+    state = read_training_state(shared_run_dir / "backup")  # every worker resumes from the chief's state
 
     def training_stream(skip_batches: int):
         """The training batches from `skip_batches` on: one deterministic stream over all epochs."""
@@ -290,14 +306,20 @@ def train(
     best_so_far = None
     start_epoch, start_step, resume_metrics = 0, 0, None
     if state is not None:  # resuming: restore the state, and the checkpoint must beat what the run saw
-        restore_training_state(model, backup_dir, state)
+        restore_training_state(model, shared_run_dir / "backup", state)
         start_epoch, start_step = state["epoch"], state["step"]
-        resume_metrics = saved_metric_state(backup_dir, state)
+        resume_metrics = saved_metric_state(shared_run_dir / "backup", state)
         seen = [v for v in read_history(history_path).get(monitor, []) if v is not None]
         best_so_far = min(seen) if seen else None
         print(f"resuming the interrupted run in {run_dir} at epoch {start_epoch} step {start_step}")
     elif backup_dir.exists():
         shutil.rmtree(backup_dir)
+    if multi_worker and steps_per_epoch is None:
+        raise DataError(
+            "data.on_bad_record",
+            "multi_worker training needs the number of valid training records, which was not counted",
+            "set training.steps_per_epoch, or use data.on_bad_record: error",
+        )
     if steps_per_epoch is None and start_step:
         start_step, resume_metrics = 0, None  # no stream to re-enter: the epoch starts again
     weighting_logger = WeightingLogger(model.weighting, keep_first=start_step > 0)
@@ -326,18 +348,23 @@ def train(
         phases.append((start_epoch, training.epochs, steps_per_epoch))
     fit_started = time.perf_counter()
     consumed = state["global_step"] if state is not None and steps_per_epoch else 0
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model) if multi_worker else None
     with data_errors():
         for first_epoch, last_epoch, steps in phases:
-            model.fit(
-                training_stream(consumed) if steps_per_epoch else training_stream(0),
-                validation_data=validation_data,
-                initial_epoch=first_epoch,
-                epochs=last_epoch,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                shuffle=False,  # the dataset reshuffles itself every epoch
-                verbose=verbose,
-            )
+            if multi_worker:
+                stream = training_stream(consumed)
+                fit_loop(model, strategy, stream, validation_data, first_epoch, last_epoch, steps, callback_list)
+            else:
+                model.fit(
+                    training_stream(consumed) if steps_per_epoch else training_stream(0),
+                    validation_data=validation_data,
+                    initial_epoch=first_epoch,
+                    epochs=last_epoch,
+                    steps_per_epoch=steps,
+                    callbacks=callbacks,
+                    shuffle=False,  # the dataset reshuffles itself every epoch
+                    verbose=verbose,
+                )
             consumed += (last_epoch - first_epoch) * (steps or 0)
             step_checkpoint.start_step = 0
             early_stopping.resuming = True  # the next phase continues this run's history
@@ -348,6 +375,12 @@ def train(
     if best_path.exists():
         model.load_weights(best_path)
     history_data = read_history(history_path)
+    if not chief:  # the chief scores and exports; this worker's files were temporary
+        shutil.rmtree(run_dir, ignore_errors=True)
+        timings["total_s"] = time.perf_counter() - started
+        return TrainResult(
+            shared_run_dir, network, preprocessor, task_weights, history_data, None, None, timings, model
+        )
     if config.weighting.strategy not in ("static", "inverse_size"):
         # Scores are reported with the weights of the epoch whose checkpoint was kept.
         monitored = [v if v is not None else float("inf") for v in history_data.get(monitor, [])]

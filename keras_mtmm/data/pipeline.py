@@ -67,9 +67,7 @@ def make_dataset(
         dataset = parts[0]
         for part in parts[1:]:
             dataset = dataset.concatenate(part)
-        if not cache:
-            dataset = _repeat_and_skip(dataset, repeat, skip_batches)
-        return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache, skip_batches)
+        return _repeat_and_skip(dataset, repeat, skip_batches).prefetch(tf.data.AUTOTUNE)
     if not isinstance(table, dict):
         rows = valid_rows if skip_bad and valid_rows is not None else None
         return _record_dataset(
@@ -77,18 +75,70 @@ def make_dataset(
         )
     raw = preprocessor.raw_inputs(table)
     targets, masks = preprocessor.encode_labels(table)
-    dataset = tf.data.Dataset.from_tensor_slices((raw, targets, masks))
-    if shuffle and not cache:
-        dataset = dataset.shuffle(min(shuffle_buffer, rows), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if not cache:  # repeat and skip whole raw batches before the (costly) preprocessing
-        dataset = _repeat_and_skip(dataset, repeat, skip_batches)
-    dataset = dataset.map(
+    examples = tf.data.Dataset.from_tensor_slices((raw, targets, masks))
+    dataset = _batches(
+        examples,
         lambda inputs, y, w: (preprocessor.transform(inputs), y, w),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+        rows,
+        batch_size,
+        shuffle,
+        seed,
+        min(shuffle_buffer, rows),
+        repeat,
+        cache,
+        skip_batches,
     )
-    return _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache, skip_batches)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat, cache, skip_batches):
+    """examples -> (shuffle) -> batch -> prepare, once or as an endless stream of data passes.
+
+    A repeated stream gives data pass `p` its own order, seeded by (seed, p), with no shuffle
+    state carried between passes: the stream is the same in every process and under every
+    tf.distribute strategy, and a resumed run enters it at pass `skip // passes` without
+    reading the passes before. Without `repeat`, one pass, reshuffled at each iteration.
+    Raw batches are skipped before `prepare` (the costly part) unless `cache` is on.
+    """
+    passes = -(-rows // batch_size) if rows else None
+    batch_buffer = passes or 1024  # (cache) whole batches are reordered
+
+    def one_pass(number):
+        ordered = examples
+        if shuffle and not cache:
+            ordered = examples.shuffle(buffer, seed=_pass_seed(seed, number), reshuffle_each_iteration=False)
+        return ordered.batch(batch_size)
+
+    def map_prepared(dataset):
+        return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    if cache:
+        prepared = map_prepared(examples.batch(batch_size)).cache()
+        if not repeat:
+            return prepared.shuffle(batch_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else prepared
+        return _passes(
+            lambda number: (
+                prepared.shuffle(passes, seed=_pass_seed(seed, number), reshuffle_each_iteration=False)
+                if shuffle
+                else prepared
+            ),
+            skip_batches,
+            passes,
+        )
+    if not repeat:
+        ordered = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else examples
+        return map_prepared(ordered.batch(batch_size))
+    return map_prepared(_passes(one_pass, skip_batches, passes))
+
+
+def _passes(one_pass, skip_batches: int, batches_per_pass: int | None):
+    first, rest = divmod(skip_batches, batches_per_pass) if batches_per_pass else (0, skip_batches)
+    stream = tf.data.Dataset.counter(first).flat_map(one_pass)
+    return stream.skip(rest) if rest else stream
+
+
+def _pass_seed(seed: int, number):
+    return tf.constant(seed, tf.int64) * 1_000_003 + number
 
 
 def _repeat_and_skip(dataset, repeat: bool, skip_batches: int):
@@ -97,39 +147,23 @@ def _repeat_and_skip(dataset, repeat: bool, skip_batches: int):
     return dataset.skip(skip_batches) if skip_batches else dataset
 
 
-def _finish(dataset, rows, batch_size, shuffle, seed, repeat, cache, skip_batches=0):
-    if cache:
-        dataset = dataset.cache()
-        if shuffle:
-            batches = -(-rows // batch_size)
-            dataset = dataset.shuffle(batches, seed=seed, reshuffle_each_iteration=True)
-        dataset = _repeat_and_skip(dataset, repeat, skip_batches)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
 def _record_dataset(
     preprocessor, split, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows, skip_batches=0
 ):
     """Serialized records -> (shuffle) -> batch -> parse + labels + preprocessing, in parallel."""
     records = split.valid_records() if skip_bad else split.records()
-    if shuffle and not cache:
-        records = records.shuffle(min(shuffle_buffer, split.rows), seed=seed, reshuffle_each_iteration=True)
 
     def features(serialized):
         columns = split.parse(serialized)
         targets, masks = preprocessor.encode_labels_tf(columns)
         return preprocessor.transform(preprocessor.raw_inputs_tf(columns)), targets, masks
 
-    dataset = records.batch(batch_size)
     rows = split.rows if not skip_bad else rows
-    if repeat and not cache:  # repeat and skip serialized batches, before parsing
-        dataset = _repeat_and_skip(dataset, repeat, skip_batches)
-        dataset = dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset.prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if rows is not None:  # Keras then knows the epoch's length, as it does for a table
+    buffer = min(shuffle_buffer, split.rows)
+    dataset = _batches(records, features, rows, batch_size, shuffle, seed, buffer, repeat, cache, skip_batches)
+    if rows is not None and not repeat:  # Keras then knows the epoch's length, as it does for a table
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
-    return _finish(dataset, rows or split.rows, batch_size, shuffle, seed, repeat, cache, skip_batches)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def make_mixed_dataset(

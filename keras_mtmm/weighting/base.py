@@ -39,10 +39,17 @@ class WeightingStrategy(keras.layers.Layer):
         self.num_tasks = len(task_names)
 
     def build(self, input_shape=None):
+        # Every replica records the same weights (they come from global losses): keep the first's.
         self.weight_sum = self.add_weight(
-            shape=(self.num_tasks,), initializer="zeros", trainable=False, name="weight_sum"
+            shape=(self.num_tasks,),
+            initializer="zeros",
+            trainable=False,
+            name="weight_sum",
+            aggregation="only_first_replica",
         )
-        self.weight_count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="weight_count")
+        self.weight_count = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="weight_count", aggregation="only_first_replica"
+        )
 
     def task_weights(self, task_losses, present, training):
         """The weights w_i for this step, shape [T]."""

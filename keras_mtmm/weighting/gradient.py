@@ -18,6 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_mtmm.distributed import replica_mean
 from keras_mtmm.weighting.base import WeightingStrategy
 
 
@@ -98,7 +99,8 @@ class GradientWeighting(WeightingStrategy):
         `output_gradients`, not as new ops on the losses.
         """
         scale = self.base_weights(task_losses.dtype) * present
-        task_gradients = flat_jacobian(tape, task_losses, shared_variables) * scale[:, None]
+        # Under tf.distribute, the mean of the replicas' Jacobians is the global batch's (distributed.py).
+        task_gradients = replica_mean(flat_jacobian(tape, task_losses, shared_variables)) * scale[:, None]
         shared, effective = self.shared_gradient(task_gradients, task_losses * scale, present)
         specific = weighted_gradient(tape, task_losses, specific_variables, scale)
         return unflatten(shared, shared_variables), specific, effective * self.base_weights(task_losses.dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.distributed import replica_mean
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting, backend_variables, weighted_gradient
 
@@ -68,10 +69,18 @@ class GradNorm(GradientWeighting):
         total = sum(self.task_weights_list) or 1.0
         initial = [w * self.num_tasks / total for w in self.task_weights_list]
         self.learned_weights = self.add_weight(
-            shape=(self.num_tasks,), initializer=keras.initializers.Constant(initial), trainable=False, name="learned"
+            shape=(self.num_tasks,),
+            initializer=keras.initializers.Constant(initial),
+            trainable=False,
+            name="learned",
+            aggregation="only_first_replica",
         )
         self.initial_losses = self.add_weight(
-            shape=(self.num_tasks,), initializer="zeros", trainable=False, name="initial_losses"
+            shape=(self.num_tasks,),
+            initializer="zeros",
+            trainable=False,
+            name="initial_losses",
+            aggregation="only_first_replica",
         )
 
     def task_weights(self, task_losses, present, training):
@@ -86,6 +95,7 @@ class GradNorm(GradientWeighting):
             experimental_use_pfor=True,
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
+        jacobian = [replica_mean(j) for j in jacobian]  # the global batch's, under tf.distribute
         squares = [tf.reduce_sum(tf.reshape(j, [self.num_tasks, -1]) ** 2, axis=1) for j in jacobian]
         norms = tf.sqrt(tf.add_n(squares)) * present
         losses = tf.stop_gradient(task_losses)

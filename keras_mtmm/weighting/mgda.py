@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.distributed import replica_sum
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting, weighted_gradient
 
@@ -70,7 +71,9 @@ class MGDA(GradientWeighting):
             task_losses, representation, experimental_use_pfor=True, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
         flat = tf.reshape(jacobian, [self.num_tasks, -1]) * scale[:, None]
-        alpha = tf.stop_gradient(min_norm_weights(tf.matmul(flat, flat, transpose_b=True), present))
+        # Under tf.distribute the global Gram matrix is the replicas' sum (up to a scale α ignores).
+        gram = replica_sum(tf.matmul(flat, flat, transpose_b=True))
+        alpha = tf.stop_gradient(min_norm_weights(gram, present))
         variables = list(shared_variables) + list(specific_variables)
         grads = weighted_gradient(tape, task_losses, variables, alpha * scale)
         return (

@@ -1,0 +1,82 @@
+"""tf.distribute for keras_mtmm: the strategy a config asks for, and exact global-batch losses across replicas.
+
+With several replicas, each sees a slice of the global batch. A task's loss
+must still be the mean over the global batch's labelled examples (label
+masks make the slices unequal), and a weighting strategy must see the
+global task losses, so that every replica computes the same weights. Inside
+a replica:
+
+    partial_t = local_mean_t · local_count_t / global_count_t      (Σ_replicas partial_t = global mean)
+    L_t       = N·partial_t + stop_gradient(global_t − N·partial_t) (value: the global loss; gradient: N·∂partial_t)
+    loss      = weighting(L, present) / N
+
+Summed over the N replicas (what the optimizer's all-reduce does), the
+gradient is exactly that of `weighting(global losses)`, for any loss-only
+weighting, its own variables included (e.g. uncertainty's log-variances).
+Gradient strategies all-reduce their per-task Jacobians the same way
+(`replica_mean`). With one replica everything here is the identity.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from keras_mtmm.errors import ConfigError
+
+
+def make_strategy(kind: str):
+    """The tf.distribute strategy for `training.distribute`."""
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError(
+                "training.distribute",
+                "multi_worker needs the cluster in the TF_CONFIG environment variable, which is not set",
+                "start the workers with `mtmm launch --workers N -- python train.py ...`, or set TF_CONFIG",
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError("training.distribute", f"unknown value {kind!r}", "choose none, mirrored or multi_worker")
+
+
+def num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def replica_sum(value):
+    """Sum over the replicas of a value computed in each (the identity outside a replica context)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def replica_mean(value):
+    """Mean over the replicas (the identity with one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
+
+def global_task_losses(scaled_losses, counts):
+    """(losses for the weighting, present, global losses) from this replica's Keras-scaled task losses.
+
+    Args:
+        scaled_losses: [T] each task's mean over this replica's labelled examples, times 1/N (Keras
+            scales a loss by the replica count under tf.distribute).
+        counts: [T] this replica's labelled examples per task.
+    """
+    replicas = num_replicas()
+    if replicas == 1 or tf.distribute.get_replica_context() is None:
+        return scaled_losses, tf.cast(counts > 0, scaled_losses.dtype), scaled_losses
+    counts = tf.cast(counts, scaled_losses.dtype)
+    global_counts = replica_sum(counts)
+    partial = scaled_losses * replicas * counts / tf.maximum(global_counts, 1.0)
+    global_losses = tf.stop_gradient(replica_sum(partial))
+    losses = replicas * partial + tf.stop_gradient(global_losses - replicas * partial)
+    return losses, tf.cast(global_counts > 0, scaled_losses.dtype), global_losses
