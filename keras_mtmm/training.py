@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import platform
 import shutil
 import tempfile
 import time
@@ -221,6 +222,15 @@ def train(
     with strategy.scope():
         network = build_model(config, preprocessor)
         model = compile_model(network, config, preprocessor, task_weights, seed=config.seed)
+    metadata["reproducibility"] = {
+        "seed": config.seed,
+        "deterministic": training.deterministic,
+        "distribute": training.distribute,
+        "replicas": strategy.num_replicas_in_sync,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        **metadata["versions"],
+    }
     if strategy.num_replicas_in_sync > 1:
         print(
             f"training on {strategy.num_replicas_in_sync} replicas ({training.distribute}); "

@@ -169,8 +169,12 @@ def test_same_seed_gives_identical_weights(tmp_path, tiny_config_factory):
 
     overrides = ("training.epochs=1", "training.steps_per_epoch=3")
     first = train(tiny_config_factory(*overrides), output_dir=tmp_path / "a", export=False, verbose=0)
+    first_seed = tiny_config_factory(*overrides).seed
     second = train(tiny_config_factory(*overrides), output_dir=tmp_path / "b", export=False, verbose=0)
     for a, b in zip(first.model.get_weights(), second.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     other = train(tiny_config_factory(*overrides, "seed=7"), output_dir=tmp_path / "c", export=False, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights()))
+    recorded = json.loads((tmp_path / "a" / "metadata.json").read_text())["reproducibility"]
+    assert recorded["seed"] == first_seed and recorded["deterministic"] is True
+    assert {"tensorflow", "keras", "keras_mtmm", "numpy", "python"} <= set(recorded)
