@@ -64,7 +64,14 @@ if spec["logical_cpus"] > 1:
 from keras_mtmm import checkpointing
 from keras_mtmm.config import load_config
 from keras_mtmm.data.tables import load_splits, num_rows
+from keras_mtmm import training
 from keras_mtmm.training import train
+strategies = []
+make_strategy = training.make_strategy
+def recording_strategy(kind):
+    strategies.append(make_strategy(kind))
+    return strategies[-1]
+training.make_strategy = recording_strategy
 saves = []
 original_save = checkpointing.StepCheckpoint.save
 def timed_save(self, epoch, step):
@@ -78,7 +85,7 @@ figures = {
     "train_rows": num_rows(load_splits(config)["train"]),
     "epoch_time_s": result.history["epoch_time_s"],
     "fit_s": result.timings["fit_s"],
-    "replicas": tf.distribute.get_strategy().num_replicas_in_sync,
+    "replicas": strategies[0].num_replicas_in_sync,
     "saves": saves,
     "final_loss": result.history["loss"][-1],
 }

@@ -316,7 +316,8 @@ def train(
     best_so_far = None
     start_epoch, start_step, resume_metrics = 0, 0, None
     if state is not None:  # resuming: restore the state, and the checkpoint must beat what the run saw
-        restore_training_state(model, shared_run_dir / "backup", state)
+        with strategy.scope():  # the optimizer's slots are created on restore
+            restore_training_state(model, shared_run_dir / "backup", state)
         start_epoch, start_step = state["epoch"], state["step"]
         resume_metrics = saved_metric_state(shared_run_dir / "backup", state)
         seen = [v for v in read_history(history_path).get(monitor, []) if v is not None]
@@ -358,11 +359,12 @@ def train(
         phases.append((start_epoch, training.epochs, steps_per_epoch))
     fit_started = time.perf_counter()
     consumed = state["global_step"] if state is not None and steps_per_epoch else 0
-    callback_list = keras.callbacks.CallbackList(callbacks, model=model) if multi_worker else None
     with data_errors():
         for first_epoch, last_epoch, steps in phases:
             if multi_worker:
                 stream = training_stream(consumed)
+                # A CallbackList per phase, as fit makes one per call (TensorBoard reopens its writers).
+                callback_list = keras.callbacks.CallbackList(callbacks, model=model)
                 fit_loop(model, strategy, stream, validation_data, first_epoch, last_epoch, steps, callback_list)
             else:
                 model.fit(

@@ -92,3 +92,63 @@ def test_multi_worker_without_a_cluster_is_a_clear_error(tmp_path, monkeypatch):
     config = load_config(DEMO_CONFIG, ["training.distribute=multi_worker"])
     with pytest.raises(ConfigError, match="TF_CONFIG"):
         train(config, output_dir=tmp_path / "run", export=False, verbose=0)
+
+
+def _worker_pid(script: str, index: int) -> int | None:
+    """The pid of the launched worker with TF_CONFIG task index `index` (Linux /proc)."""
+    from pathlib import Path
+
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if script not in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"TF_CONFIG=") and json.loads(entry[10:])["task"]["index"] == index:
+                return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_cluster_and_a_rerun_resumes_where_the_chief_saved(tmp_path):
+    import os
+    import signal
+    import time
+
+    script = str(REPO_ROOT / "tests" / "train_and_save.py")
+    overrides = ["training.epochs=4", "training.checkpoint_every=2", "training.early_stopping_patience=9"]
+    launch = [sys.executable, "-m", "keras_mtmm.cli", "launch", "--workers", "2", "--timeout", "500", "--"]
+    command = [*launch, sys.executable, script, str(tmp_path), "multi_worker", *overrides]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    latest = tmp_path / "run_multi_worker" / "backup" / "latest.json"
+    deadline = time.monotonic() + 400
+    killed = False
+    while time.monotonic() < deadline and process.poll() is None and not killed:
+        if latest.is_file() and json.loads(latest.read_text())["global_step"] >= 4:
+            pid = _worker_pid(script, 1)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+        time.sleep(0.02)
+    out, err = process.communicate(timeout=120)
+    assert killed, "the run finished before a worker could be killed"
+    assert process.returncode == 128 + signal.SIGKILL, (out + err)[-3000:]
+    assert "error: worker 1 exited with status 137 (killed by signal SIGKILL); stopped the other workers" in err
+    state = json.loads(latest.read_text())
+
+    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    for worker in (0, 1):
+        assert f"[worker {worker}] resuming the interrupted run" in resumed.stdout
+        assert f"at epoch {state['epoch']} step {state['step']}" in resumed.stdout
+    single = subprocess.run(
+        [sys.executable, script, str(tmp_path), "none", *overrides], cwd=REPO_ROOT, capture_output=True, timeout=600
+    )
+    assert single.returncode == 0, single.stderr.decode()[-3000:]
+    reference = _weights(tmp_path / "weights_none_0.npz")
+    for a, b in zip(_weights(tmp_path / "weights_multi_worker_0.npz"), reference):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
