@@ -88,6 +88,9 @@ class WeightingLogger(keras.callbacks.Callback):
             return
         for task, weight in self.weighting.mean_recorded_weights().items():
             logs[f"weight_{task}"] = weight
+        if hasattr(self.weighting, "mean_cosines"):  # gradient strategies: task conflicts, for the report
+            for pair, cosine in self.weighting.mean_cosines().items():
+                logs[f"grad_cosine_{pair}"] = cosine
         if hasattr(self.weighting, "sigmas"):
             for task, sigma in self.weighting.sigmas().items():
                 logs[f"sigma_{task}"] = sigma

@@ -201,3 +201,19 @@ def test_uncertainty_log_variances_are_saved_with_the_model(batch, tiny_config_f
     np.testing.assert_allclose(
         loaded.predict(inputs, verbose=0)["shape"], model.predict(inputs, verbose=0)["shape"], atol=1e-6
     )
+
+
+def test_gradient_strategies_record_the_pairwise_cosines_of_task_gradients():
+    """Two tasks with opposite gradients have cosine -1; the mean is per recorded step."""
+    import tensorflow as tf
+
+    from keras_mtmm.weighting import PCGrad
+
+    strategy = PCGrad(["a", "b", "c"], seed=1)
+    strategy.build(None)
+    gradients = tf.constant([[1.0, 0.0], [-2.0, 0.0], [0.0, 3.0]])
+    strategy.record_cosines(gradients)
+    strategy.record(tf.ones(3))
+    assert strategy.mean_cosines() == pytest.approx({"a__b": -1.0, "a__c": 0.0, "b__c": 0.0})
+    strategy.reset_recorded_weights()
+    assert strategy.mean_cosines() == {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.distributed import replica_mean
@@ -84,6 +85,41 @@ class GradientWeighting(WeightingStrategy):
             raise ValueError(f"{type(self).__name__}: expected {self.num_tasks} task_weights, got {task_weights}")
         self.task_weights_list = task_weights
 
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        # Σ over the steps of the tasks' pairwise gradient cosines (conflicts are negative); reports read the mean.
+        self.cosine_sum = self.add_weight(
+            shape=(self.num_tasks, self.num_tasks),
+            initializer="zeros",
+            trainable=False,
+            name="cosine_sum",
+            aggregation="only_first_replica",
+        )
+
+    def record_cosines(self, task_gradients) -> None:
+        """Add one step's pairwise cosine similarities of the task gradients (rows of `[T, P]`)."""
+        norms = tf.norm(task_gradients, axis=1, keepdims=True)
+        unit = task_gradients / tf.maximum(norms, 1e-12)
+        cosines = tf.matmul(unit, unit, transpose_b=True)
+        self.cosine_sum.assign_add(tf.cast(tf.stop_gradient(cosines), self.cosine_sum.dtype))
+
+    def mean_cosines(self) -> dict[str, float]:
+        """The mean pairwise gradient cosines since the last reset, keyed `<task a>__<task b>` (a before b)."""
+        count = float(keras.ops.convert_to_numpy(self.weight_count))
+        if count == 0:
+            return {}
+        sums = np.asarray(keras.ops.convert_to_numpy(self.cosine_sum)) / count
+        return {
+            f"{a}__{b}": float(sums[i, j])
+            for i, a in enumerate(self.task_names)
+            for j, b in enumerate(self.task_names)
+            if i < j
+        }
+
+    def reset_recorded_weights(self) -> None:
+        super().reset_recorded_weights()
+        self.cosine_sum.assign(keras.ops.zeros_like(self.cosine_sum))
+
     def base_weights(self, dtype):
         return keras.ops.convert_to_tensor(self.task_weights_list, dtype=dtype)
 
@@ -101,6 +137,7 @@ class GradientWeighting(WeightingStrategy):
         scale = self.base_weights(task_losses.dtype) * present
         # Under tf.distribute, the mean of the replicas' Jacobians is the global batch's (distributed.py).
         task_gradients = replica_mean(flat_jacobian(tape, task_losses, shared_variables)) * scale[:, None]
+        self.record_cosines(task_gradients)
         shared, effective = self.shared_gradient(task_gradients, task_losses * scale, present)
         specific = weighted_gradient(tape, task_losses, specific_variables, scale)
         return unflatten(shared, shared_variables), specific, effective * self.base_weights(task_losses.dtype)

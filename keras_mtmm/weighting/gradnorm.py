@@ -96,6 +96,7 @@ class GradNorm(GradientWeighting):
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
         jacobian = [replica_mean(j) for j in jacobian]  # the global batch's, under tf.distribute
+        self.record_cosines(tf.concat([tf.reshape(j, [self.num_tasks, -1]) for j in jacobian], axis=1))
         squares = [tf.reduce_sum(tf.reshape(j, [self.num_tasks, -1]) ** 2, axis=1) for j in jacobian]
         norms = tf.sqrt(tf.add_n(squares)) * present
         losses = tf.stop_gradient(task_losses)

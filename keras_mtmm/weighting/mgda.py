@@ -73,6 +73,11 @@ class MGDA(GradientWeighting):
         flat = tf.reshape(jacobian, [self.num_tasks, -1]) * scale[:, None]
         # Under tf.distribute the global Gram matrix is the replicas' sum (up to a scale α ignores).
         gram = replica_sum(tf.matmul(flat, flat, transpose_b=True))
+        norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-24))
+        # MGDA-UB's conflicts are those of the representation gradients (cosines from the Gram matrix).
+        self.cosine_sum.assign_add(
+            tf.cast(tf.stop_gradient(gram / (norms[:, None] * norms[None, :])), self.cosine_sum.dtype)
+        )
         alpha = tf.stop_gradient(min_norm_weights(gram, present))
         variables = list(shared_variables) + list(specific_variables)
         grads = weighted_gradient(tape, task_losses, variables, alpha * scale)
