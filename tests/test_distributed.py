@@ -20,7 +20,7 @@ from keras_mtmm.errors import ConfigError
 from .conftest import DEMO_CONFIG, REPO_ROOT
 
 
-@pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad"])
+@pytest.mark.parametrize("weighting", ["uncertainty", pytest.param("pcgrad", marks=pytest.mark.slow)])
 def test_mirrored_on_two_devices_matches_one_device(tmp_path, weighting):
     script = REPO_ROOT / "tests" / "mirrored_vs_none.py"
     completed = subprocess.run(
@@ -51,6 +51,7 @@ def _weights(path):
         return [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
 
+@pytest.mark.slow  # ~60 s alone on 2 cores: two TF processes plus the single-worker reference
 def test_two_workers_train_as_one_with_a_gradient_strategy(tmp_path):
     """2 local workers (mtmm launch, TF_CONFIG on loopback) with PCGrad: identical weights on both, equal to one
     worker training on the same global batches; only the chief writes the run folder."""

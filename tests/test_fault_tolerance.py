@@ -32,6 +32,7 @@ def _weights(path):
     return [np.asarray(w) for w in load_checkpoint(path).get_weights()]
 
 
+@pytest.mark.slow  # ~65 s alone: three train.py processes
 def test_a_killed_run_resumes_at_its_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     whole = subprocess.run(_command(tmp_path / "whole"), cwd=REPO_ROOT, env=env, capture_output=True, timeout=600)
@@ -105,3 +106,30 @@ def test_the_cli_reports_divergence_with_exit_status_2(tmp_path):
     assert completed.returncode == 2, completed.stderr[-2000:]
     assert "error: training: the loss became" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_an_interrupted_run_resumes_inside_an_epoch_in_process(tmp_path, tiny_config_factory, monkeypatch):
+    """The default-run twin of the SIGKILL test: interrupted after step 3 (state saved at step 2)."""
+    from keras_mtmm.checkpointing import StepCheckpoint
+    from keras_mtmm.training import train
+
+    overrides = ("training.epochs=2", "training.checkpoint_every=2", "training.early_stopping_patience=9")
+    whole = train(tiny_config_factory(*overrides), output_dir=tmp_path / "whole", export=False, verbose=0)
+
+    original = StepCheckpoint.on_train_batch_end
+
+    def interrupt_after_step_3(self, batch, logs=None):
+        original(self, batch, logs)
+        if self.epoch == 0 and self._step(batch) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepCheckpoint, "on_train_batch_end", interrupt_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config_factory(*overrides), output_dir=tmp_path / "run", export=False, verbose=0)
+    latest = json.loads((tmp_path / "run" / "backup" / "latest.json").read_text())
+    assert (latest["epoch"], latest["step"]) == (0, 2)
+    monkeypatch.setattr(StepCheckpoint, "on_train_batch_end", original)
+    resumed = train(tiny_config_factory(*overrides), output_dir=tmp_path / "run", export=False, verbose=0)
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(resumed.history["loss"], whole.history["loss"], rtol=1e-6)
