@@ -75,8 +75,11 @@ def global_task_losses(scaled_losses, counts):
     if replicas == 1 or tf.distribute.get_replica_context() is None:
         return scaled_losses, tf.cast(counts > 0, scaled_losses.dtype), scaled_losses
     counts = tf.cast(counts, scaled_losses.dtype)
-    global_counts = replica_sum(counts)
-    partial = scaled_losses * replicas * counts / tf.maximum(global_counts, 1.0)
-    global_losses = tf.stop_gradient(replica_sum(partial))
+    local_sums = scaled_losses * replicas * counts  # this replica's Σ over its labelled rows
+    # One collective for both sums and counts (each all-reduce is a round trip between workers).
+    totals = tf.stop_gradient(replica_sum(tf.stack([local_sums, counts])))
+    global_sums, global_counts = totals[0], totals[1]
+    partial = local_sums / tf.maximum(global_counts, 1.0)
+    global_losses = global_sums / tf.maximum(global_counts, 1.0)
     losses = replicas * partial + tf.stop_gradient(global_losses - replicas * partial)
     return losses, tf.cast(global_counts > 0, scaled_losses.dtype), global_losses
