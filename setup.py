@@ -23,8 +23,11 @@ setup(
     extras_require={
         # pandas: the DataFrame path of `data.source: memory` is tested, not required.
         # pytest-xdist: the suite is mostly single-threaded graph tracing; 2 workers halve it on 2 cores.
-        "test": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2"],
-        "dev": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2", "ruff>=0.6"],
+        # matplotlib: the run report's figures (`mtmm report`), tested by the default suite.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2", "matplotlib>=3.8"],
+        "dev": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2", "matplotlib>=3.8", "ruff>=0.6"],
+        # The HTML run report (`mtmm report`, and at the end of `mtmm train`); imported lazily.
+        "report": ["matplotlib>=3.8"],
         # Peers measured side by side in benchmarks/ (imported lazily there).
         "bench": ["deepctr==0.9.4"],
     },

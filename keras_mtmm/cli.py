@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--keep", type=int, default=None, help="keep only the newest N versions (labelled ones stay)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    train.add_argument("--no-report", action="store_true", help="do not build the HTML run report at the end")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="per-task metrics of an export or .keras model on a data split")
@@ -139,7 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="what each worker runs, after --")
     launch.set_defaults(handler=_launch)
 
-    for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve, launch):
+    report = commands.add_parser(
+        "report", help="one self-contained HTML page (curves, weights, gates, transfer, evaluation) of a run folder"
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="the run folder train.py wrote, e.g. runs/demo")
+    report.add_argument(
+        "--baselines", default=None, metavar="DIR", help="single-task runs (<DIR>/<task>/metrics.json) to compare with"
+    )
+    report.add_argument(
+        "--out", default=None, metavar="FILE", help="HTML file (default: RUN_DIR/report/report.html; PNGs beside it)"
+    )
+    report.set_defaults(handler=_report)
+
+    for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve, launch, report):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -215,6 +228,27 @@ def _train(args) -> int:
             transfer = compare_with_baselines(result.metrics, folder, test_table, "test", 256, "libmtl")
             write_report(transfer, result.run_dir / "transfer.json")
             print(format_comparison(transfer))
+    if not args.no_report and result.chief:
+        _report_after_training(result.run_dir)
+    return 0
+
+
+def _report_after_training(run_dir: Path) -> None:
+    """Build the run report; a missing matplotlib or a report problem is a note: the training succeeded."""
+    from keras_mtmm.report import build_report
+
+    try:
+        print(f"run report: {build_report(run_dir)}")
+    except ImportError as error:
+        print(f"note: no run report ({error})")
+    except Exception as error:  # the run folder is complete; the report can be rebuilt with `mtmm report`
+        print(f"warning: the run report failed ({type(error).__name__}: {error}); retry: mtmm report {run_dir}")
+
+
+def _report(args) -> int:
+    from keras_mtmm.report import build_report
+
+    print(f"run report: {build_report(args.run_dir, baselines=args.baselines, out=args.out)}")
     return 0
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from keras_mtmm.data.tables import label_column
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.heads import get_task_type
+from keras_mtmm.run_files import evaluation_dump_path, write_evaluation_dump
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -194,7 +195,8 @@ def evaluate_model(
         config_path: the experiment config; default: the one stored with the model.
         overrides: `--set` overrides applied to that config (e.g. a different data path).
         split: `train`, `validation` or `test`.
-        output: where to write the metrics JSON.
+        output: where to write the metrics JSON; the first rows' predictions,
+            targets and label masks go beside it (`evaluation_dump_path`), for `mtmm report`.
         batch_size: examples per prediction call.
         baselines: a folder of single-task runs (`<folder>/<task>/best.keras`,
             from `mtmm baselines`): adds a "transfer" section (Δm, negative transfer).
@@ -217,7 +219,8 @@ def evaluate_model(
         # An export carries its hub modules: the handles it was trained from need not exist here.
         config = config_from_dict(yaml.safe_load(config_yaml), overrides, check_files=kind != "export")
     table = load_splits(config)[split]
-    report = score_model(model_path, table, split, batch_size)
+    dump = evaluation_dump_path(output) if output is not None else None
+    report = score_model(model_path, table, split, batch_size, dump=dump)
     if not quiet:
         print(format_table(report))
     if baselines is not None:
@@ -283,8 +286,13 @@ def format_robustness(robustness: dict, tasks: dict) -> str:
     return "\n".join(lines)
 
 
-def score_model(model_path: str | Path, table, split: str, batch_size: int = 256) -> dict:
-    """The metrics report of a saved model (export or `.keras`) on a column table or a streaming split."""
+def score_model(
+    model_path: str | Path, table, split: str, batch_size: int = 256, dump: str | Path | None = None
+) -> dict:
+    """The metrics report of a saved model (export or `.keras`) on a column table or a streaming split.
+
+    With `dump`, also write the evaluation dump there (see `score_batches`).
+    """
     from keras_mtmm.data.tables import iter_tables, num_rows
 
     if num_rows(table) == 0:
@@ -295,15 +303,19 @@ def score_model(model_path: str | Path, table, split: str, batch_size: int = 256
 
     predict, _, metadata = load_predictor(model_path, batch_size)
     with data_errors():
-        return score_batches(predict, iter_tables(table, batch_size), metadata, str(model_path), split)
+        return score_batches(predict, iter_tables(table, batch_size), metadata, str(model_path), split, dump=dump)
 
 
-def score_batches(predict, tables, metadata: dict, model_name: str, split: str, transform=None) -> dict:
+def score_batches(
+    predict, tables, metadata: dict, model_name: str, split: str, transform=None, dump: str | Path | None = None
+) -> dict:
     """The metrics report of `predict` (raw inputs -> outputs) over column tables read batch by batch.
 
     Only the predictions, targets and masks are kept, so a streamed split of
     any size is scored in bounded memory (its outputs aside). `transform`
-    may change each batch's raw inputs (e.g. remove a modality).
+    may change each batch's raw inputs (e.g. remove a modality). With `dump`,
+    the first rows' predictions, targets and masks are also written there
+    (`write_evaluation_dump`), for the run report's plots.
     """
     predictions: dict[str, list] = {}
     targets: dict[str, list] = {}
@@ -321,6 +333,8 @@ def score_batches(predict, tables, metadata: dict, model_name: str, split: str, 
             masks.setdefault(task, []).append(batch_masks[task])
         rows += len(next(iter(inputs.values())))
     joined = [{task: np.concatenate(parts) for task, parts in d.items()} for d in (predictions, targets, masks)]
+    if dump is not None:
+        write_evaluation_dump(dump, *joined, split)
     return metrics_report(model_name, split, rows, score_tasks(*joined, metadata))
 
 

@@ -27,7 +27,10 @@ def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size
     sharing = _layer(network, "sharing")
     if sharing is None or not hasattr(sharing, "gate_weights"):
         return {}
-    fused_model = keras.Model(network.inputs, network.get_layer("fusion").output)
+    fused = network.get_layer("fusion").output
+    if isinstance(fused, (list, tuple)):  # task-conditioned fusion: Keras flattens its dict (sorted keys)
+        fused = keras.tree.pack_sequence_as(dict.fromkeys(network.output), list(fused))
+    fused_model = keras.Model(network.inputs, fused)
     sums: dict[str, np.ndarray] = {}
     rows = 0
     for batch in _batches(preprocessor, table, batch_size):

@@ -10,6 +10,10 @@ The run folder (`training.output_dir/<name>` unless given) holds:
     logs/              TensorBoard logs (per-task losses, metrics, task weights)
     history.json       per-epoch losses, metrics and task weights
     metrics.json       the test split's metrics (DESIGN.md's metrics JSON)
+    evaluation.npz     the test split's predictions, targets, label masks (first rows; for the report)
+    inspection.json    gates and modality weights on the validation split (for the report)
+    data_sizes.json    examples per split, labelled examples per task and split
+    timings.json       prepare/fit/export/total seconds, training examples per second
 
 Re-running with the same output folder after an interruption resumes from
 the last completed epoch (Keras `BackupAndRestore`).
@@ -47,6 +51,7 @@ from keras_mtmm.export import export_model, model_metadata
 from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
+from keras_mtmm.run_files import write_summaries, write_timings
 from keras_mtmm.weighting import resolve_task_weights
 
 
@@ -63,6 +68,7 @@ class TrainResult:
     export_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     training_model: keras.Model | None = None
+    chief: bool = True  # whether this process wrote the run folder (multi-worker: only the chief does)
 
 
 class WeightingLogger(keras.callbacks.Callback):
@@ -360,6 +366,7 @@ def train(
         start_epoch += 1
     if start_epoch < training.epochs:
         phases.append((start_epoch, training.epochs, steps_per_epoch))
+    first_run_epoch = phases[0][0] if phases else training.epochs  # the first epoch this process trains
     fit_started = time.perf_counter()
     consumed = state["global_step"] if state is not None and steps_per_epoch else 0
     with data_errors():
@@ -394,7 +401,7 @@ def train(
         shutil.rmtree(run_dir, ignore_errors=True)
         timings["total_s"] = time.perf_counter() - started
         return TrainResult(
-            shared_run_dir, network, preprocessor, task_weights, history_data, None, None, timings, model
+            shared_run_dir, network, preprocessor, task_weights, history_data, None, None, timings, model, chief=False
         )
     if config.weighting.strategy not in ("static", "inverse_size"):
         # Scores are reported with the weights of the epoch whose checkpoint was kept.
@@ -409,11 +416,13 @@ def train(
     metrics = None
     if num_rows(splits["test"]) > 0:
         with data_errors():
+            dump = run_dir / "evaluation.npz"  # the first rows' predictions, for the run report's plots
             metrics = score_in_memory(
-                network, preprocessor, splits["test"], metadata, str(best_path), training.batch_size
+                network, preprocessor, splits["test"], metadata, str(best_path), training.batch_size, dump
             )
         write_report(metrics, run_dir / "metrics.json")
         print(format_table(metrics))
+    write_summaries(run_dir, network, preprocessor, splits, metadata, label_counts)  # for the run report
 
     export_path = None
     if export:
@@ -433,11 +442,12 @@ def train(
         timings["export_s"] = time.perf_counter() - export_started
         print(f"exported for TF Serving: {export_path}")
     timings["total_s"] = time.perf_counter() - started
+    write_timings(run_dir / "timings.json", timings, history_data, first_run_epoch, num_rows(splits["train"]))
     return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
 
 
-def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int) -> dict:
-    """The metrics report of an in-memory model on a column table or a streaming split."""
+def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int, dump=None) -> dict:
+    """The metrics report of an in-memory model on a column table or a streaming split (`dump`: see score_batches)."""
     import tensorflow as tf
 
     run = tf.function(lambda raw: model(preprocessor.transform(raw), training=False), reduce_retracing=True)
@@ -446,7 +456,7 @@ def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch
         outputs = run({name: tf.constant(values) for name, values in batch.items()})
         return {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
 
-    return score_batches(predict, iter_tables(table, batch_size), metadata, model_name, "test")
+    return score_batches(predict, iter_tables(table, batch_size), metadata, model_name, "test", dump=dump)
 
 
 def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
