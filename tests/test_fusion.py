@@ -262,7 +262,14 @@ def test_every_registered_strategy_is_covered_end_to_end():
     assert set(FUSIONS.names()) <= set(END_TO_END)
 
 
-@pytest.mark.parametrize("case", list(END_TO_END))
+# Three cases in the default run (concatenation, task-conditioned attention, token-level attention);
+# the rest behind `-m slow` (each trains and exports: ~25 s) to keep the default suite near 10 minutes.
+DEFAULT_END_TO_END = ("early", "attention_per_task", "cross_attention")
+
+
+@pytest.mark.parametrize(
+    "case", [c if c in DEFAULT_END_TO_END else pytest.param(c, marks=pytest.mark.slow) for c in END_TO_END]
+)
 def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_path):
     """Train one step; the .keras checkpoint, the in-memory model and the export (plain TF) agree.
 
