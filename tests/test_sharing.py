@@ -546,7 +546,10 @@ END_TO_END = {
 }
 
 
-@pytest.mark.parametrize("sharing_type", list(END_TO_END))
+# PLE also trains, exports and reloads in test_sharing_weighting_matrix.py (×2 weightings): its case here is slow.
+@pytest.mark.parametrize(
+    "sharing_type", [pytest.param(t, marks=pytest.mark.slow) if t == "ple" else t for t in END_TO_END]
+)
 def test_train_and_serve_end_to_end(sharing_type, tiny_config_factory, tmp_path):
     from keras_mtmm.training import train
 
