@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -100,6 +99,7 @@ def _callers(run, raw, folder: Path):
     """One function per path: raw inputs (dict of arrays) -> outputs; and the stand-in server process."""
     import tensorflow as tf
 
+    from keras_mtmm.launch import find_ports
     from keras_mtmm.serving import ServingClient
 
     names = list(raw)
@@ -112,7 +112,7 @@ def _callers(run, raw, folder: Path):
     info = bundle.signature_def["serving_default"]
     fetches = {name: tensor.name for name, tensor in info.outputs.items()}
 
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = find_ports(2)
     server = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "tests" / "fake_model_server.py"), f"--port={grpc_port}"]
         + [f"--rest_api_port={rest_port}", f"--model_config_file={folder / 'models' / 'models.config'}"],
@@ -150,12 +150,6 @@ def _python(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for(client, server, timeout: float = 120.0) -> None:

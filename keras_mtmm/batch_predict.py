@@ -309,24 +309,28 @@ def prediction_records(
     outputs: dict[str, np.ndarray], metadata: dict, identifiers: Iterable, id_field: str, output_format: str
 ) -> Iterator[dict]:
     """One output record per row of a batch of model outputs (see the module docstring for the columns)."""
+    from keras_mtmm.heads import get_task_type
+
     separator = metadata.get("label_separator", "|")
     jsonl = output_format == "jsonl"
+    # The class names by the rule the metrics and the export's `<task>_label` outputs use (one call per batch).
+    labels = {}
+    for task, spec in metadata["tasks"].items():
+        chosen = get_task_type(spec["type"]).predicted_labels(
+            np.asarray(outputs[task]), spec.get("classes") or [], separator
+        )
+        if chosen is not None:
+            labels[task] = [value.decode("utf-8") for value in np.asarray(chosen)]
     for row, identifier in enumerate(identifiers):
         record = {id_field: identifier}
         for task, spec in metadata["tasks"].items():
             values = np.asarray(outputs[task])[row]
             kind, classes = spec["type"], spec.get("classes") or []
+            record[task] = labels[task][row] if task in labels else _number(values[0])
             if kind == "binary":
-                record[task] = classes[1] if values[0] > 0.5 else classes[0]
                 record[f"{task}_probability"] = _number(values[0])
             elif kind == "multiclass":
-                best = int(np.argmax(values))
-                record[task] = classes[best]
-                record[f"{task}_probability"] = _number(values[best])
-            elif kind == "multilabel":
-                record[task] = separator.join(name for name, p in zip(classes, values) if p > 0.5)
-            else:
-                record[task] = _number(values[0])
+                record[f"{task}_probability"] = _number(values[classes.index(record[task])])
             if jsonl and kind in ("multiclass", "multilabel"):
                 record[f"{task}_probabilities"] = {name: _number(p) for name, p in zip(classes, values)}
         yield record

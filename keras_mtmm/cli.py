@@ -400,7 +400,9 @@ def _print_requests(args, metadata: dict, signatures: list[str]) -> int:
     if args.signature not in signatures:
         raise UserError("--signature", f"the export has no signature '{args.signature}'", f"choose: {signatures}")
     model_path = Path(args.model).resolve()
-    requests = [r for r in read_warmup(model_path) if r.model_spec.signature_name == args.signature]
+    recorded = read_warmup(model_path)
+    names = [r.model_spec.signature_name for r in recorded]
+    requests = [r for r in recorded if r.model_spec.signature_name == args.signature]
     if not requests:
         raise UserError("--model", "the export has no warmup requests to build an example from", "export it again")
     name, version = model_path.parent.name, model_path.name  # the server names a model after its folder
@@ -419,7 +421,7 @@ def _print_requests(args, metadata: dict, signatures: list[str]) -> int:
         "from tensorflow_serving.apis import prediction_log_pb2, prediction_service_pb2_grpc\n"
         f"records = tf.data.TFRecordDataset({warmup!r})\n"
         "logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]\n"
-        f"request = [log.predict_log.request for log in logs][{_warmup_index(args, model_path)}]\n"
+        f"request = [log.predict_log.request for log in logs][{names.index(args.signature)}]\n"
         f"request.model_spec.version.value = {int(version)}\n"
         f"channel = grpc.insecure_channel('{args.host}:{args.grpc_port}')\n"
         "response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)\n"
@@ -432,13 +434,6 @@ def _print_requests(args, metadata: dict, signatures: list[str]) -> int:
         f"version={int(version)}, signature={args.signature!r}, transport='grpc').predict(rows)"
     )
     return 0
-
-
-def _warmup_index(args, model_path: Path) -> int:
-    from keras_mtmm.warmup import read_warmup
-
-    names = [r.model_spec.signature_name for r in read_warmup(model_path)]
-    return names.index(args.signature)
 
 
 def _inspect_checkpoint(args) -> int:

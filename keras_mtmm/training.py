@@ -6,7 +6,7 @@ The run folder (`training.output_dir/<name>` unless given) holds:
     metadata.json      task weights, classes, inputs, versions
     preprocessor/      the adapted Preprocessor (state.json, vocabularies)
     best.keras         the best checkpoint (lowest validation loss)
-    backup/            BackupAndRestore state while a run is in progress
+    backup/            the training state while a run is in progress (checkpointing.py)
     logs/              TensorBoard logs (per-task losses, metrics, task weights)
     history.json       per-epoch losses, metrics and task weights
     metrics.json       the test split's metrics (DESIGN.md's metrics JSON)
@@ -15,8 +15,8 @@ The run folder (`training.output_dir/<name>` unless given) holds:
     data_sizes.json    examples per split, labelled examples per task and split
     timings.json       prepare/fit/export/total seconds, training examples per second
 
-Re-running with the same output folder after an interruption resumes from
-the last completed epoch (Keras `BackupAndRestore`).
+Re-running with the same output folder and config after an interruption
+resumes from the last saved step (`training.checkpoint_every`; see checkpointing.py).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_datas
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
 from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows, warmup_split
 from keras_mtmm.distributed import make_strategy
-from keras_mtmm.errors import DataError
+from keras_mtmm.errors import ConfigError, DataError
 from keras_mtmm.evaluation import format_table, score_batches, write_report
 from keras_mtmm.export import export_model, model_metadata
 from keras_mtmm.loop import fit_loop, is_chief, worker_description
@@ -211,6 +211,15 @@ def train(
     # Only the chief writes the run folder; other workers write to a temporary one (as TF requires).
     run_dir = shared_run_dir if chief else Path(tempfile.mkdtemp(prefix="keras_mtmm_worker_"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    state = read_training_state(shared_run_dir / "backup")  # every worker resumes from the chief's state
+    stored = shared_run_dir / "config.yaml"
+    if state is not None and stored.is_file() and stored.read_text(encoding="utf-8") != config.to_yaml():
+        raise ConfigError(
+            "--output-dir",
+            f"{shared_run_dir} holds an interrupted run of a different config (its backup/ would be resumed)",
+            "rerun with the same config and --set flags to resume, or pass another --output-dir"
+            f" (or delete {shared_run_dir / 'backup'} to start over there)",
+        )
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     preprocessor = Preprocessor.from_config(config)
     label_counts = adapt_preprocessor(preprocessor, config, splits["train"], run_dir / "preprocessor")
@@ -248,7 +257,6 @@ def train(
     skip_bad = config.data.on_bad_record == "skip"
     valid_rows = (skipped or {}).get("valid_rows", {})
     backup_dir = run_dir / "backup"
-    state = read_training_state(shared_run_dir / "backup")  # every worker resumes from the chief's state
 
     def training_stream(skip_batches: int):
         """The training batches from `skip_batches` on: one deterministic stream over all epochs."""

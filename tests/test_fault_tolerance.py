@@ -129,6 +129,11 @@ def test_an_interrupted_run_resumes_inside_an_epoch_in_process(tmp_path, tiny_co
     latest = json.loads((tmp_path / "run" / "backup" / "latest.json").read_text())
     assert (latest["epoch"], latest["step"]) == (0, 2)
     monkeypatch.setattr(StepCheckpoint, "on_train_batch_end", original)
+    from keras_mtmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="holds an interrupted run of a different config"):
+        train(tiny_config_factory(*overrides, "training.learning_rate=0.01"), output_dir=tmp_path / "run", verbose=0)
+    assert json.loads((tmp_path / "run" / "backup" / "latest.json").read_text()) == latest  # nothing lost
     resumed = train(tiny_config_factory(*overrides), output_dir=tmp_path / "run", export=False, verbose=0)
     for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_array_equal(a, b)

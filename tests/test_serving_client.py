@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from keras_mtmm.launch import find_ports
 from keras_mtmm.serving import RequestError, ServingClient, ServingTimeout, ServingUnavailable
 
 from .tf_serving_double import TFServingDouble
@@ -239,15 +240,9 @@ def test_the_inspect_requests_body_is_what_the_server_takes(server, repository, 
     assert set(predictions[0]) == {"shape", "premium", "price"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_a_dead_server_fails_after_the_configured_retries(transport):
-    port = _free_port()  # nothing listens here
+    port = find_ports(1)[0]  # nothing listens here
     client = ServingClient(
         "127.0.0.1", rest_port=port, grpc_port=port, transport=transport, timeout=1, retries=2, backoff=0.05
     )
