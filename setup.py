@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+TEST = ["pytest>=8,<10", "pytest-xdist>=3", "pytest-randomly>=3.15", "pandas>=2", "matplotlib>=3.8"]
+
 setup(
     name="keras_mtmm",
     version="0.1.0",
@@ -24,8 +26,10 @@ setup(
         # pandas: the DataFrame path of `data.source: memory` is tested, not required.
         # pytest-xdist: the suite is mostly single-threaded graph tracing; 2 workers halve it on 2 cores.
         # matplotlib: the run report's figures (`mtmm report`), tested by the default suite.
-        "test": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2", "matplotlib>=3.8"],
-        "dev": ["pytest>=8,<10", "pytest-xdist>=3", "pandas>=2", "matplotlib>=3.8", "ruff>=0.6"],
+        # pytest-randomly: every run takes a new test order (printed as --randomly-seed=N), so an
+        # order-dependent test shows up instead of hiding.
+        "test": TEST,
+        "dev": [*TEST, "ruff>=0.6"],
         # The HTML run report (`mtmm report`, and at the end of `mtmm train`); imported lazily.
         "report": ["matplotlib>=3.8"],
         # Peers measured side by side in benchmarks/ (imported lazily there).

@@ -27,6 +27,54 @@ TINY_OVERRIDES = [
 ]
 
 
+def global_tf_state() -> dict:
+    """The process-wide TensorFlow / Keras settings a test (or `train`) can change."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config as tf_config
+
+    return {
+        "global_seed": context.global_seed(),
+        "op_determinism": tf_config.is_op_determinism_enabled(),
+        "functions_run_eagerly": tf.config.functions_run_eagerly(),
+        "floatx": keras.config.floatx(),
+        "epsilon": keras.config.epsilon(),
+        "image_data_format": keras.config.image_data_format(),
+        "dtype_policy": keras.config.dtype_policy().name,
+    }
+
+
+def restore_global_tf_state(state: dict) -> None:
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    if global_tf_state() == state:
+        return  # resetting the global seed also resets TF's op-seed counter: only when it changed
+    tf.random.set_seed(state["global_seed"])
+    (tf_config.enable_op_determinism if state["op_determinism"] else tf_config.disable_op_determinism)()
+    tf.config.run_functions_eagerly(state["functions_run_eagerly"])
+    keras.config.set_floatx(state["floatx"])
+    keras.config.set_epsilon(state["epsilon"])
+    keras.config.set_image_data_format(state["image_data_format"])
+    keras.config.set_dtype_policy(state["dtype_policy"])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tf_state():
+    """Every test starts from the global TF/Keras state the process started with.
+
+    `keras.utils.set_random_seed`, `train` (which seeds and, with
+    `training.deterministic`, enables op determinism), mixed precision and the
+    like are process-wide: without this, a test's outcome could depend on
+    which tests ran before it in the same pytest worker.
+    """
+    state = global_tf_state()
+    yield
+    restore_global_tf_state(state)
+
+
 @pytest.fixture(scope="session")
 def tiny_config_factory():
     """Build the tiny demo config, with extra `--set` style overrides."""

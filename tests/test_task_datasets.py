@@ -137,3 +137,25 @@ def test_a_label_column_shared_by_two_datasets_is_refused(tmp_path):
     raw["tasks"]["b"]["data"]["sampler"] = "uniform"
     with pytest.raises(ConfigError, match="top-level data only"):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("global_seed", [0, 2**31 - 1, 12345])
+@pytest.mark.parametrize("mixing", ["joint", "interleaved"])
+def test_the_mixed_stream_ignores_the_global_seed(tmp_path, mixing, global_seed):
+    """Regression: after `keras.utils.set_random_seed(0)` (as `train` does for `seed: 0`, and many tests
+    do), building a repeated stream failed in `flat_map` (TF read the per-pass seed tensor as a bool);
+    under other global seeds the order followed the caller's seed. Now it is a function of the config."""
+    import keras
+
+    from tests.conftest import global_tf_state
+
+    config = config_from_dict(_raw(tmp_path, mixing=mixing))
+    assert global_tf_state()["global_seed"] is None
+    reference, *_ = _batches(config, tmp_path / "reference", steps=6)
+    keras.utils.set_random_seed(global_seed)
+    batches, *_ = _batches(config, tmp_path / "seeded", steps=6)
+    for (x, y, w), (x0, y0, w0) in zip(batches, reference, strict=True):
+        for got, want in ((x, x0), (y, y0), (w, w0)):
+            assert got.keys() == want.keys()
+            for key in got:
+                np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))

@@ -106,7 +106,7 @@ def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat,
     def one_pass(number):
         ordered = examples
         if shuffle and not cache:
-            ordered = examples.shuffle(buffer, seed=_pass_seed(seed, number), reshuffle_each_iteration=False)
+            ordered = _pass_shuffle(examples, buffer, seed, number)
         return ordered.batch(batch_size)
 
     def map_prepared(dataset):
@@ -117,11 +117,7 @@ def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat,
         if not repeat:
             return prepared.shuffle(batch_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else prepared
         return _passes(
-            lambda number: (
-                prepared.shuffle(passes, seed=_pass_seed(seed, number), reshuffle_each_iteration=False)
-                if shuffle
-                else prepared
-            ),
+            lambda number: _pass_shuffle(prepared, passes, seed, number) if shuffle else prepared,
             skip_batches,
             passes,
         )
@@ -137,8 +133,26 @@ def _passes(one_pass, skip_batches: int, batches_per_pass: int | None):
     return stream.skip(rest) if rest else stream
 
 
-def _pass_seed(seed: int, number):
-    return tf.constant(seed, tf.int64) * 1_000_003 + number
+def _pass_shuffle(dataset, buffer: int, seed: int, number):
+    """`dataset` shuffled once for data pass `number` (a tensor: traced inside `flat_map`).
+
+    `Dataset.shuffle` pairs its op seed with the graph-level seed, which a
+    traced function inherits from `tf.random.set_seed` (and so from
+    `keras.utils.set_random_seed`): with a global seed of 0 (or a multiple of
+    2**31 - 1), TF's `(seed, seed2) == (0, 0)` check reads the pass-seed
+    tensor as a Python bool and tracing fails; with any other global seed, the
+    data order would follow whatever seed the caller last set. The graph seed
+    is therefore cleared while the shuffle op is made: the order is a function
+    of `(seed, number)` alone, whatever global state a user or a test left.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    saved = graph.seed
+    graph.seed = None
+    try:
+        pass_seed = tf.constant(seed, tf.int64) * 1_000_003 + tf.cast(number, tf.int64)
+        return dataset.shuffle(buffer, seed=pass_seed, reshuffle_each_iteration=False)
+    finally:
+        graph.seed = saved
 
 
 def _repeat_and_skip(dataset, repeat: bool, skip_batches: int):

@@ -189,7 +189,7 @@ def _weights(
     probabilities_per_epoch: list[dict[str, float]] | dict[str, float],
     draws_per_epoch: int,
 ) -> list[float] | tf.data.Dataset:
-    """The `weights` for `sample_from_datasets`: one vector, or a dataset of one vector per draw."""
+    """The sampling weights: one vector, or a dataset of one vector per draw."""
     per_epoch = [probabilities_per_epoch] if isinstance(probabilities_per_epoch, dict) else probabilities_per_epoch
     if not per_epoch:
         raise ValueError("probabilities_per_epoch: expected at least one epoch's probabilities, got an empty list")
@@ -204,6 +204,30 @@ def _weights(
         return vectors[0].tolist()
     return tf.data.Dataset.from_tensor_slices(vectors).flat_map(
         lambda vector: tf.data.Dataset.from_tensors(vector).repeat(draws_per_epoch)
+    )
+
+
+def _sample(datasets: dict[str, tf.data.Dataset], names: list[str], weights, seed: int) -> tf.data.Dataset:
+    """Draw the dataset of each element from `weights` by a stateless draw seeded by `(seed, draw)`.
+
+    Like `Dataset.sample_from_datasets`, but its order does not depend on the
+    global TF seed a caller may have set (which `sample_from_datasets` pairs
+    with its op seed): the same config gives the same mix in every process.
+    """
+    if isinstance(weights, tf.data.Dataset):
+        per_draw = tf.data.Dataset.zip(tf.data.Dataset.counter(), weights)
+    else:
+        fixed = tf.constant(weights, tf.float32)
+        per_draw = tf.data.Dataset.counter().map(lambda draw: (draw, fixed))
+
+    def choose(draw, vector):
+        logits = tf.math.log(vector)[tf.newaxis]  # a zero probability is never drawn
+        picked = tf.random.stateless_categorical(logits, 1, seed=tf.stack([tf.constant(seed, tf.int64), draw]))
+        return picked[0, 0]
+
+    choices = per_draw.map(choose, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return tf.data.Dataset.choose_from_datasets(
+        [datasets[task] for task in names], choices, stop_on_empty_dataset=False
     )
 
 
@@ -238,9 +262,7 @@ def mix_interleaved(
     _check_positive("steps_per_epoch", steps_per_epoch)
     names = list(batched)
     weights = _weights(names, probabilities_per_epoch, steps_per_epoch)
-    return tf.data.Dataset.sample_from_datasets(
-        [batched[task] for task in names], weights=weights, seed=seed, stop_on_empty_dataset=False
-    )
+    return _sample(batched, names, weights, seed)
 
 
 def mix_joint(
@@ -272,7 +294,5 @@ def mix_joint(
     _check_positive("steps_per_epoch", steps_per_epoch)
     names = list(examples)
     weights = _weights(names, probabilities_per_epoch, steps_per_epoch * batch_size)
-    mixed = tf.data.Dataset.sample_from_datasets(
-        [examples[task] for task in names], weights=weights, seed=seed, stop_on_empty_dataset=False
-    )
+    mixed = _sample(examples, names, weights, seed)
     return mixed.batch(batch_size, drop_remainder=True)
