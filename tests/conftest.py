@@ -61,18 +61,35 @@ def restore_global_tf_state(state: dict) -> None:
     keras.config.set_dtype_policy(state["dtype_policy"])
 
 
+_PRISTINE: dict = {}
+
+
+def pytest_configure(config):
+    """pytest-randomly shuffles the test order; it must not also reseed `random`/NumPy between a test's
+    fixtures and its body (`--randomly-dont-reset-seed`): that would override the seeds the tests' own
+    fixtures set (e.g. `keras.utils.set_random_seed(0)`) with one that changes from run to run."""
+    if hasattr(config.option, "randomly_reset_seed"):
+        config.option.randomly_reset_seed = False
+
+
+def pytest_sessionstart(session):
+    _PRISTINE.update(global_tf_state())  # before any fixture or test has run in this process
+
+
 @pytest.fixture(autouse=True)
 def _isolated_tf_state():
-    """Every test starts from the global TF/Keras state the process started with.
+    """Every test runs in, and leaves, the global TF/Keras state the process started with.
 
     `keras.utils.set_random_seed`, `train` (which seeds and, with
     `training.deterministic`, enables op determinism), mixed precision and the
     like are process-wide: without this, a test's outcome could depend on
-    which tests ran before it in the same pytest worker.
+    which tests ran before it in the same pytest worker. Session fixtures
+    (e.g. `tiny_run`, which trains) are set up before this fixture, so their
+    leftovers are undone here too, before the test body.
     """
-    state = global_tf_state()
+    restore_global_tf_state(_PRISTINE)
     yield
-    restore_global_tf_state(state)
+    restore_global_tf_state(_PRISTINE)
 
 
 @pytest.fixture(scope="session")
