@@ -79,12 +79,19 @@ class EncoderConfig:
     `trainable` fine-tunes the module's variables; `signature` calls that
     signature instead of the module's `__call__`; `output_key` picks the
     output of a module that returns a dict.
+
+    `cnn` only: `pooling` is what the head keeps of the last feature map:
+    `grid` (average-pooled to `grid` cells, default 4×4: keeps *where*
+    things are), `flatten` (all of it) or `average` (global average pooling:
+    position-invariant).
     """
 
     type: str | None = None
     units: int = 64
     filters: list[int] = field(default_factory=lambda: [16, 32])
     kernel_size: int = 3
+    pooling: str = "grid"
+    grid: list[int] = field(default_factory=lambda: [4, 4])
     hidden_units: list[int] = field(default_factory=list)
     embedding_dim: int = 16
     dropout: float = 0.0
@@ -216,11 +223,23 @@ class TrainingConfig:
     distributed loop). `checkpoint_every`: save the training state every N
     steps (0: at the end of every epoch); a rerun with the same output
     folder resumes from it.
+
+    The optimizer (Keras 3's own): `optimizer` `adam` (default), `adamw` or
+    `sgd` (with `momentum`); `weight_decay` (decoupled, as Keras applies it;
+    0: none); `clipnorm` clips each gradient's norm (null: no clipping);
+    `lr_schedule` `constant` or `cosine` (from `learning_rate` down to 0 over
+    all the training steps, after `warmup_steps` of linear warm-up from 0).
     """
 
     epochs: int = 12
     batch_size: int = 64
     learning_rate: float = 0.002
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clipnorm: float | None = None
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     early_stopping_patience: int = 4
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 4096

@@ -140,8 +140,49 @@ def _heads(config, preprocessor, towers: dict, suffix: str) -> dict:
     return outputs
 
 
-def compile_model(network: keras.Model, config, preprocessor, task_weights: dict[str, float], seed: int = 0):
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def build_optimizer(training, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+    """The Keras optimizer `training` (a `TrainingConfig`) describes.
+
+    `cosine` decays from `learning_rate` to 0 over `epochs · steps_per_epoch`
+    steps (after `warmup_steps` of linear warm-up from 0), with
+    `keras.optimizers.schedules.CosineDecay`; past its end it stays at 0.
+
+    Example:
+        >>> build_optimizer(TrainingConfig(optimizer="sgd", momentum=0.9, clipnorm=1.0))
+    """
+    rate = training.learning_rate
+    if training.lr_schedule == "cosine":
+        total = training.epochs * max(int(steps_per_epoch or 1), 1)
+        warmup = int(training.warmup_steps)
+        if warmup:
+            rate = keras.optimizers.schedules.CosineDecay(
+                0.0, max(total - warmup, 1), warmup_target=training.learning_rate, warmup_steps=warmup
+            )
+        else:
+            rate = keras.optimizers.schedules.CosineDecay(training.learning_rate, max(total, 1))
+    options = {"learning_rate": rate, "clipnorm": training.clipnorm}
+    if training.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=training.momentum, weight_decay=training.weight_decay or None, **options)
+    if training.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=training.weight_decay, **options)
+    return keras.optimizers.Adam(weight_decay=training.weight_decay or None, **options)
+
+
+def compile_model(
+    network: keras.Model,
+    config,
+    preprocessor,
+    task_weights: dict[str, float],
+    seed: int = 0,
+    steps_per_epoch: int | None = None,
+):
     """Wrap the network with its task losses and weighting strategy, and compile it.
+
+    `steps_per_epoch` sizes a `cosine` learning-rate schedule (see `build_optimizer`).
 
     Each task loss is masked by its per-output sample weight (the label mask)
     and averaged over labelled examples; metrics are `weighted_metrics`, so
@@ -163,7 +204,7 @@ def compile_model(network: keras.Model, config, preprocessor, task_weights: dict
     weighting = build_weighting(config.weighting, task_types, task_weights, seed)
     model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.training.learning_rate),
+        optimizer=build_optimizer(config.training, steps_per_epoch),
         weighted_metrics=metrics,
         jit_compile=config.training.jit_compile,
         steps_per_execution=config.training.steps_per_execution,

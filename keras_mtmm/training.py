@@ -239,7 +239,14 @@ def train(
     training = config.training
     with strategy.scope():
         network = build_model(config, preprocessor)
-        model = compile_model(network, config, preprocessor, task_weights, seed=config.seed)
+        model = compile_model(
+            network,
+            config,
+            preprocessor,
+            task_weights,
+            seed=config.seed,
+            steps_per_epoch=training.steps_per_epoch or -(-num_rows(splits["train"]) // training.batch_size),
+        )
     metadata["reproducibility"] = {
         "seed": config.seed,
         "deterministic": training.deterministic,

@@ -70,6 +70,7 @@ def validate_config(config, check_files: bool = True) -> None:
         raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")
     if training.steps_per_epoch is not None:
         _check_positive("training.steps_per_epoch", training.steps_per_epoch)
+    _validate_optimizer(training)
     if training.distribute not in DISTRIBUTE_CHOICES:
         raise ConfigError(
             "training.distribute",
@@ -210,11 +211,64 @@ def _validate_modality(name: str, modality, registries: Any, check_files: bool =
                 f"{blocks} conv blocks each halve the image; image_size {modality.image_size} is too small for them",
                 f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
             )
+    _validate_image_head(f"{where}.encoder", modality.encoder)
     _check_positive(f"{where}.max_tokens", modality.max_tokens)
     _check_positive(f"{where}.sequence_length", modality.sequence_length)
     _check_positive(f"{where}.encoder.units", modality.encoder.units)
     _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
     _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+
+
+def _validate_optimizer(training) -> None:
+    from keras_mtmm.model import LR_SCHEDULES, OPTIMIZERS
+
+    if training.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            "training.optimizer",
+            f"unknown optimizer {training.optimizer!r}",
+            choice_hint(training.optimizer, OPTIMIZERS),
+        )
+    if training.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            "training.lr_schedule",
+            f"unknown schedule {training.lr_schedule!r}",
+            choice_hint(training.lr_schedule, LR_SCHEDULES),
+        )
+    if not 0.0 <= training.momentum < 1.0:
+        raise ConfigError("training.momentum", f"expected in [0, 1), got {training.momentum}", "e.g. 0.9")
+    if training.momentum != 0.9 and training.optimizer != "sgd":
+        raise ConfigError(
+            "training.momentum", f"applies to optimizer sgd only, not '{training.optimizer}'", "remove it"
+        )
+    if not training.weight_decay >= 0.0:
+        raise ConfigError("training.weight_decay", f"expected >= 0, got {training.weight_decay}", "e.g. 0.0001")
+    if training.clipnorm is not None and not training.clipnorm > 0.0:
+        raise ConfigError("training.clipnorm", f"expected > 0 or null, got {training.clipnorm}", "e.g. 1.0")
+    if not isinstance(training.warmup_steps, int) or training.warmup_steps < 0:
+        raise ConfigError("training.warmup_steps", f"expected an int >= 0, got {training.warmup_steps}", "e.g. 100")
+    if training.warmup_steps and training.lr_schedule != "cosine":
+        raise ConfigError(
+            "training.warmup_steps", "warm-up is part of the cosine schedule", "set training.lr_schedule: cosine"
+        )
+
+
+def _validate_image_head(where: str, encoder) -> None:
+    """cnn only: `pooling` one of the image encoder's heads, `grid` two positive ints."""
+    from keras_mtmm.encoders.image import POOLINGS
+
+    if encoder.type != "cnn":
+        for key, default in (("pooling", "grid"), ("grid", [4, 4])):
+            if getattr(encoder, key) != default:
+                raise ConfigError(
+                    f"{where}.{key}", f"applies to encoder type cnn only, not '{encoder.type}'", f"remove {key}"
+                )
+        return
+    if encoder.pooling not in POOLINGS:
+        raise ConfigError(
+            f"{where}.pooling", f"unknown pooling {encoder.pooling!r}", choice_hint(encoder.pooling, POOLINGS)
+        )
+    if len(encoder.grid) != 2 or min(encoder.grid) < 1:
+        raise ConfigError(f"{where}.grid", f"expected [rows, columns] >= 1, got {encoder.grid}", "e.g. [4, 4]")
 
 
 def _validate_hub_options(where: str, encoder, check_files: bool = True) -> None:

@@ -142,14 +142,14 @@ def test_module_variables_change_only_when_fine_tuned(hub_modules, modality, fin
     # Read through the module object itself: what its functions compute with.
     module_variables = [encoder.module.embeddings] if modality == "text" else [encoder.module.kernel]
     before = [v.numpy().copy() for v in module_variables]
-    projection_before = encoder.projection.kernel.numpy().copy()
-    assert len(encoder.trainable_weights) == (len(encoder.weights) if fine_tune else 2)  # projection kernel + bias
+    projection_before = encoder.projection.dense.kernel.numpy().copy()
+    assert len(encoder.trainable_weights) == (len(encoder.weights) if fine_tune else 4)  # projection: kernel, bias, norm gamma, beta
 
     fit_tiny(encoder, inputs)
 
     changed = [not np.allclose(b, v.numpy()) for b, v in zip(before, module_variables)]
     assert changed == [fine_tune] * len(changed)
-    assert not np.allclose(projection_before, encoder.projection.kernel.numpy()), "the projection always trains"
+    assert not np.allclose(projection_before, encoder.projection.dense.kernel.numpy()), "the projection always trains"
 
 
 def test_training_argument_signature_and_output_key(tmp_path):

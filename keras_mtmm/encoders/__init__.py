@@ -44,6 +44,8 @@ def build_encoder(name: str, modality, vocabulary_sizes: list[int], return_seque
             kernel_size=encoder.kernel_size,
             units=encoder.units,
             dropout=encoder.dropout,
+            pooling=encoder.pooling,
+            grid=encoder.grid,
             return_sequence=return_sequence,
             name=layer_name,
         )

@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_mtmm.encoders.layers import EncoderProjection
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.registries import ENCODERS
 
@@ -103,7 +104,7 @@ def _cached_module(handle: str, where: str) -> str:
 @ENCODERS.register("hub")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class HubEncoder(keras.layers.Layer):
-    """A TF Hub module (TF2 SavedModel) as an encoder, then dropout and Dense(units, relu).
+    """A TF Hub module (TF2 SavedModel) as an encoder, then dropout and a linear projection + LayerNorm.
 
     Text modules take the raw strings, `tf.string [B]`; image modules take
     `float32 [B, H, W, 3]` in [0, 1] (TF Hub's image convention). The module
@@ -167,7 +168,7 @@ class HubEncoder(keras.layers.Layer):
             signature is None and function_type is not None and "training" in function_type.parameters
         )
         self.dropout_layer = keras.layers.Dropout(dropout)
-        self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+        self.projection = EncoderProjection(units, name="projection")
 
     def _module_function(self):
         """(the function to call, its keyword input name for a signature, else None)."""

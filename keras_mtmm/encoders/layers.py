@@ -7,7 +7,7 @@ import keras
 
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class MLPBlock(keras.layers.Layer):
-    """A stack of Dense(relu) layers, each followed by dropout.
+    """A stack of Dense(relu) layers (He-initialized, as suits ReLU), each followed by dropout.
 
     Args:
         units: the width of each Dense layer, in order (may be empty: identity).
@@ -26,7 +26,10 @@ class MLPBlock(keras.layers.Layer):
             raise ValueError(f"MLPBlock: dropout must be in [0, 1), got {dropout}")
         self.units = units
         self.dropout = dropout
-        self.dense_layers = [keras.layers.Dense(u, activation="relu", name=f"dense_{i}") for i, u in enumerate(units)]
+        self.dense_layers = [
+            keras.layers.Dense(u, activation="relu", kernel_initializer="he_uniform", name=f"dense_{i}")
+            for i, u in enumerate(units)
+        ]
         self.dropout_layer = keras.layers.Dropout(dropout) if dropout > 0 else None
 
     def build(self, input_shape):
@@ -48,3 +51,42 @@ class MLPBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class EncoderProjection(keras.layers.Layer):
+    """An encoder's output: a *linear* `Dense(units)`, then (`normalize`) a `LayerNormalization`.
+
+    No ReLU on the final projection: a ReLU output unit whose pre-activation
+    goes negative on every example gets no gradient again and stays dead
+    (the old encoders' `Dense(relu)` outputs kept 3–6 of 64 units alive on
+    a keyword task). The normalization puts every modality's features on
+    the same scale for fusion; it is skipped for a 1-unit output (which it
+    would make constant).
+
+    Args:
+        units: the output width.
+        normalize: add the `LayerNormalization`.
+    """
+
+    def __init__(self, units: int, normalize: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.normalize = bool(normalize)
+        self.dense = keras.layers.Dense(self.units, name="dense")
+        self.norm = keras.layers.LayerNormalization(name="norm") if self.normalize and self.units > 1 else None
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        if self.norm is not None:
+            self.norm.build((*input_shape[:-1], self.units))
+
+    def call(self, inputs):
+        x = self.dense(inputs)
+        return self.norm(x) if self.norm is not None else x
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "normalize": self.normalize}

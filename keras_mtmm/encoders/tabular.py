@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_mtmm.encoders.layers import MLPBlock
+from keras_mtmm.encoders.layers import EncoderProjection, MLPBlock
 from keras_mtmm.registries import ENCODERS
 
 
@@ -32,7 +32,8 @@ class NumericMLPEncoder(keras.layers.Layer):
         self.units = units
         self.dropout = dropout
         self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
-        self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+        # Linear, not normalized: a LayerNorm over a projection of a few columns would squash their magnitudes.
+        self.projection = EncoderProjection(units, normalize=False, name="projection")
 
     def build(self, input_shape):
         self.hidden.build(input_shape)
@@ -89,7 +90,8 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
             for i, size in enumerate(vocabulary_sizes)
         ]
         self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
-        self.projection = keras.layers.Dense(units, activation="relu", name="projection")
+        # Linear, not normalized: a LayerNorm over a projection of a few columns would squash their magnitudes.
+        self.projection = EncoderProjection(units, normalize=False, name="projection")
 
     def build(self, input_shape):
         for embedding in self.embeddings:
