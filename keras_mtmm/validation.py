@@ -220,7 +220,7 @@ def _validate_modality(name: str, modality, registries: Any, check_files: bool =
 
 
 def _validate_optimizer(training) -> None:
-    from keras_mtmm.model import LR_SCHEDULES, OPTIMIZERS
+    from keras_mtmm.optimizers import LR_SCHEDULES, OPTIMIZERS
 
     if training.optimizer not in OPTIMIZERS:
         raise ConfigError(
