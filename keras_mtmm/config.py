@@ -213,10 +213,13 @@ class WeightingConfig:
 class TrainingConfig:
     """The optimizer and the fit loop.
 
-    `jit_compile` (XLA) and `steps_per_execution` (several steps per call)
-    cut the per-step overhead that dominates small models on a CPU;
-    `cache` keeps the preprocessed training batches in memory after the
-    first epoch (faster, but the shuffle then only reorders whole batches).
+    How it executes (see `keras_mtmm.execution`; each `auto` choice is said
+    in the run log): `cache` preprocesses the training split once and keeps
+    it in memory, reshuffling examples every epoch (`auto`: when it fits the
+    memory budget); `steps_per_execution` runs several steps per call into
+    TensorFlow (`auto`: up to 32, a divisor of the epoch); `jit_compile`
+    compiles with XLA (`auto`: where an accelerator is present);
+    `deterministic` makes TF's ops deterministic (reproducible runs).
 
     `distribute`: `none` (one device), `mirrored` (all local devices, with
     `fit`) or `multi_worker` (the cluster in `TF_CONFIG`, a custom
@@ -244,9 +247,9 @@ class TrainingConfig:
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 4096
     deterministic: bool = True
-    jit_compile: bool = False
-    steps_per_execution: int = 1
-    cache: bool = False
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int | str = "auto"
+    cache: bool | str = "auto"
     output_dir: str = "runs"
     distribute: str = "none"
     checkpoint_every: int = 0

@@ -248,10 +248,14 @@ def robustness_table(model_path: str | Path, table, batch_size: int = 256) -> di
     "without_<modality>": {...}, ...}` (each task's loss, metrics and
     labelled count, as in the report's "tasks").
     """
+    predict, _, metadata = load_predictor(model_path, batch_size)
+    return robustness_scores(predict, metadata, table, batch_size)
+
+
+def robustness_scores(predict, metadata: dict, table, batch_size: int = 256) -> dict:
+    """`robustness_table` of a predictor (raw inputs -> outputs), e.g. an in-memory model's."""
     from keras_mtmm.data.pipeline import data_errors
     from keras_mtmm.data.tables import iter_tables
-
-    predict, _, metadata = load_predictor(model_path, batch_size)
 
     def scores(transform=None):
         with data_errors():

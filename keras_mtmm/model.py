@@ -147,10 +147,15 @@ def compile_model(
     task_weights: dict[str, float],
     seed: int = 0,
     steps_per_epoch: int | None = None,
+    jit_compile: bool | None = None,
+    steps_per_execution: int | None = None,
 ):
     """Wrap the network with its task losses and weighting strategy, and compile it.
 
     `steps_per_epoch` sizes a `cosine` learning-rate schedule (see `build_optimizer`).
+    `jit_compile` and `steps_per_execution`: the resolved settings of `train`
+    (`keras_mtmm.execution`); by default the config's, where `auto` is no XLA
+    and one step per execution (a caller's own `fit` may not divide into more).
 
     Each task loss is masked by its per-output sample weight (the label mask)
     and averaged over labelled examples; metrics are `weighted_metrics`, so
@@ -175,10 +180,16 @@ def compile_model(
     model.compile(
         optimizer=build_optimizer(config.training, steps_per_epoch),
         weighted_metrics=metrics,
-        jit_compile=config.training.jit_compile,
-        steps_per_execution=config.training.steps_per_execution,
+        jit_compile=_setting(jit_compile, config.training.jit_compile, False),
+        steps_per_execution=_setting(steps_per_execution, config.training.steps_per_execution, 1),
     )
     return model
+
+
+def _setting(resolved, configured, auto):
+    if resolved is not None:
+        return resolved
+    return auto if configured == "auto" else configured
 
 
 @keras.saving.register_keras_serializable(package="keras_mtmm")

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from keras_mtmm.errors import UserError
+from keras_mtmm.report_health import health_section
 from keras_mtmm.report_html import Page, esc, read_json
 from keras_mtmm.report_sections import (
     curves_section,
@@ -132,6 +133,7 @@ def build_report(run_dir: str | Path, baselines: str | Path | None = None, out: 
         curves_section(run, page),
         weights_section(run, page),
         inspection_section(run, page),
+        health_section(run, page),
         transfer_section(run, page, *transfer),
         evaluation_section(run, page),
     ]
@@ -169,6 +171,7 @@ td.right, th.right { text-align: right; }
 tr.negative td { background: #fdecea; }
 .flag { color: #b3261e; font-weight: 600; }
 .worse { color: #b3261e; } .better { color: #1b7f3b; } .delta { font-size: 12px; margin-left: 4px; }
+.warning { color: #8a1c1c; background: #fdecea; border-left: 4px solid #d93025; padding: 6px 10px; }
 .skipped { color: #6b5200; background: #fff8e1; border-left: 4px solid #f0c000; padding: 6px 10px; }
 .metric-name { color: #666; font-size: 12px; margin-right: 4px; }
 .task { border-left: 5px solid #999; padding-left: 6px; font-weight: 600; }

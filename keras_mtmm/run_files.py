@@ -38,21 +38,26 @@ def write_json(data: dict, path: str | Path) -> Path:
     return path
 
 
-def write_summaries(run_dir: str | Path, network, preprocessor, splits: dict, metadata: dict, train_labelled) -> None:
-    """Write `inspection.json` (on the validation split) and `data_sizes.json` into a run folder.
+def write_summaries(
+    run_dir: str | Path, network, preprocessor, splits: dict, metadata: dict, train_labelled, health=None
+) -> None:
+    """Write `inspection.json` (on the validation split; with `health`, see `keras_mtmm.health`) and
+    `data_sizes.json` into a run folder.
 
     Neither may fail a finished training run: a problem is one warning line,
     and the report then skips what is missing.
     """
     run_dir = Path(run_dir)
-    write_inspection(run_dir / "inspection.json", network, preprocessor, splits["validation"])
+    write_inspection(run_dir / "inspection.json", network, preprocessor, splits["validation"], health=health)
     try:
         write_data_sizes(run_dir / "data_sizes.json", splits, metadata, train_labelled)
     except Exception as error:  # see above
         print(f"warning: data_sizes.json not written ({type(error).__name__}: {error}); the report skips it")
 
 
-def write_inspection(path: str | Path, network, preprocessor, table, split: str = "validation") -> bool:
+def write_inspection(
+    path: str | Path, network, preprocessor, table, split: str = "validation", health: dict | None = None
+) -> bool:
     """Write what `mtmm inspect` prints (gates, modality weights, mixing) for the first rows of `table`.
 
     Returns False, after printing a one-line warning, when the summary cannot
@@ -81,6 +86,8 @@ def write_inspection(path: str | Path, network, preprocessor, table, split: str 
             "modality_weights": fusion_summary(network, preprocessor, rows),
             **mixing_summary(network),
         }
+        if health is not None:
+            summary["health"] = health
         write_json(summary, path)
         return True
     except Exception as error:  # an optional summary must never fail a finished training run

@@ -47,7 +47,9 @@ from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_spli
 from keras_mtmm.distributed import make_strategy
 from keras_mtmm.errors import ConfigError, DataError
 from keras_mtmm.evaluation import format_table, score_batches, write_report
+from keras_mtmm.execution import plan_execution
 from keras_mtmm.export import export_model, model_metadata
+from keras_mtmm.health import format_health, probe_network, training_health
 from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
@@ -237,30 +239,6 @@ def train(
     timings["prepare_s"] = time.perf_counter() - started
 
     training = config.training
-    with strategy.scope():
-        network = build_model(config, preprocessor)
-        model = compile_model(
-            network,
-            config,
-            preprocessor,
-            task_weights,
-            seed=config.seed,
-            steps_per_epoch=training.steps_per_epoch or -(-num_rows(splits["train"]) // training.batch_size),
-        )
-    metadata["reproducibility"] = {
-        "seed": config.seed,
-        "deterministic": training.deterministic,
-        "distribute": training.distribute,
-        "replicas": strategy.num_replicas_in_sync,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        **metadata["versions"],
-    }
-    if strategy.num_replicas_in_sync > 1:
-        print(
-            f"training on {strategy.num_replicas_in_sync} replicas ({training.distribute}); "
-            f"this process: {worker_description(strategy)}{' (chief)' if chief and multi_worker else ''}"
-        )
     skip_bad = config.data.on_bad_record == "skip"
     valid_rows = (skipped or {}).get("valid_rows", {})
     backup_dir = run_dir / "backup"
@@ -278,7 +256,7 @@ def train(
             seed=config.seed,
             shuffle_buffer=training.shuffle_buffer,
             repeat=steps_per_epoch is not None,
-            cache=training.cache,
+            cache=plan.cache,
             skip_bad=skip_bad,
             valid_rows=valid_rows.get("train"),
             skip_batches=skip_batches,
@@ -319,6 +297,35 @@ def train(
         epoch_rows = valid_rows.get("train") if skip_bad else num_rows(splits["train"])
         steps_per_epoch = training.steps_per_epoch or (
             -(-epoch_rows // training.batch_size) if epoch_rows is not None else None
+        )
+    plan = plan_execution(config, preprocessor, splits["train"], steps_per_epoch, run_dir if state else None)
+    metadata["execution"] = plan.to_dict()
+    print(plan.describe())
+    with strategy.scope():
+        network = build_model(config, preprocessor)
+        model = compile_model(
+            network,
+            config,
+            preprocessor,
+            task_weights,
+            seed=config.seed,
+            steps_per_epoch=steps_per_epoch or -(-num_rows(splits["train"]) // training.batch_size),
+            jit_compile=plan.jit_compile,
+            steps_per_execution=plan.steps_per_execution,
+        )
+    metadata["reproducibility"] = {
+        "seed": config.seed,
+        "deterministic": training.deterministic,
+        "distribute": training.distribute,
+        "replicas": strategy.num_replicas_in_sync,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        **metadata["versions"],
+    }
+    if strategy.num_replicas_in_sync > 1:
+        print(
+            f"training on {strategy.num_replicas_in_sync} replicas ({training.distribute}); "
+            f"this process: {worker_description(strategy)}{' (chief)' if chief and multi_worker else ''}"
         )
     (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     has_validation = num_rows(splits["validation"]) > 0
@@ -429,15 +436,16 @@ def train(
             (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
 
     metrics = None
+    predict = in_memory_predictor(probe_network(network), preprocessor)  # task and encoder outputs
     if num_rows(splits["test"]) > 0:
         with data_errors():
             dump = run_dir / "evaluation.npz"  # the first rows' predictions, for the run report's plots
-            metrics = score_in_memory(
-                network, preprocessor, splits["test"], metadata, str(best_path), training.batch_size, dump
-            )
+            batches = iter_tables(splits["test"], training.batch_size)
+            metrics = score_batches(predict, batches, metadata, str(best_path), "test", dump=dump)
         write_report(metrics, run_dir / "metrics.json")
         print(format_table(metrics))
-    write_summaries(run_dir, network, preprocessor, splits, metadata, label_counts)  # for the run report
+    health = check_health(predict, splits, metadata, training.batch_size)
+    write_summaries(run_dir, network, preprocessor, splits, metadata, label_counts, health)  # for the run report
 
     export_path = None
     if export:
@@ -461,17 +469,30 @@ def train(
     return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
 
 
-def score_in_memory(model, preprocessor, table, metadata, model_name: str, batch_size: int, dump=None) -> dict:
-    """The metrics report of an in-memory model on a column table or a streaming split (`dump`: see score_batches)."""
-    import tensorflow as tf
+def check_health(predict, splits, metadata, batch_size: int) -> dict | None:
+    """`health.training_health`, printed with its warnings; a failure to compute it is one warning line."""
+    try:
+        with data_errors():
+            health = training_health(predict, splits, metadata, batch_size)
+    except Exception as error:  # a diagnostic must never fail a finished training run
+        print(f"warning: training health not computed ({type(error).__name__}: {error})")
+        return None
+    if health is not None:
+        print(format_health(health))
+        for line in health["warnings"]:
+            print(line)
+    return health
 
+
+def in_memory_predictor(model, preprocessor):
+    """raw inputs -> every output of `model` (NumPy), through one traced function, as the export serves."""
     run = tf.function(lambda raw: model(preprocessor.transform(raw), training=False), reduce_retracing=True)
 
     def predict(batch):
         outputs = run({name: tf.constant(values) for name, values in batch.items()})
-        return {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
+        return {name: np.asarray(value) for name, value in outputs.items()}
 
-    return score_batches(predict, iter_tables(table, batch_size), metadata, model_name, "test", dump=dump)
+    return predict
 
 
 def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:

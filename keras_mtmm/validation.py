@@ -64,8 +64,14 @@ def validate_config(config, check_files: bool = True) -> None:
     _validate_weighting(config, registries)
 
     training = config.training
-    for key in ("epochs", "batch_size", "shuffle_buffer", "steps_per_execution"):
+    for key in ("epochs", "batch_size", "shuffle_buffer"):
         _check_positive(f"training.{key}", getattr(training, key))
+    for key, kind in (("cache", "true/false"), ("jit_compile", "true/false"), ("steps_per_execution", "an integer")):
+        value = getattr(training, key)
+        if isinstance(value, str) and value != "auto":
+            raise ConfigError(f"training.{key}", f"expected auto or {kind}, got {value!r}", "set it to auto")
+    if training.steps_per_execution != "auto":
+        _check_positive("training.steps_per_execution", training.steps_per_execution)
     if training.learning_rate <= 0:
         raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")
     if training.steps_per_epoch is not None:

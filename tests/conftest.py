@@ -113,6 +113,24 @@ def tiny_run(tmp_path_factory, tiny_config_factory):
     return train(config, output_dir=root / "run", export_dir=root / "saved_models", verbose=0)
 
 
+@pytest.fixture(scope="session")
+def untrained_factory():
+    """`make(config, folder) -> (network, preprocessor)`: adapted on the config's training split and built,
+    not trained. For tests of what a model computes (gates, weights, shapes), not of what it learns:
+    a `train` call costs its tracing, evaluation and checkpoints (tens of seconds on 2 cores)."""
+    from keras_mtmm.data.tables import load_splits
+    from keras_mtmm.model import build_model
+    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.training import adapt_preprocessor
+
+    def make(config, folder):
+        preprocessor = Preprocessor.from_config(config)
+        adapt_preprocessor(preprocessor, config, load_splits(config)["train"], Path(folder) / "preprocessor")
+        return build_model(config, preprocessor), preprocessor
+
+    return make
+
+
 def write_demo_csv(folder: Path, rows: int, seed: int = 3) -> Path:
     """`folder/items.csv` from demo rows, with PNG files under `folder/images/`.
 

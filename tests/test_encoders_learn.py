@@ -89,11 +89,12 @@ def _train(raw, tmp_path):
     return train(config_from_dict(raw), output_dir=tmp_path / "run", export=False, verbose=0)
 
 
-# Seed 0 in the default run; the other two seeds with `pytest -m slow` (about 90 s each on 2 cores).
+# The three modalities in three seeds in the default run (30-40 s each on 2 cores); left/right in
+# seed 0, its other two seeds with `pytest -m slow`.
 SEEDS = [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_default_encoders_learn_text_image_and_numbers_in_every_seed(tmp_path, seed):
     path = _three_modalities_csv(tmp_path, 600, seed)
     raw = {
@@ -111,7 +112,7 @@ def test_default_encoders_learn_text_image_and_numbers_in_every_seed(tmp_path, s
             "shape": {"type": "multiclass", "label": "shape"},
             "total": {"type": "regression", "label": "total"},
         },
-        "training": {"epochs": 20, "batch_size": 32},  # 390 training rows: enough steps to learn the shapes
+        "training": {"epochs": 14, "batch_size": 32},  # 390 training rows: enough steps to learn the shapes
     }
     tasks = _train(raw, tmp_path).metrics["tasks"]
     # label priors: keyword ~0.5 (majority), shape ~0.33, total: the mean predictor's MSE = Var ≈ 5

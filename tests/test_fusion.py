@@ -262,9 +262,10 @@ def test_every_registered_strategy_is_covered_end_to_end():
     assert set(FUSIONS.names()) <= set(END_TO_END)
 
 
-# Two cases in the default run (concatenation, task-conditioned attention; cross-attention trains in
-# test_inspection.py); the rest behind `-m slow` (each trains and exports: 25-40 s), for a ~10-minute suite.
-DEFAULT_END_TO_END = ("early", "attention_per_task")
+# Two cases in the default run (task-conditioned attention, cross-attention; concatenation, the demo's
+# `early`, trains and serves in the session's `tiny_run`); the rest behind `-m slow` (each trains and
+# exports: 25-40 s), for a ~10-minute suite.
+DEFAULT_END_TO_END = ("attention_per_task", "cross_attention")
 
 
 @pytest.mark.parametrize(

@@ -72,62 +72,71 @@ def _config(run):
 
 
 @pytest.mark.parametrize("strategy", ["gated"])  # attention and late: the per-task test below
-def test_fusion_weights_used_per_task_are_averaged_on_the_split(tiny_config_factory, tmp_path, strategy):
+def test_fusion_weights_used_per_task_are_averaged_on_the_split(
+    tiny_config_factory, untrained_factory, tmp_path, strategy
+):
     from keras_mtmm.inspection import fusion_summary
 
-    config = tiny_config_factory(f"fusion.strategy={strategy}", "training.epochs=1", "training.steps_per_epoch=1")
-    result = train(config, output_dir=tmp_path / "run", export=False, verbose=0)
+    config = tiny_config_factory(f"fusion.strategy={strategy}")
+    model, preprocessor = untrained_factory(config, tmp_path)
     table = load_splits(config)["validation"]
-    summary = fusion_summary(result.model, result.preprocessor, table, batch_size=5)
+    summary = fusion_summary(model, preprocessor, table, batch_size=5)
     assert list(summary) == ["shape", "premium", "price"]
     assert summary["shape"] == summary["premium"]  # one fusion shared by the tasks
     assert list(summary["shape"]) == ["image", "text", "numeric", "categorical"]
     assert sum(summary["shape"].values()) == pytest.approx(1.0, abs=1e-5)
     import keras
 
-    fusion = result.model.get_layer("fusion")
+    fusion = model.get_layer("fusion")
     modalities = ["image", "text", "numeric", "categorical"]
     arguments = keras.Model(
-        result.model.inputs,
+        model.inputs,
         [
-            [result.model.get_layer(f"{m}_encoder").output for m in modalities],
-            result.model.get_layer("modality_presence").output,
+            [model.get_layer(f"{m}_encoder").output for m in modalities],
+            model.get_layer("modality_presence").output,
         ],
     )
-    features = result.preprocessor.transform(result.preprocessor.raw_inputs(table))
+    features = preprocessor.transform(preprocessor.raw_inputs(table))
     encoded, presence = arguments(features)
     assert float(np.asarray(presence).min()) == 0.0  # the demo data has missing modalities: they count as 0
     weights = np.asarray(fusion.modality_weight_values(encoded, presence))
     np.testing.assert_allclose(list(summary["shape"].values()), weights.mean(axis=0), atol=1e-5)
 
 
-def test_per_task_attention_and_late_fusion_report_each_task_its_own_weights(tiny_config_factory, tmp_path):
+def test_per_task_attention_and_late_fusion_report_each_task_its_own_weights(
+    tiny_config_factory, untrained_factory, tmp_path
+):
+    """Per-task attention through `mtmm inspect` on a trained run's best.keras; late fusion in process."""
     from keras_mtmm.cli import main
+    from keras_mtmm.inspection import fusion_summary
 
-    for case, overrides in {
-        "per_task": ["fusion.strategy=attention", "fusion.per_task=true"],
-        "late": ["fusion.strategy=late"],
-    }.items():
-        config = tiny_config_factory(*overrides, "training.epochs=1", "training.steps_per_epoch=2")
-        result = train(config, output_dir=tmp_path / case, export=False, verbose=0)
-        output = tmp_path / f"{case}.json"
-        assert main(["inspect", "--model", str(result.run_dir / "best.keras"), "--output", str(output)]) == 0
-        weights = json.loads(output.read_text())["modality_weights"]
+    config = tiny_config_factory(
+        "fusion.strategy=attention", "fusion.per_task=true", "training.epochs=1", "training.steps_per_epoch=2"
+    )
+    result = train(config, output_dir=tmp_path / "per_task", export=False, verbose=0)
+    output = tmp_path / "per_task.json"
+    assert main(["inspect", "--model", str(result.run_dir / "best.keras"), "--output", str(output)]) == 0
+    late = tiny_config_factory("fusion.strategy=late")
+    model, preprocessor = untrained_factory(late, tmp_path / "late")
+    for weights in (
+        json.loads(output.read_text())["modality_weights"],
+        fusion_summary(model, preprocessor, load_splits(late)["validation"]),
+    ):
         assert list(weights) == ["shape", "premium", "price"]
         for values in weights.values():
             assert sum(values.values()) == pytest.approx(1.0, abs=1e-4)
         assert weights["shape"] != weights["premium"]
 
 
-def test_cross_attention_reports_the_mass_each_modality_gives_the_others(tiny_config_factory, tmp_path):
+def test_cross_attention_reports_the_mass_each_modality_gives_the_others(
+    tiny_config_factory, untrained_factory, tmp_path
+):
     from keras_mtmm.inspection import fusion_summary
 
-    config = tiny_config_factory(
-        "fusion.strategy=cross_attention", "fusion.units=8", "training.epochs=1", "training.steps_per_epoch=1"
-    )
-    result = train(config, output_dir=tmp_path / "run", export=False, verbose=0)
+    config = tiny_config_factory("fusion.strategy=cross_attention", "fusion.units=8")
+    model, preprocessor = untrained_factory(config, tmp_path)
     table = {k: v[:40] for k, v in load_splits(config)["validation"].items()}
-    summary = fusion_summary(result.model, result.preprocessor, table)["cross_attention"]
+    summary = fusion_summary(model, preprocessor, table)["cross_attention"]
     for query, row in summary.items():
         assert row[query] == 0.0
         # Rows sum to 1 except where the query modality is missing (those rows count 0).

@@ -109,6 +109,8 @@ def expected_text(source: str, key: str, value) -> str:
         return str(value)
     if key.endswith(("relative_gain", "delta", "delta_m")):
         return f"{value:+.2f}"
+    if "/drop/" in key:  # health: a modality's signed contribution
+        return f"{value:+.4f}"
     digits = {"timings": 0 if key == "examples_per_s" else 1}.get(source, 4)
     return f"{value:.{digits}f}"
 
@@ -185,7 +187,7 @@ def test_numbers_in_the_tables_equal_the_run_files(full_run, full_report):
     _, page = full_report
     files = {
         source: json.loads((full_run / f"{source}.json").read_text())
-        for source in ("metrics", "transfer", "data_sizes", "timings", "metadata")
+        for source in ("metrics", "transfer", "data_sizes", "timings", "metadata", "inspection")
     }
     for source, key, text in page.numbers:
         value = lookup(files[source], key)
@@ -204,6 +206,11 @@ def test_numbers_in_the_tables_equal_the_run_files(full_run, full_report):
         for name in files["transfer"]["tasks"][task]["metrics"]:
             assert ("transfer", f"tasks/{task}/metrics/{name}/mtl") in shown
     assert ("metrics", "loss") in shown and ("transfer", "delta_m") in shown
+    health = files["inspection"]["health"]
+    for modality in health["dead_units"]:
+        assert ("inspection", f"health/dead_units/{modality}/dead") in shown
+        for task in metrics["tasks"]:
+            assert ("inspection", f"health/modality_contribution/{task}/drop/{modality}") in shown
     for split, count in files["data_sizes"]["examples"].items():
         assert ("data_sizes", f"examples/{split}") in shown
         assert isinstance(count, int) and count > 0

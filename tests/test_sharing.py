@@ -546,9 +546,11 @@ END_TO_END = {
 }
 
 
-# PLE also trains, exports and reloads in test_sharing_weighting_matrix.py (×2 weightings): its case here is slow.
+# PLE and cross-stitch also train, export and reload in the default pairs of
+# test_sharing_weighting_matrix.py: their cases here are slow.
 @pytest.mark.parametrize(
-    "sharing_type", [pytest.param(t, marks=pytest.mark.slow) if t == "ple" else t for t in END_TO_END]
+    "sharing_type",
+    [pytest.param(t, marks=pytest.mark.slow) if t in ("ple", "cross_stitch") else t for t in END_TO_END],
 )
 def test_train_and_serve_end_to_end(sharing_type, tiny_config_factory, tmp_path):
     from keras_mtmm.training import train

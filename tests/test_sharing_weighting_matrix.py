@@ -22,10 +22,19 @@ TWO_BY_TWO = [
     "sharing.expert_units=[8]",
     "sharing.num_experts=3",
 ]
+DEFAULT_PAIRS = {("ple", "uncertainty"), ("cross_stitch", "pcgrad")}
 
 
-@pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad"])
-@pytest.mark.parametrize("sharing", ["hard", "mmoe", "ple", "cross_stitch"])
+# Two pairs in the default run (each sharing type also trains and serves in test_sharing.py); the
+# other six with `pytest -m slow` (about 30 s each on 2 cores).
+PAIRS = [
+    pytest.param(sharing, weighting, marks=() if (sharing, weighting) in DEFAULT_PAIRS else pytest.mark.slow)
+    for sharing in ("hard", "mmoe", "ple", "cross_stitch")
+    for weighting in ("uncertainty", "pcgrad")
+]
+
+
+@pytest.mark.parametrize(("sharing", "weighting"), PAIRS)
 def test_sharing_by_weighting_trains_exports_and_reloads(tmp_path, tiny_config_factory, sharing, weighting):
     config = tiny_config_factory(*TWO_BY_TWO, f"sharing.type={sharing}", f"weighting.strategy={weighting}")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

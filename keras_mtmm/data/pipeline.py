@@ -101,7 +101,6 @@ def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat,
     Raw batches are skipped before `prepare` (the costly part) unless `cache` is on.
     """
     passes = -(-rows // batch_size) if rows else None
-    batch_buffer = passes or 1024  # (cache) whole batches are reordered
 
     def one_pass(number):
         ordered = examples
@@ -113,18 +112,68 @@ def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat,
         return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     if cache:
-        prepared = map_prepared(examples.batch(batch_size)).cache()
-        if not repeat:
-            return prepared.shuffle(batch_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else prepared
-        return _passes(
-            lambda number: _pass_shuffle(prepared, passes, seed, number) if shuffle else prepared,
-            skip_batches,
-            passes,
-        )
+        return _cached(map_prepared(examples.batch(batch_size)), batch_size, shuffle, seed, repeat, skip_batches)
     if not repeat:
         ordered = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else examples
         return map_prepared(ordered.batch(batch_size))
     return map_prepared(_passes(one_pass, skip_batches, passes))
+
+
+def _cached(prepared, batch_size: int, shuffle: bool, seed: int, repeat: bool, skip_batches: int):
+    """The examples of `prepared` preprocessed once, kept in memory, and reshuffled example by example.
+
+    One pass over `prepared` (in order) fills NumPy arrays; each data pass then
+    gathers its batches from them by a permutation of the row indices (seeded by
+    `(seed, pass)`, as `_pass_shuffle` orders an uncached stream), so an epoch
+    costs no preprocessing, and batches are not fixed once and for all.
+    """
+    tensors = _materialize(prepared)
+    rows = int(tf.nest.flatten(tensors)[0].shape[0])
+    if rows == 0:
+        raise DataError("data (train split)", "no example is left to train on", "check the data")
+    indices = tf.range(rows, dtype=tf.int64)
+
+    def one_pass(number):
+        order = indices
+        if shuffle:
+            pass_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(number, tf.int64)])
+            order = tf.random.experimental.stateless_shuffle(indices, seed=pass_seed)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    if repeat:
+        batches = _passes(one_pass, skip_batches, -(-rows // batch_size))
+    elif shuffle:
+        batches = tf.data.Dataset.range(rows).shuffle(rows, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    else:
+        batches = one_pass(0)
+    table = tf.data.Dataset.from_tensors(tensors).repeat()
+    return tf.data.Dataset.zip(batches, table).map(
+        lambda rows_of_batch, columns: tf.nest.map_structure(lambda c: tf.gather(c, rows_of_batch), columns),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _materialize(prepared: tf.data.Dataset):
+    """Every batch of `prepared`, concatenated: the structure of one batch, of NumPy arrays."""
+    batches = list(prepared.as_numpy_iterator())
+    if not batches:
+        return tf.nest.map_structure(
+            lambda spec: np.zeros([0, *spec.shape[1:]], spec.dtype.as_numpy_dtype), prepared.element_spec
+        )
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *batches)
+
+
+def prepared_size(preprocessor, table, batch_size: int) -> tuple[int, int]:
+    """(estimated bytes of the whole split once preprocessed, rows): from one preprocessed batch."""
+    rows = num_rows(table)
+    first = next(iter(make_dataset(preprocessor, table, min(batch_size, max(rows, 1)))), None)
+    if first is None:
+        return 0, rows
+    parts = [np.asarray(t) for t in tf.nest.flatten(first)]
+    batch_rows = parts[0].shape[0] if parts[0].ndim else 1
+    per_row = sum(p.nbytes if p.dtype != object else sum(len(v) for v in p.ravel()) for p in parts) / batch_rows
+    return int(per_row * rows), rows
 
 
 def _passes(one_pass, skip_batches: int, batches_per_pass: int | None):
