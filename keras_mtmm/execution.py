@@ -157,7 +157,8 @@ def plan_execution(config, preprocessor, train_split, steps_per_epoch: int | Non
     streamed = isinstance(train_split, StreamSplit)
     size = None
     if training.cache == "auto" and not streamed and training.distribute == "none":
-        size, _ = prepared_size(preprocessor, train_split, training.batch_size)
+        skip_bad = config.data.on_bad_record == "skip"
+        size, _ = prepared_size(preprocessor, train_split, training.batch_size, skip_bad)
     cache, cache_reason = resolve_cache(training.cache, size, streamed, training.distribute)
     steps, steps_reason = resolve_steps_per_execution(
         training.steps_per_execution, steps_per_epoch, training.checkpoint_every, training.distribute

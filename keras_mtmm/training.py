@@ -298,7 +298,8 @@ def train(
         steps_per_epoch = training.steps_per_epoch or (
             -(-epoch_rows // training.batch_size) if epoch_rows is not None else None
         )
-    plan = plan_execution(config, preprocessor, splits["train"], steps_per_epoch, run_dir if state else None)
+    with data_errors():  # the cache's size is measured on a preprocessed batch: a bad record can show here
+        plan = plan_execution(config, preprocessor, splits["train"], steps_per_epoch, run_dir if state else None)
     metadata["execution"] = plan.to_dict()
     print(plan.describe())
     with strategy.scope():

@@ -118,6 +118,10 @@ def test_per_task_attention_and_late_fusion_report_each_task_its_own_weights(
     assert main(["inspect", "--model", str(result.run_dir / "best.keras"), "--output", str(output)]) == 0
     late = tiny_config_factory("fusion.strategy=late")
     model, preprocessor = untrained_factory(late, tmp_path / "late")
+    rng = np.random.default_rng(0)  # untrained, every task's weights start equal: make them differ
+    for task in ("shape", "premium", "price"):  # late fusion: one fusion layer per task
+        for weight in model.get_layer(f"fusion_{task}").weights:
+            weight.assign(rng.normal(size=weight.shape).astype("float32"))
     for weights in (
         json.loads(output.read_text())["modality_weights"],
         fusion_summary(model, preprocessor, load_splits(late)["validation"]),

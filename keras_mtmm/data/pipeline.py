@@ -164,10 +164,10 @@ def _materialize(prepared: tf.data.Dataset):
     return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *batches)
 
 
-def prepared_size(preprocessor, table, batch_size: int) -> tuple[int, int]:
+def prepared_size(preprocessor, table, batch_size: int, skip_bad: bool = False) -> tuple[int, int]:
     """(estimated bytes of the whole split once preprocessed, rows): from one preprocessed batch."""
     rows = num_rows(table)
-    first = next(iter(make_dataset(preprocessor, table, min(batch_size, max(rows, 1)))), None)
+    first = next(iter(make_dataset(preprocessor, table, min(batch_size, max(rows, 1)), skip_bad=skip_bad)), None)
     if first is None:
         return 0, rows
     parts = [np.asarray(t) for t in tf.nest.flatten(first)]

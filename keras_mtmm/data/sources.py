@@ -60,8 +60,7 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
             f"the CSV has: {', '.join(header)}",
         )
     positions = {name: header.index(name) for name in kinds}
-    table: dict[str, list] = {name: [] for name in kinds}
-    skipped: list[str] = []
+    kept: list[tuple[int, list[str]]] = []
     for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
@@ -69,27 +68,47 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
             raise DataError(
                 f"{path}:{line}", f"expected {len(header)} cells, got {len(row)}", "fix the row's commas/quotes"
             )
-        try:
-            parsed = {
-                name: _parse_cell(row[positions[name]].strip(), kind, name, f"{path}:{line}", path.parent)
-                for name, kind in kinds.items()
-            }
-        except BadImage as error:
-            if data.on_bad_record != "skip":
-                raise
-            skipped.append(str(error))
-            continue
-        for name, value in parsed.items():
-            table[name].append(value)
-    if not table or not next(iter(table.values())):
+        kept.append((line, row))
+    if not kept:
         raise DataError(str(path), "the CSV has a header but no data rows", "add rows")
-    return Table(
-        {
-            name: np.asarray(values, dtype=np.float32 if kinds[name] == "numeric" else object)
-            for name, values in table.items()
-        },
-        skipped=skipped,
-    )
+    lines = [line for line, _ in kept]
+    table: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
+    bad_rows: set[int] = set()
+    for name, kind in kinds.items():
+        cells = [row[positions[name]].strip() for _, row in kept]
+        if kind == "numeric":
+            table[name] = _numeric_column(cells, name, path, lines)
+        elif kind == "image":
+            images = []
+            for index, cell in enumerate(cells):
+                try:
+                    images.append(read_image_bytes(cell, path.parent, f"{path}:{lines[index]}: column '{name}'"))
+                except BadImage as error:
+                    if data.on_bad_record != "skip":
+                        raise
+                    skipped.append(str(error))
+                    bad_rows.add(index)
+                    images.append(b"")
+            table[name] = np.asarray(images, dtype=object)
+        else:
+            table[name] = np.asarray(cells, dtype=object)
+    if bad_rows:  # a record with a bad image is left out whole
+        keep = np.asarray([i not in bad_rows for i in range(len(kept))])
+        if not keep.any():
+            raise DataError(str(path), "every data row was skipped as a bad record", "fix the image files")
+        table = {name: values[keep] for name, values in table.items()}
+    return Table(table, skipped=skipped)
+
+
+def _numeric_column(cells: list[str], column: str, path: Path, lines: list[int]) -> np.ndarray:
+    """A numeric column parsed in one NumPy call (empty cells: NaN); the first bad cell is a DataError."""
+    try:
+        return np.asarray([cell or "nan" for cell in cells], dtype=np.float64).astype(np.float32)
+    except ValueError:  # the first bad cell is named; what Python reads and NumPy does not (1_000) is kept
+        where = [f"{path}:{line}" for line in lines]
+        values = [_parse_cell(cell, "numeric", column, at, path.parent) for cell, at in zip(cells, where)]
+        return np.asarray(values, dtype=np.float32)
 
 
 class Table(dict):
