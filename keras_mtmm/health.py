@@ -201,5 +201,6 @@ def format_health(health: dict) -> str:
         model, base = prior["model"].get(prior["metric"]), prior["prior"].get(prior["metric"])
         shown = "n/a" if model is None else f"{model:.3f}"
         shown_prior = "n/a" if base is None else f"{base:.3f}"
-        lines.append(f"  {task}: {contribution['metric']} {shown} (label prior {shown_prior}); drop without {drops}")
+        head = f"  {task}: {contribution['metric']} {shown} (label prior: {shown_prior})"
+        lines.append(f"{head}; drop when removed: {drops}")
     return "\n".join(lines)
