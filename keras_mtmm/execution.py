@@ -14,8 +14,9 @@ and said in the run log and `metadata.json` (`execution`):
   whole executions, so the number must divide the epoch (and
   `checkpoint_every`): the largest such divisor is taken.
 - `jit_compile: auto`: XLA where an accelerator is present, as Keras
-  decides; on CPU-only machines off (measured: the compile costs more than a
-  short run saves; see benchmarks/mmoe_csv_end_to_end.py).
+  decides, and no TF Hub module is in the model; on CPU-only machines off
+  (measured: XLA's compile costs more than 8 epochs of the MMoE benchmark
+  save; see benchmarks/mmoe_csv_end_to_end.py).
 """
 
 from __future__ import annotations
@@ -122,12 +123,15 @@ def resolve_steps_per_execution(setting, steps_per_epoch: int | None, checkpoint
     return steps, "training.steps_per_execution"
 
 
-def resolve_jit_compile(setting, distribute: str) -> tuple[bool, str]:
-    """`training.jit_compile`: `auto` is XLA on accelerators only (no distribution), as Keras' own `auto`."""
+def resolve_jit_compile(setting, distribute: str, hub_modalities: list[str] | None = None) -> tuple[bool, str]:
+    """`training.jit_compile`: `auto` is XLA on accelerators only (no distribution, no TF Hub module:
+    a SavedModel's ops need not compile), as Keras' own `auto`."""
     if setting is True or setting is False:
         return setting, "training.jit_compile"
     if distribute != "none":
         return False, f"auto: not with distribute {distribute}"
+    if hub_modalities:
+        return False, f"auto: not with the TF Hub encoder of {', '.join(hub_modalities)}"
     import tensorflow as tf
 
     if any(device.device_type != "CPU" for device in tf.config.list_physical_devices()):
@@ -163,6 +167,7 @@ def plan_execution(config, preprocessor, train_split, steps_per_epoch: int | Non
     steps, steps_reason = resolve_steps_per_execution(
         training.steps_per_execution, steps_per_epoch, training.checkpoint_every, training.distribute
     )
-    jit, jit_reason = resolve_jit_compile(training.jit_compile, training.distribute)
+    hub = [name for name, modality in config.modalities.items() if modality.encoder.type == "hub"]
+    jit, jit_reason = resolve_jit_compile(training.jit_compile, training.distribute, hub)
     reasons = {"cache": cache_reason, "steps_per_execution": steps_reason, "jit_compile": jit_reason}
     return ExecutionPlan(cache, steps, jit, training.deterministic, reasons)

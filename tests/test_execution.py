@@ -57,6 +57,7 @@ def test_jit_auto_is_off_on_a_cpu_only_machine_and_explicit_values_are_kept():
     assert not [d for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
     assert resolve_jit_compile("auto", "none")[0] is False
     assert resolve_jit_compile(True, "none") == (True, "training.jit_compile")
+    assert resolve_jit_compile("auto", "none", ["text"]) == (False, "auto: not with the TF Hub encoder of text")
 
 
 @pytest.mark.parametrize(
