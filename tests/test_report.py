@@ -20,7 +20,7 @@ from keras_mtmm.report import build_report
 from tests.conftest import TINY_OVERRIDES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SECTIONS = ("run", "curves", "weights", "inspection", "transfer", "evaluation")
+SECTIONS = ("run", "curves", "weights", "inspection", "health", "transfer", "evaluation")
 
 
 class ReportPage(HTMLParser):
@@ -176,7 +176,7 @@ def test_every_section_with_data_is_there_and_every_image_is_a_png(full_run, ful
         "cross_attention have)",
     ]
     assert len(page.sections["weights"]) == 1 and "gradient cosines" in page.sections["weights"][0]
-    for name in ("run", "curves", "transfer", "evaluation"):
+    for name in ("run", "curves", "health", "transfer", "evaluation"):
         assert page.sections[name] == [], name
     names = {path.name for path in out.parent.glob("*.png")}
     assert {"training_curves.png", "task_weights.png", "transfer.png", "evaluation_shape.png"} <= names
@@ -263,6 +263,7 @@ def test_sections_without_data_are_skipped_with_a_note(full_run, tmp_path):
     assert notes["curves"] == "skipped: no history.json in the run folder"
     assert notes["weights"] == "skipped: history.json has no weight_<task> entries"
     assert notes["inspection"].startswith("skipped: no inspection.json in the run folder")
+    assert notes["health"].startswith("skipped: inspection.json has no health section")
     assert notes["transfer"].startswith("skipped: no single-task baselines")
     assert "no evaluation.npz" in notes["evaluation"] and "no robustness section" in notes["evaluation"]
 
