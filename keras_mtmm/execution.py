@@ -6,7 +6,7 @@ and said in the run log and `metadata.json` (`execution`):
 
 - `cache: auto`: the training split is preprocessed once and kept in memory
   (examples reshuffled every epoch, see `data.pipeline._cached`) when its
-  preprocessed size fits `CACHE_BUDGET` (at most 1 GiB, and a quarter of the
+  preprocessed size fits `cache_budget()` (at most 1 GiB, and a quarter of the
   memory available); streamed or mixed data, and distributed runs, are not.
 - `steps_per_execution: auto`: up to `MAX_STEPS_PER_EXECUTION` steps per
   call into TensorFlow, for epochs of `MIN_STEPS_FOR_MULTI` steps or more.
