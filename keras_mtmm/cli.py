@@ -204,7 +204,8 @@ def _verbosity(args):
 
 
 def _train(args) -> int:
-    from keras_mtmm.training import train, train_baselines
+    from keras_mtmm.baselines import train_baselines
+    from keras_mtmm.training import train
 
     config = _load(args)
     result = train(
@@ -315,7 +316,7 @@ def _prepare(args) -> int:
 
 
 def _baselines(args) -> int:
-    from keras_mtmm.training import train_baselines
+    from keras_mtmm.baselines import train_baselines
 
     config = _load(args)
     folder = Path(args.output_dir) if args.output_dir else Path(config.training.output_dir) / config.name / "baselines"

@@ -176,6 +176,19 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
     return predict, config_yaml, metadata
 
 
+def in_memory_predictor(model, preprocessor):
+    """raw inputs -> every output of `model` (NumPy), through one traced function, as the export serves."""
+    import tensorflow as tf
+
+    run = tf.function(lambda raw: model(preprocessor.transform(raw), training=False), reduce_retracing=True)
+
+    def predict(batch):
+        outputs = run({name: tf.constant(values) for name, values in batch.items()})
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    return predict
+
+
 def evaluate_model(
     model_path: str | Path,
     config_path: str | Path | None = None,

@@ -204,3 +204,20 @@ def format_health(health: dict) -> str:
         head = f"  {task}: {contribution['metric']} {shown} (label prior: {shown_prior})"
         lines.append(f"{head}; drop when removed: {drops}")
     return "\n".join(lines)
+
+
+def check_health(predict, splits, metadata, batch_size: int) -> dict | None:
+    """`health.training_health`, printed with its warnings; a failure to compute it is one warning line."""
+    try:
+        from keras_mtmm.data.pipeline import data_errors
+
+        with data_errors():
+            health = training_health(predict, splits, metadata, batch_size)
+    except Exception as error:  # a diagnostic must never fail a finished training run
+        print(f"warning: training health not computed ({type(error).__name__}: {error})")
+        return None
+    if health is not None:
+        print(format_health(health))
+        for line in health["warnings"]:
+            print(line)
+    return health

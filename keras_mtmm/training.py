@@ -34,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.callbacks import HistoryWriter, ResumableEarlyStopping, WeightingLogger, read_history
 from keras_mtmm.checkpointing import (
     NonFiniteGuard,
     StepCheckpoint,
@@ -43,13 +44,21 @@ from keras_mtmm.checkpointing import (
 )
 from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_dataset
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
-from keras_mtmm.data.tables import StreamSplit, as_table, iter_tables, load_splits, num_rows, warmup_split
+from keras_mtmm.data.tables import (
+    StreamSplit,
+    as_table,
+    iter_tables,
+    load_splits,
+    num_rows,
+    skipped_records,
+    warmup_split,
+)
 from keras_mtmm.distributed import make_strategy
 from keras_mtmm.errors import ConfigError, DataError
-from keras_mtmm.evaluation import format_table, score_batches, write_report
+from keras_mtmm.evaluation import format_table, in_memory_predictor, score_batches, write_report
 from keras_mtmm.execution import plan_execution
 from keras_mtmm.export import export_model, model_metadata
-from keras_mtmm.health import format_health, probe_network, training_health
+from keras_mtmm.health import check_health, probe_network
 from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
@@ -71,100 +80,6 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     training_model: keras.Model | None = None
     chief: bool = True  # whether this process wrote the run folder (multi-worker: only the chief does)
-
-
-class WeightingLogger(keras.callbacks.Callback):
-    """Adds the epoch's mean task weights (`weight_<task>`) to the logs, so history and TensorBoard show them.
-
-    Also hands the epoch's mean training losses to the strategy (DWA updates
-    its weights from them) and, for uncertainty weighting, logs σ per task.
-    """
-
-    def __init__(self, weighting, keep_first: bool = False):
-        super().__init__()
-        self.weighting = weighting
-        self.keep_first = keep_first  # a run resumed inside an epoch keeps the epoch's restored records
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.keep_first:
-            self.keep_first = False
-            return
-        self.weighting.reset_recorded_weights()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        for task, weight in self.weighting.mean_recorded_weights().items():
-            logs[f"weight_{task}"] = weight
-        if hasattr(self.weighting, "mean_cosines"):  # gradient strategies: task conflicts, for the report
-            for pair, cosine in self.weighting.mean_cosines().items():
-                logs[f"grad_cosine_{pair}"] = cosine
-        if hasattr(self.weighting, "sigmas"):
-            for task, sigma in self.weighting.sigmas().items():
-                logs[f"sigma_{task}"] = sigma
-        losses = {task: logs.get(f"{task}_loss") for task in self.weighting.task_names}
-        if all(value is not None for value in losses.values()):
-            self.weighting.on_epoch_end(epoch, {task: float(value) for task, value in losses.items()})
-
-
-class HistoryWriter(keras.callbacks.Callback):
-    """Writes `history.json` after every epoch; a resumed run continues the same file.
-
-    The file holds one list per logged value plus `epoch` (0-based) and
-    `epoch_time_s` (wall time of the epoch, validation included). When a
-    run resumes at epoch k (BackupAndRestore), records from epoch k on are
-    dropped first, so the file always describes one continuous run.
-    """
-
-    def __init__(self, path: str | Path):
-        super().__init__()
-        self.path = Path(path)
-        self.records: list[dict[str, float]] | None = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.perf_counter()
-        if self.records is None:
-            previous = read_history(self.path) if epoch > 0 else {}
-            epochs = previous.get("epoch", [])
-            self.records = [
-                {key: values[i] for key, values in previous.items()} for i in range(len(epochs)) if epochs[i] < epoch
-            ]
-
-    def on_epoch_end(self, epoch, logs=None):
-        record = {"epoch": int(epoch), **{key: float(value) for key, value in (logs or {}).items()}}
-        record["epoch_time_s"] = time.perf_counter() - self.epoch_started
-        self.records.append(record)
-        keys = list(dict.fromkeys(key for r in self.records for key in r))
-        columns = {key: [r.get(key) for r in self.records] for key in keys}
-        staging = self.path.with_suffix(".json.tmp")
-        staging.write_text(json.dumps(columns, indent=1), encoding="utf-8")
-        staging.replace(self.path)
-
-
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that, in a resumed run, starts from the best value and patience the history shows."""
-
-    def __init__(self, history_path, resuming: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.history_path = Path(history_path)
-        self.resuming = resuming
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if not self.resuming:
-            return
-        seen = read_history(self.history_path).get(self.monitor, [])
-        values = [v if v is not None else float("inf") for v in seen]
-        if values:
-            best_at = values.index(min(values))
-            self.best = values[best_at]
-            self.wait = len(values) - 1 - best_at
-
-
-def read_history(path: str | Path) -> dict[str, list]:
-    """The per-epoch history of a run folder (empty if there is none yet)."""
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -470,32 +385,6 @@ def train(
     return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
 
 
-def check_health(predict, splits, metadata, batch_size: int) -> dict | None:
-    """`health.training_health`, printed with its warnings; a failure to compute it is one warning line."""
-    try:
-        with data_errors():
-            health = training_health(predict, splits, metadata, batch_size)
-    except Exception as error:  # a diagnostic must never fail a finished training run
-        print(f"warning: training health not computed ({type(error).__name__}: {error})")
-        return None
-    if health is not None:
-        print(format_health(health))
-        for line in health["warnings"]:
-            print(line)
-    return health
-
-
-def in_memory_predictor(model, preprocessor):
-    """raw inputs -> every output of `model` (NumPy), through one traced function, as the export serves."""
-    run = tf.function(lambda raw: model(preprocessor.transform(raw), training=False), reduce_retracing=True)
-
-    def predict(batch):
-        outputs = run({name: tf.constant(values) for name, values in batch.items()})
-        return {name: np.asarray(value) for name, value in outputs.items()}
-
-    return predict
-
-
 def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
     """Adapt on (at most `data.adapt_rows` of) the training split; return the labelled count per task.
 
@@ -524,48 +413,3 @@ def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, i
             entry = entries.get((spec["label"], spec["type"]))
             counts[task] += int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
     return counts
-
-
-def skipped_records(splits, config) -> dict | None:
-    """With `data.on_bad_record: skip`: how many source records were left out, and the first few reasons.
-
-    `valid_rows` gives, per split, the records left in its streamed TFRecords
-    (one counting pass over them), so Keras knows the epoch's length.
-    """
-    if config.data.on_bad_record != "skip":
-        return None
-    reasons = list(getattr(splits, "skipped", []))
-    count = len(reasons)
-    valid: dict[str, int] = {}
-    for name, split in splits.items():
-        parts = split.parts.values() if isinstance(split, StreamSplit) else [split]
-        for part in parts:
-            if not isinstance(part, dict):
-                left = sum(1 for _ in part.valid_records())
-                valid[name] = valid.get(name, 0) + left
-                count += num_rows(part) - left
-    return {"count": count, "first": reasons[:10], "valid_rows": valid}
-
-
-def single_task_config(config, task: str):
-    """The experiment restricted to one task: same data, inputs, fusion and sharing; weight 1, static."""
-    from keras_mtmm.config import WeightingConfig, validate
-
-    single = copy.deepcopy(config)
-    single.name = f"{config.name}_{task}"
-    single.tasks = {task: single.tasks[task]}
-    single.tasks[task].weight = 1.0
-    single.weighting = WeightingConfig(strategy="static")
-    validate(single)
-    return single
-
-
-def train_baselines(config, output_dir: str | Path, verbose: int | str = 0) -> dict[str, TrainResult]:
-    """Train one single-task model per task (`<output_dir>/<task>/`), for Δm and negative transfer."""
-    results = {}
-    for task in config.tasks:
-        print(f"single-task baseline: {task}")
-        results[task] = train(
-            single_task_config(config, task), output_dir=Path(output_dir) / task, export=False, verbose=verbose
-        )
-    return results

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from keras_mtmm.baselines import single_task_config, train_baselines
 from keras_mtmm.evaluation import evaluate_model
-from keras_mtmm.training import single_task_config, train_baselines
 
 
 def test_single_task_config_keeps_everything_but_the_other_tasks(tiny_config_factory):

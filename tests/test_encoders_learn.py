@@ -83,10 +83,19 @@ def _left_right_csv(folder, rows: int, seed: int):
     return path
 
 
-def _train(raw, tmp_path):
+def _train(tmp_path, name: str, seed: int, path, modalities: dict, tasks: dict, epochs: int):
+    """Train the default config (only types, columns and tasks given) on a CSV; its test metrics per task."""
     from keras_mtmm.training import train
 
-    return train(config_from_dict(raw), output_dir=tmp_path / "run", export=False, verbose=0)
+    raw = {
+        "name": f"{name}_{seed}",
+        "seed": seed,
+        "data": {"source": "csv", "path": str(path), "validation_fraction": 0.15, "test_fraction": 0.2},
+        "modalities": modalities,
+        "tasks": tasks,
+        "training": {"epochs": epochs, "batch_size": 32},
+    }
+    return train(config_from_dict(raw), output_dir=tmp_path / "run", export=False, verbose=0).metrics["tasks"]
 
 
 # The three modalities in three seeds in the default run (30-40 s each on 2 cores); left/right in
@@ -97,24 +106,19 @@ SEEDS = [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytes
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_default_encoders_learn_text_image_and_numbers_in_every_seed(tmp_path, seed):
     path = _three_modalities_csv(tmp_path, 600, seed)
-    raw = {
-        "name": f"three_modalities_{seed}",
-        "seed": seed,
-        "data": {"source": "csv", "path": str(path), "validation_fraction": 0.15, "test_fraction": 0.2},
-        "modalities": {  # default encoders: only the types and columns are given
-            "image": {"type": "image", "columns": ["picture"], "image_size": [16, 16]},
-            "text": {"type": "text", "columns": ["text"], "sequence_length": 12},
-            "numbers": {"type": "numeric", "columns": ["x1", "x2", "x3"]},
-            "colour": {"type": "categorical", "columns": ["colour"]},
-        },
-        "tasks": {
-            "keyword": {"type": "binary", "label": "keyword", "classes": ["no", "yes"]},
-            "shape": {"type": "multiclass", "label": "shape"},
-            "total": {"type": "regression", "label": "total"},
-        },
-        "training": {"epochs": 14, "batch_size": 32},  # 390 training rows: enough steps to learn the shapes
+    modalities = {  # default encoders: only the types and columns are given
+        "image": {"type": "image", "columns": ["picture"], "image_size": [16, 16]},
+        "text": {"type": "text", "columns": ["text"], "sequence_length": 12},
+        "numbers": {"type": "numeric", "columns": ["x1", "x2", "x3"]},
+        "colour": {"type": "categorical", "columns": ["colour"]},
     }
-    tasks = _train(raw, tmp_path).metrics["tasks"]
+    tasks = {
+        "keyword": {"type": "binary", "label": "keyword", "classes": ["no", "yes"]},
+        "shape": {"type": "multiclass", "label": "shape"},
+        "total": {"type": "regression", "label": "total"},
+    }
+    # 390 training rows, 14 epochs: enough steps to learn the shapes
+    tasks = _train(tmp_path, "three_modalities", seed, path, modalities, tasks, epochs=14)
     # label priors: keyword ~0.5 (majority), shape ~0.33, total: the mean predictor's MSE = Var ≈ 5
     assert tasks["keyword"]["accuracy"] >= 0.9, tasks
     assert tasks["shape"]["accuracy"] >= 0.75, tasks
@@ -124,13 +128,7 @@ def test_default_encoders_learn_text_image_and_numbers_in_every_seed(tmp_path, s
 @pytest.mark.parametrize("seed", SEEDS)
 def test_default_image_encoder_tells_left_from_right(tmp_path, seed):
     path = _left_right_csv(tmp_path, 500, seed)
-    raw = {
-        "name": f"left_right_{seed}",
-        "seed": seed,
-        "data": {"source": "csv", "path": str(path), "validation_fraction": 0.15, "test_fraction": 0.2},
-        "modalities": {"image": {"type": "image", "columns": ["picture"], "image_size": [16, 32]}},
-        "tasks": {"left": {"type": "binary", "label": "left", "classes": ["circle", "square"]}},
-        "training": {"epochs": 20, "batch_size": 32},
-    }
-    tasks = _train(raw, tmp_path).metrics["tasks"]
+    image = {"image": {"type": "image", "columns": ["picture"], "image_size": [16, 32]}}
+    left = {"left": {"type": "binary", "label": "left", "classes": ["circle", "square"]}}
+    tasks = _train(tmp_path, "left_right", seed, path, image, left, epochs=20)
     assert tasks["left"]["accuracy"] >= 0.95, tasks

@@ -53,9 +53,16 @@ def test_cache_auto_decides_from_the_size_and_says_why(monkeypatch):
     assert resolve_cache("auto", 60 << 20, False, "none")[0] is False
 
 
-def test_jit_auto_is_off_on_a_cpu_only_machine_and_explicit_values_are_kept():
-    assert not [d for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
-    assert resolve_jit_compile("auto", "none")[0] is False
+def test_jit_auto_follows_the_devices_and_explicit_values_are_kept(monkeypatch):
+    cpu, gpu = tf.config.PhysicalDevice("/physical_device:CPU:0", "CPU"), tf.config.PhysicalDevice("g", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda *_: [cpu])
+    assert resolve_jit_compile("auto", "none") == (
+        False,
+        "auto: CPU only, where compiling costs more than it saves on short runs",
+    )
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda *_: [cpu, gpu])
+    assert resolve_jit_compile("auto", "none") == (True, "auto: an accelerator is present")
+    assert resolve_jit_compile("auto", "mirrored")[0] is False
     assert resolve_jit_compile(True, "none") == (True, "training.jit_compile")
     assert resolve_jit_compile("auto", "none", ["text"]) == (False, "auto: not with the TF Hub encoder of text")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.evaluation import score_batches
+from keras_mtmm.evaluation import in_memory_predictor, score_batches
 from keras_mtmm.export import model_metadata
 from keras_mtmm.health import (
     dead_units,
@@ -18,7 +18,6 @@ from keras_mtmm.health import (
     probe_network,
     training_health,
 )
-from keras_mtmm.training import in_memory_predictor
 
 
 @pytest.fixture(scope="module")

@@ -210,3 +210,24 @@ def warmup_split(splits):
         if num_rows(splits[name]) > 0:
             return splits[name]
     return splits["train"]
+
+
+def skipped_records(splits, config) -> dict | None:
+    """With `data.on_bad_record: skip`: how many source records were left out, and the first few reasons.
+
+    `valid_rows` gives, per split, the records left in its streamed TFRecords
+    (one counting pass over them), so Keras knows the epoch's length.
+    """
+    if config.data.on_bad_record != "skip":
+        return None
+    reasons = list(getattr(splits, "skipped", []))
+    count = len(reasons)
+    valid: dict[str, int] = {}
+    for name, split in splits.items():
+        parts = split.parts.values() if isinstance(split, StreamSplit) else [split]
+        for part in parts:
+            if not isinstance(part, dict):
+                left = sum(1 for _ in part.valid_records())
+                valid[name] = valid.get(name, 0) + left
+                count += num_rows(part) - left
+    return {"count": count, "first": reasons[:10], "valid_rows": valid}

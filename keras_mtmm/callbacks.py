@@ -1,0 +1,103 @@
+"""The run's own Keras callbacks: task weights into the logs, history.json, early stopping that resumes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+
+
+class WeightingLogger(keras.callbacks.Callback):
+    """Adds the epoch's mean task weights (`weight_<task>`) to the logs, so history and TensorBoard show them.
+
+    Also hands the epoch's mean training losses to the strategy (DWA updates
+    its weights from them) and, for uncertainty weighting, logs σ per task.
+    """
+
+    def __init__(self, weighting, keep_first: bool = False):
+        super().__init__()
+        self.weighting = weighting
+        self.keep_first = keep_first  # a run resumed inside an epoch keeps the epoch's restored records
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.keep_first:
+            self.keep_first = False
+            return
+        self.weighting.reset_recorded_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for task, weight in self.weighting.mean_recorded_weights().items():
+            logs[f"weight_{task}"] = weight
+        if hasattr(self.weighting, "mean_cosines"):  # gradient strategies: task conflicts, for the report
+            for pair, cosine in self.weighting.mean_cosines().items():
+                logs[f"grad_cosine_{pair}"] = cosine
+        if hasattr(self.weighting, "sigmas"):
+            for task, sigma in self.weighting.sigmas().items():
+                logs[f"sigma_{task}"] = sigma
+        losses = {task: logs.get(f"{task}_loss") for task in self.weighting.task_names}
+        if all(value is not None for value in losses.values()):
+            self.weighting.on_epoch_end(epoch, {task: float(value) for task, value in losses.items()})
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes `history.json` after every epoch; a resumed run continues the same file.
+
+    The file holds one list per logged value plus `epoch` (0-based) and
+    `epoch_time_s` (wall time of the epoch, validation included). When a
+    run resumes at epoch k (BackupAndRestore), records from epoch k on are
+    dropped first, so the file always describes one continuous run.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self.records: list[dict[str, float]] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+        if self.records is None:
+            previous = read_history(self.path) if epoch > 0 else {}
+            epochs = previous.get("epoch", [])
+            self.records = [
+                {key: values[i] for key, values in previous.items()} for i in range(len(epochs)) if epochs[i] < epoch
+            ]
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": int(epoch), **{key: float(value) for key, value in (logs or {}).items()}}
+        record["epoch_time_s"] = time.perf_counter() - self.epoch_started
+        self.records.append(record)
+        keys = list(dict.fromkeys(key for r in self.records for key in r))
+        columns = {key: [r.get(key) for r in self.records] for key in keys}
+        staging = self.path.with_suffix(".json.tmp")
+        staging.write_text(json.dumps(columns, indent=1), encoding="utf-8")
+        staging.replace(self.path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that, in a resumed run, starts from the best value and patience the history shows."""
+
+    def __init__(self, history_path, resuming: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.history_path = Path(history_path)
+        self.resuming = resuming
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self.resuming:
+            return
+        seen = read_history(self.history_path).get(self.monitor, [])
+        values = [v if v is not None else float("inf") for v in seen]
+        if values:
+            best_at = values.index(min(values))
+            self.best = values[best_at]
+            self.wait = len(values) - 1 - best_at
+
+
+def read_history(path: str | Path) -> dict[str, list]:
+    """The per-epoch history of a run folder (empty if there is none yet)."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
