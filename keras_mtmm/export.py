@@ -15,7 +15,6 @@ half-written version; an existing version is never overwritten.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -24,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtmm.errors import ExportError
+from keras_mtmm.repository import check_free, existing_versions, next_version  # noqa: F401 (re-exported)
 
 CONFIG_ASSET = "keras_mtmm_config.yaml"
 METADATA_ASSET = "keras_mtmm_metadata.json"
@@ -31,20 +31,6 @@ STAGING_FOLDER = ".tmp"
 DEFAULT_SIGNATURE = "serving_default"
 TASK_SIGNATURE_PREFIX = "predict_"
 LABEL_SUFFIX = "_label"
-
-
-def existing_versions(base_path: str | Path) -> list[int]:
-    """The integer version folders under a model's base path, sorted."""
-    base_path = Path(base_path)
-    if not base_path.is_dir():
-        return []
-    return sorted(int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def next_version(base_path: str | Path) -> int:
-    """One more than the highest existing version (1 for a new model)."""
-    versions = existing_versions(base_path)
-    return versions[-1] + 1 if versions else 1
 
 
 def export_model(
@@ -80,20 +66,20 @@ def export_model(
         labels: version labels to point at the new version.
         keep: versions to keep (labelled ones are always kept).
     """
+    from keras_mtmm.repository import check_request, publish_version
+
+    check_request(name, version, labels, keep)
+    check_finite_weights(model)
     export_dir = Path(export_dir)
     base_path = export_dir / name
-    if version is None:
-        version = next_version(base_path)
-    final = base_path / str(version)
-    if final.exists():
-        raise ExportError(
-            "export.version",
-            f"version {version} already exists at {final}",
-            "leave export.version unset to take the next version, or pick a free one",
-        )
-    staging = export_dir / STAGING_FOLDER / f"{name}-{version}-{uuid.uuid4().hex[:8]}"
-    staging.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (export_dir / STAGING_FOLDER, base_path):
+        if folder.is_symlink():
+            raise ExportError(str(folder), "is a symbolic link", "remove the link: exports never write through one")
+    if version is not None:
+        check_free(base_path, version)
+    staging = export_dir / STAGING_FOLDER / f"{name}-{uuid.uuid4().hex}"
     try:
+        staging.mkdir(parents=True)  # one call: another export may remove an empty .tmp at any moment
         write_saved_model(model, preprocessor, staging)
         if warmup_inputs is not None:
             from keras_mtmm.warmup import warmup_requests, write_warmup
@@ -104,25 +90,35 @@ def export_model(
         extra = staging / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / CONFIG_ASSET).write_text(config_yaml, encoding="utf-8")
-        (extra / METADATA_ASSET).write_text(json.dumps({**metadata, "version": version}, indent=1), encoding="utf-8")
-        base_path.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            raise ExportError(
-                "export.version", f"version {version} appeared at {final} while exporting", "export again"
-            ) from None
+        metadata_path = extra / METADATA_ASSET
+
+        def stamp(number: int) -> None:
+            metadata_path.write_text(json.dumps({**metadata, "version": number}, indent=1), encoding="utf-8")
+
+        final = publish_version(export_dir, name, staging, version, labels, keep, before_rename=stamp)
+    except OSError as error:
+        raise ExportError(
+            str(error.filename or export_dir),
+            f"cannot write the export ({error.strerror or error})",
+            "free disk space or pick a writable --export-dir, then export again (mtmm export --run RUN)",
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(staging.parent)
-    from keras_mtmm.repository import prune_versions, register_model, set_label
-
-    register_model(export_dir, name)
-    for label in labels or []:
-        set_label(export_dir, name, version, label)
-    if keep is not None:
-        prune_versions(export_dir, name, keep)
     return final
+
+
+def check_finite_weights(model: keras.Model) -> None:
+    """Refuse to export a model whose variables hold NaN or ±inf (it would serve garbage)."""
+    import numpy as np
+
+    bad = [weight.path for weight in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))]
+    if bad:
+        raise ExportError(
+            "export",
+            f"{len(bad)} of {len(model.weights)} model variables hold NaN or infinite values (first: {bad[0]})",
+            "the training diverged or its data held non-finite values: fix the data or lower the learning rate",
+        )
 
 
 def task_signature(task: str) -> str:

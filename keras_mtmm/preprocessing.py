@@ -15,13 +15,15 @@ Per modality type (raw input -> model input):
   With a `hub` encoder (`raw_text`) the strings pass through unchanged,
   `tf.string [B]`: TF Hub text modules tokenize for themselves.
 - numeric: `float32 [B, k]` -> `Normalization` with the training mean and
-  variance (NaN-aware); a missing value (NaN) becomes 0, the mean.
+  variance (NaN-aware); a missing value (NaN) becomes 0, the mean. A value
+  that is not finite (±inf) reads as missing too when serving; in training
+  data it is an error (`DataError`), as it would train a NaN model.
 - categorical: `tf.string [B, k]` -> one `StringLookup` per column,
   `int64 [B, k]`: 0 = missing (""), 1 = out of vocabulary, then the vocabulary.
 
 Beside the modality tensors, `transform` gives `modality_presence`, float32
 [B, M] in modality order: 0 where an example's modality is missing (an empty
-image or text string, an all-NaN numeric row, an all-empty categorical row),
+image or text string, an all-NaN (or non-finite) numeric row, an all-empty categorical row),
 so that fusion can leave that modality out instead of reading its filler.
 
 Labels are encoded in NumPy by the task types (`keras_mtmm.heads`), giving a
@@ -123,6 +125,7 @@ class Preprocessor:
                 )
                 state["text"][name] = f"vocabulary_{name}.txt"
             elif spec["type"] == "numeric":
+                _check_finite_training_values(values, spec["columns"])
                 state["numeric"][name] = _numeric_statistics(values)
             elif spec["type"] == "categorical":
                 state["categorical"][name] = [
@@ -375,7 +378,7 @@ class Preprocessor:
             elif kind == "numeric":
                 value = tf.cast(value, tf.float32)
                 normalized = self._layers[name](value)
-                features[name] = tf.where(tf.math.is_nan(value), tf.zeros_like(normalized), normalized)
+                features[name] = tf.where(tf.math.is_finite(value), normalized, tf.zeros_like(normalized))
             else:
                 value = tf.strings.strip(value)
                 columns = [lookup(value[:, i]) for i, lookup in enumerate(self._layers[name])]
@@ -393,7 +396,7 @@ class Preprocessor:
             elif spec["type"] == "text":
                 present.append(tf.strings.length(tf.strings.strip(value)) > 0)
             elif spec["type"] == "numeric":
-                present.append(tf.reduce_any(tf.logical_not(tf.math.is_nan(tf.cast(value, tf.float32))), axis=1))
+                present.append(tf.reduce_any(tf.math.is_finite(tf.cast(value, tf.float32)), axis=1))
             else:
                 present.append(tf.reduce_any(tf.strings.length(tf.strings.strip(value)) > 0, axis=1))
         return tf.cast(tf.stack(present, axis=1), tf.float32)
@@ -461,6 +464,18 @@ def _text_vocabulary(texts: np.ndarray, max_tokens: int, sequence_length: int) -
     if not vocabulary:
         raise DataError("text", "the training texts hold no token", "check the text column")
     return vocabulary
+
+
+def _check_finite_training_values(values: np.ndarray, columns: list[str]) -> None:
+    """±inf in a training feature would train a NaN model (NaN is a missing value, and fine)."""
+    infinite = np.isinf(values.astype(np.float64))
+    if infinite.any():
+        row, index = (int(i[0]) for i in np.nonzero(infinite))
+        raise DataError(
+            f"the training data: column '{columns[index]}'",
+            f"row {row} holds {float(values[row, index])!r}, which is not a finite number",
+            "fix the value or leave it empty for a missing value (or set data.on_bad_record: skip for CSV data)",
+        )
 
 
 def _numeric_statistics(values: np.ndarray) -> dict[str, list[float]]:

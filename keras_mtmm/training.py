@@ -115,6 +115,10 @@ def train(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     config = copy.deepcopy(config)
+    if export:  # a refused version, label or keep is found now, not after the training
+        from keras_mtmm.repository import check_request
+
+        check_request(config.name, config.export.version, labels, keep)
     if config.data.path:  # the resolved config must find the data from any folder
         config.data.path = str(Path(config.data.path).resolve())
     # Multi-worker collectives must be configured before TensorFlow runs anything: the strategy comes first.

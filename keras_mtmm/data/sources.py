@@ -73,12 +73,16 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         raise DataError(str(path), "the CSV has a header but no data rows", "add rows")
     lines = [line for line, _ in kept]
     table: dict[str, np.ndarray] = {}
-    skipped: list[str] = []
-    bad_rows: set[int] = set()
+    bad_rows: dict[int, str] = {}  # row index -> why it is skipped (its first bad cell)
     for name, kind in kinds.items():
         cells = [row[positions[name]].strip() for _, row in kept]
         if kind == "numeric":
             table[name] = _numeric_column(cells, name, path, lines)
+            for index in non_finite_rows(table[name]):
+                error = non_finite_error(f"{path}:{lines[index]}", name, cells[index])
+                if data.on_bad_record != "skip":
+                    raise error
+                bad_rows.setdefault(int(index), str(error))
         elif kind == "image":
             images = []
             for index, cell in enumerate(cells):
@@ -87,28 +91,51 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
                 except BadImage as error:
                     if data.on_bad_record != "skip":
                         raise
-                    skipped.append(str(error))
-                    bad_rows.add(index)
+                    bad_rows.setdefault(index, str(error))
                     images.append(b"")
             table[name] = np.asarray(images, dtype=object)
         else:
             table[name] = np.asarray(cells, dtype=object)
-    if bad_rows:  # a record with a bad image is left out whole
+    if bad_rows:  # a record with a bad cell is left out whole
         keep = np.asarray([i not in bad_rows for i in range(len(kept))])
         if not keep.any():
-            raise DataError(str(path), "every data row was skipped as a bad record", "fix the image files")
+            raise DataError(str(path), "every data row was skipped as a bad record", "fix the bad cells")
         table = {name: values[keep] for name, values in table.items()}
-    return Table(table, skipped=skipped)
+    return Table(table, skipped=[bad_rows[index] for index in sorted(bad_rows)])
 
 
 def _numeric_column(cells: list[str], column: str, path: Path, lines: list[int]) -> np.ndarray:
-    """A numeric column parsed in one NumPy call (empty cells: NaN); the first bad cell is a DataError."""
+    """A numeric column parsed in one NumPy call (empty cells: NaN); the first bad cell is a DataError.
+
+    Cells that parse but are not finite float32 numbers (``inf``, ``-inf``,
+    ``1e39``) are left as ±inf here; `non_finite_rows` finds them.
+    """
     try:
-        return np.asarray([cell or "nan" for cell in cells], dtype=np.float64).astype(np.float32)
+        values = np.asarray([cell or "nan" for cell in cells], dtype=np.float64)
     except ValueError:  # the first bad cell is named; what Python reads and NumPy does not (1_000) is kept
         where = [f"{path}:{line}" for line in lines]
-        values = [_parse_cell(cell, "numeric", column, at, path.parent) for cell, at in zip(cells, where)]
-        return np.asarray(values, dtype=np.float32)
+        values = np.asarray(
+            [_parse_cell(cell, "numeric", column, at, path.parent) for cell, at in zip(cells, where)], dtype=np.float64
+        )
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32)
+
+
+def non_finite_rows(values: np.ndarray) -> np.ndarray:
+    """Indices of the rows of a numeric column (or [N, k] block) holding ±inf; NaN is a missing value, not bad."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = np.isinf(values)
+    if bad.ndim > 1:
+        bad = bad.any(axis=tuple(range(1, bad.ndim)))
+    return np.flatnonzero(bad)
+
+
+def non_finite_error(where: str, column: str, cell) -> DataError:
+    return DataError(
+        f"{where}: column '{column}'",
+        f"{cell!r} is not a finite number (float32 holds magnitudes up to 3.4e38)",
+        "fix the cell, leave it empty for a missing value, or set data.on_bad_record: skip",
+    )
 
 
 class Table(dict):

@@ -115,6 +115,24 @@ def check_columns(table: dict[str, np.ndarray], config, source_name: str, tasks:
     for where, column in wanted:
         if column not in table:
             raise DataError(where, f"column '{column}' is not in the {source_name} data", f"it has: {', '.join(table)}")
+    check_finite(table, config, source_name)
+
+
+def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None:
+    """Numeric feature cells must be finite or missing (NaN): ±inf would train a NaN model."""
+    from keras_mtmm.data.sources import non_finite_error, non_finite_rows
+
+    for modality in config.modalities.values():
+        if modality.type != "numeric":
+            continue
+        for column in modality.columns:
+            try:
+                values = np.asarray(table[column], dtype=np.float64)
+            except (TypeError, ValueError):
+                continue  # not numbers at all: the preprocessing names the column
+            rows = non_finite_rows(values)
+            if len(rows):
+                raise non_finite_error(f"the {source_name} data, row {rows[0]}", column, float(values[rows[0]]))
 
 
 def split_table(
