@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -306,8 +307,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(str(path), f"cannot read the config ({error.strerror})", "pass --config PATH") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(path), f"is not UTF-8 text (byte {error.start}: {error.reason})", "save the config as UTF-8"
+        ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text, str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -320,6 +325,88 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
             str(path), f"expected a mapping at the top level, got {type(raw).__name__}", "see configs/demo.yaml"
         )
     return config_from_dict(raw, overrides)
+
+
+MAX_YAML_ALIASES = 100
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000  # counted with every alias expanded: a config is a few hundred
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys, many aliases, deep nesting and alias bombs."""
+
+    def __init__(self, stream, where: str):
+        super().__init__(stream)
+        self.where = where
+        self.aliases = 0
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                self._refuse(f"more than {MAX_YAML_ALIASES} aliases (*name)", "write the values out")
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            self._refuse(f"nesting deeper than {MAX_YAML_DEPTH} levels", "flatten the config")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(
+                    f"{self.where}:{key_node.start_mark.line + 1}",
+                    f"duplicate key {key!r}",
+                    "keep one of them (YAML would silently use the last)",
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def _refuse(self, what: str, fix: str):
+        mark = self.peek_event().start_mark
+        raise ConfigError(f"{self.where}:{mark.line + 1}", f"the YAML has {what}", fix)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML with the safe loader, bounded: no duplicate keys, at most `MAX_YAML_ALIASES` aliases,
+    `MAX_YAML_DEPTH` levels and `MAX_YAML_NODES` nodes once aliases are expanded (no "billion laughs")."""
+    loader = _BoundedLoader(text, where)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(
+                where, f"the YAML expands to more than {MAX_YAML_NODES:,} values (aliases)", "write the values out"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node, sizes: dict) -> int:
+    """How many nodes `node` stands for with every alias written out (memoized per node: linear time)."""
+    key = id(node)
+    if key not in sizes:
+        sizes[key] = MAX_YAML_NODES + 1  # a node inside itself (a recursive alias) is refused as too big
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total += _expanded_size(child, sizes)
+            if total > MAX_YAML_NODES:
+                break
+        sizes[key] = total
+    return sizes[key]
 
 
 def config_from_dict(
@@ -352,7 +439,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not sep or not key:
         raise ConfigError("--set", f"expected KEY=VALUE, got '{override}'", "write e.g. --set training.epochs=1")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
+        value = load_yaml(value_text, "--set") if value_text.strip() else None
     except yaml.YAMLError:
         value = value_text
     parts = key.split(".")
@@ -428,14 +515,14 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(arg, value, where)
             except ConfigError as error:
-                errors.append(error)
+                if error.where != where or "finite" in error.what:
+                    raise  # the right kind with a bad part (an unknown key, a NaN item) says more
         raise _type_error(hint, value, where)
     if origin is list:
         if not isinstance(value, list):
@@ -461,9 +548,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float:
         if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
-            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(hint, value, where)
+        if not math.isfinite(value):
+            raise ConfigError(where, f"expected a finite number, got {value}", f"set '{where}' to a number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -123,8 +123,21 @@ def validate_config(config, check_files: bool = True) -> None:
             f"expected a whole number of steps >= 0, got {training.checkpoint_every!r}",
             "e.g. 200 (0: checkpoint at the end of every epoch)",
         )
+    if training.early_stopping_patience < 0:
+        raise ConfigError(
+            "training.early_stopping_patience",
+            f"expected a whole number of epochs >= 0, got {training.early_stopping_patience}",
+            "e.g. 4 (epochs without improvement before stopping)",
+        )
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError("seed", f"expected a whole number from 0 to {MAX_SEED}, got {config.seed}", "e.g. seed: 42")
     if config.export.version is not None:
         _check_positive("export.version", config.export.version)
+        if config.export.version > 2**63 - 1:
+            raise ConfigError("export.version", "TF Serving versions are int64", "pick a smaller number")
+
+
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds
 
 
 DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")

@@ -7,7 +7,10 @@
   nothing is read from disk.
 - `csv`: a CSV file with a header; image cells are paths relative to the
   CSV's folder (read as encoded bytes), numeric cells are parsed as numbers,
-  empty cells are missing values (or "unlabelled" in label columns).
+  empty cells are missing values (or "unlabelled" in label columns). The
+  file must be UTF-8 (a BOM is fine), a cell at most `MAX_CELL_BYTES`
+  (1 MiB), each configured column named once in the header; a numeric cell
+  that is not a finite float32 number (`inf`, `1e39`) is a bad record.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import numpy as np
 from keras_mtmm.data.demo import generate_demo
 from keras_mtmm.errors import DataError
 from keras_mtmm.registries import SOURCES
+
+# The largest CSV cell read (Python's csv module stops at its field limit): images and audio live in files.
+MAX_CELL_BYTES = 1 << 20
+csv.field_size_limit(MAX_CELL_BYTES)
 
 # Leading bytes of the image formats tf.io.decode_image reads.
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
@@ -46,12 +53,33 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         raise DataError("data.path", f"cannot open CSV '{path}' ({error.strerror})", "check the path") from None
     with handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise DataError(str(path), "the CSV is empty (no header row)", "write a header row naming the columns")
-        header = [name.strip() for name in header]
-        rows = [(reader.line_num, row) for row in reader]  # line_num: the row's last physical line
+        try:
+            header = next(reader, None)
+            if not header:
+                raise DataError(str(path), "the CSV is empty (no header row)", "write a header row naming the columns")
+            header = [name.strip() for name in header]
+            rows = [(reader.line_num, row) for row in reader]  # line_num: the row's last physical line
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{path}:{reader.line_num + 1}",
+                f"is not UTF-8 text (byte {error.start} of a block: {error.reason})",
+                "save the CSV as UTF-8",
+            ) from None
+        except csv.Error as error:
+            too_big = "field larger than field limit" in str(error)
+            raise DataError(
+                f"{path}:{reader.line_num}",
+                f"a cell is larger than {MAX_CELL_BYTES:,} bytes" if too_big else f"cannot parse the CSV ({error})",
+                "keep big content (images, audio) in files the cell names" if too_big else "fix the quoting",
+            ) from None
     kinds = _column_kinds(modalities, tasks)
+    duplicated = sorted({name for name in header if header.count(name) > 1 and name in kinds})
+    if duplicated:
+        raise DataError(
+            f"{path}: column '{duplicated[0]}'",
+            f"appears {header.count(duplicated[0])} times in the header",
+            "give each column its own name",
+        )
     missing = [column for column in kinds if column not in header]
     if missing:
         raise DataError(
