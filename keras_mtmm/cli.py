@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--dry-run", action="store_true", help="print the server command and start nothing")
     serve.add_argument("--docker-image", default="tensorflow/serving", help="image for the printed docker command")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address the docker command publishes the ports on (default: 127.0.0.1, this machine only; "
+        "0.0.0.0: every interface)",
+    )
     serve.set_defaults(handler=_serve)
 
     launch = commands.add_parser(
@@ -175,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     # TF 2.21 logs harmless C++ errors on CPU machines (cuInit, a tf.data attribute under
     # op determinism); real problems still surface as Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow_start()
     from keras_mtmm.errors import UserError
 
     try:
@@ -187,6 +194,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_tensorflow_start() -> None:
+    """Import TensorFlow and find its devices with the C++ side's stderr muted.
+
+    TF 2.21 writes its start-up notes (oneDNN, CUDA stubs, CPU features,
+    cuInit on a machine without a GPU) straight to file descriptor 2 before
+    its log level applies, so every `error:` line would follow six lines of
+    noise. Python exceptions are unaffected (they print after the descriptor
+    is restored); `KERAS_MTMM_TF_LOGS=1` keeps the notes.
+    """
+    if os.environ.get("KERAS_MTMM_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _load(args):
@@ -290,6 +321,7 @@ def _serve(args) -> int:
         poll_seconds=args.poll_seconds,
         dry_run=args.dry_run,
         docker_image=args.docker_image,
+        host=args.host,
     )
 
 

@@ -3,7 +3,7 @@
 For trying `training.distribute: multi_worker` on one machine (and for
 tests). Worker i gets
 
-    TF_CONFIG={"cluster": {"worker": ["localhost:P0", "localhost:P1", ...]},
+    TF_CONFIG={"cluster": {"worker": ["127.0.0.1:P0", "127.0.0.1:P1", ...]},
                "task": {"type": "worker", "index": i}}
 
 on free loopback ports; worker 0 is the chief (TensorFlow's convention when
@@ -38,7 +38,7 @@ from typing import TextIO
 
 from keras_mtmm.errors import UserError
 
-HOST = "localhost"
+HOST = "127.0.0.1"  # the workers reach each other over loopback
 MAX_WORKERS = 64
 # Seconds a worker has to exit after SIGTERM before it is killed.
 GRACE_SECONDS = 10.0
@@ -61,7 +61,7 @@ def cluster_spec(workers: int, ports: Sequence[int], host: str = HOST) -> list[d
 
     Example:
         >>> cluster_spec(2, [5000, 5001])[1]
-        {'cluster': {'worker': ['localhost:5000', 'localhost:5001']}, 'task': {'type': 'worker', 'index': 1}}
+        {'cluster': {'worker': ['127.0.0.1:5000', '127.0.0.1:5001']}, 'task': {'type': 'worker', 'index': 1}}
     """
     if len(ports) != workers:
         raise ValueError(f"cluster_spec: expected {workers} ports, got {len(ports)}: {list(ports)}")
@@ -148,6 +148,14 @@ def launch(
     addresses = ", ".join(configs[0]["cluster"]["worker"])
     print(
         f"launching {workers} worker(s) on {addresses} (worker 0 is the chief): {shlex.join(command)}",
+        file=stderr,
+        flush=True,
+    )
+    ports = ", ".join(address.rsplit(":", 1)[1] for address in configs[0]["cluster"]["worker"])
+    print(
+        f"warning: TensorFlow's gRPC server listens on every interface (ports {ports}), whatever the "
+        "cluster addresses say, and runs graphs for anyone who connects: launch on a trusted network or "
+        "firewall the ports",
         file=stderr,
         flush=True,
     )

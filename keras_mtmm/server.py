@@ -11,6 +11,13 @@ PATH, `serve` runs it in the foreground; elsewhere it prints the equivalent
 container mounts the repository at the same absolute path, so the absolute
 `base_path` entries of `models.config` resolve inside it unchanged.
 
+What listens where: the Docker command publishes the ports on `host`
+(default `127.0.0.1`, this machine only; `--host 0.0.0.0` for every
+interface, an explicit choice). `tensorflow_model_server` itself has no
+flag for its listening address and binds every interface, so a local run
+says so on stderr: firewall the ports, or serve through Docker.
+A SavedModel is a program: serve only exports you trust.
+
 Example:
     >>> serve("saved_models", dry_run=True)  # doctest: +SKIP
     tensorflow_model_server --port=8500 --rest_api_port=8501 --model_config_file=/abs/saved_models/models.config ...
@@ -34,6 +41,7 @@ DOCKER_IMAGE = "tensorflow/serving"
 # The ports tensorflow_model_server listens on inside the tensorflow/serving container.
 CONTAINER_GRPC_PORT = 8500
 CONTAINER_REST_PORT = 8501
+DEFAULT_HOST = "127.0.0.1"  # loopback: this machine only
 
 
 def serve(
@@ -44,6 +52,7 @@ def serve(
     poll_seconds: int = 30,
     dry_run: bool = False,
     docker_image: str = DOCKER_IMAGE,
+    host: str = DEFAULT_HOST,
 ) -> int:
     """Run (or, with `dry_run`, print) TF Serving for a model repository; return the exit status.
 
@@ -55,6 +64,7 @@ def serve(
         poll_seconds: how often the server re-reads `models.config` (0: never).
         dry_run: print the command and start nothing.
         docker_image: the image of the printed `docker run` command (no local binary).
+        host: the address the Docker command publishes the ports on.
 
     Returns:
         The server's exit status (0 for a dry run).
@@ -65,15 +75,21 @@ def serve(
     """
     export_dir = Path(export_dir).resolve()
     _check_flags(port, rest_port, poll_seconds)
+    _check_host(host)
     _check_repository(export_dir, batching)
     binary = shutil.which(SERVER_BINARY)
     if binary is not None:
         command = [binary, *server_flags(export_dir, port, rest_port, batching, poll_seconds)]
+        print(
+            f"warning: {SERVER_BINARY} has no listening-address flag and binds every interface "
+            f"(ports {port} and {rest_port}); firewall them, or serve through Docker (published on {host})",
+            file=sys.stderr,
+        )
         print(shlex.join(command), flush=True)
         return 0 if dry_run else run_in_foreground(command)
     for warning in mount_warnings(export_dir):
         print(f"warning: {warning}", file=sys.stderr)
-    command = docker_command(export_dir, port, rest_port, batching, poll_seconds, docker_image)
+    command = docker_command(export_dir, port, rest_port, batching, poll_seconds, docker_image, host)
     print(shlex.join(command), flush=True)
     if dry_run:
         return 0
@@ -102,18 +118,25 @@ def server_flags(
 
 
 def docker_command(
-    export_dir: Path, port: int, rest_port: int, batching: bool, poll_seconds: int, image: str = DOCKER_IMAGE
+    export_dir: Path,
+    port: int,
+    rest_port: int,
+    batching: bool,
+    poll_seconds: int,
+    image: str = DOCKER_IMAGE,
+    host: str = DEFAULT_HOST,
 ) -> list[str]:
-    """`docker run` of the TF Serving image with the repository mounted at the same absolute path."""
+    """`docker run` of the TF Serving image with the repository mounted at the same absolute path,
+    its ports published on `host` only."""
     root = str(export_dir)
     return [
         "docker",
         "run",
         "--rm",
         "-p",
-        f"{port}:{CONTAINER_GRPC_PORT}",
+        f"{_publish_host(host)}:{port}:{CONTAINER_GRPC_PORT}",
         "-p",
-        f"{rest_port}:{CONTAINER_REST_PORT}",
+        f"{_publish_host(host)}:{rest_port}:{CONTAINER_REST_PORT}",
         "-v",
         f"{root}:{root}",
         image,
@@ -165,6 +188,24 @@ def _check_flags(port: int, rest_port: int, poll_seconds: int) -> None:
         raise UserError("--rest-port", f"is the same as --port ({port})", "give gRPC and REST different ports")
     if poll_seconds < 0:
         raise UserError("--poll-seconds", f"expected 0 or more, got {poll_seconds}", "0 never re-reads models.config")
+
+
+def _check_host(host: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise UserError(
+            "--host",
+            f"expected an IP address, got {host!r}",
+            "e.g. 127.0.0.1 (this machine) or 0.0.0.0 (every interface)",
+        ) from None
+
+
+def _publish_host(host: str) -> str:
+    """Docker's -p takes an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _check_repository(export_dir: Path, batching: bool) -> None:

@@ -13,7 +13,9 @@ from keras_mtmm.data.demo import (
     FILLER_WORDS,
     MATERIAL_PRICE_BONUS,
     MATERIALS,
+    SHAPE_PRICE_BONUS,
     SHAPES,
+    WARM_PRICE_BONUS,
     _generate_demo_with_latents,
     encode_png,
     generate_demo,
@@ -302,21 +304,24 @@ def test_premium_is_recoverable_from_decoded_image_and_material(table, decoded_i
     assert np.mean((table["premium"] == "yes") == (warm_from_image ^ luxe)) >= 0.9
 
 
-def test_price_missing_rate_and_formula(table, latents):
+def test_price_is_label_scarce_and_follows_its_formula(table, latents):
     price = table["price"]
     missing = np.isnan(price)
-    assert 0.05 < missing.mean() < 0.15
+    assert 0.8 < missing.mean() < 0.9
     weight = table["weight_kg"].astype(np.float64)
     weight = np.where(np.isnan(weight), np.nanmedian(weight), weight)
+    shape_bonus = np.array([SHAPE_PRICE_BONUS[SHAPES[s]] for s in latents["shape"]])
     bonus = np.array([MATERIAL_PRICE_BONUS[m] for m in table["material"]])
-    residual = price[~missing] - (20 + 30 * latents["area"] + 6 * weight + bonus)[~missing]
-    assert abs(residual.mean()) < 0.2
-    assert 1.8 < residual.std() < 2.2
+    clean = 20 + shape_bonus + WARM_PRICE_BONUS * latents["warm"] + bonus + 6 * weight
+    residual = price[~missing] - clean[~missing]
+    assert abs(residual.mean()) < 0.3
+    assert 1.7 < residual.std() < 2.3
 
 
-def test_price_correlates_with_weight_and_area(table, latents):
+def test_price_depends_on_the_image_features_the_other_tasks_learn(table, latents):
     usable = ~np.isnan(table["price"]) & ~np.isnan(table["weight_kg"])
     price = table["price"][usable]
     assert np.corrcoef(price, table["weight_kg"][usable])[0, 1] > 0.3
-    assert np.corrcoef(price, latents["area"][usable])[0, 1] > 0.2
+    assert np.corrcoef(price, latents["shape"][usable])[0, 1] > 0.2  # circle < square < triangle
+    assert np.corrcoef(price, latents["warm"][usable])[0, 1] > 0.2
     assert abs(np.corrcoef(price, table["age_days"][usable])[0, 1]) < 0.1

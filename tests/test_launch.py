@@ -74,7 +74,7 @@ def run_launch(command, workers, **kwargs):
 def test_cluster_spec_gives_every_worker_the_same_cluster_and_its_own_index():
     configs = cluster_spec(3, [5000, 5001, 5007])
     assert [config["task"] for config in configs] == [{"type": "worker", "index": i} for i in range(3)]
-    addresses = ["localhost:5000", "localhost:5001", "localhost:5007"]
+    addresses = ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5007"]
     assert all(config["cluster"] == {"worker": addresses} for config in configs)
     with pytest.raises(ValueError, match="expected 2 ports, got 1"):
         cluster_spec(2, [5000])
@@ -97,7 +97,7 @@ def test_every_worker_gets_its_tf_config_and_its_output_is_prefixed(tmp_path):
     addresses = configs[0]["cluster"]["worker"]
     assert all(config["cluster"] == {"worker": addresses} for config in configs)
     hosts, ports = zip(*(address.rsplit(":", 1) for address in addresses))
-    assert set(hosts) == {"localhost"}
+    assert set(hosts) == {"127.0.0.1"}  # loopback, not a name that may resolve elsewhere
     assert len(set(ports)) == 3
 
 

@@ -81,7 +81,7 @@ def test_without_the_binary_the_docker_command_is_printed_and_exit_is_2(reposito
     command = shlex.split(captured.out.strip())
     root = str(repository)
     assert command == [
-        "docker", "run", "--rm", "-p", "8500:8500", "-p", "8501:8501", "-v", f"{root}:{root}",
+        "docker", "run", "--rm", "-p", "127.0.0.1:8500:8500", "-p", "127.0.0.1:8501:8501", "-v", f"{root}:{root}",
         "tensorflow/serving:2.19.0", *expected_flags(repository),
     ]  # fmt: skip
     assert captured.err.strip().splitlines()[-1].startswith("error: tensorflow_model_server: is not installed here")
@@ -93,7 +93,22 @@ def test_without_the_binary_the_docker_command_is_printed_and_exit_is_2(reposito
     assert "warning" not in captured.err
 
     assert main(["serve", "--export-dir", str(repository), "--dry-run", "--rest-port", "8080"]) == 0
-    assert "-p 8080:8501" in capsys.readouterr().out
+    assert "-p 127.0.0.1:8080:8501" in capsys.readouterr().out
+
+
+def test_the_docker_ports_are_published_on_loopback_unless_a_host_is_chosen(repository, no_server, capsys):
+    assert main(["serve", "--export-dir", str(repository), "--dry-run", "--host", "0.0.0.0"]) == 0
+    assert "-p 0.0.0.0:8500:8500 -p 0.0.0.0:8501:8501" in capsys.readouterr().out
+    assert main(["serve", "--export-dir", str(repository), "--dry-run", "--host", "::1"]) == 0
+    assert "-p '[::1]:8500:8500'" in capsys.readouterr().out
+    assert main(["serve", "--export-dir", str(repository), "--dry-run", "--host", "my host"]) == 2
+    assert capsys.readouterr().err.startswith("error: --host: expected an IP address, got 'my host'")
+
+
+def test_a_local_server_run_says_it_binds_every_interface(repository, fake_server, capsys):
+    assert main(["serve", "--export-dir", str(repository), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: tensorflow_model_server has no listening-address flag and binds every interface" in err
 
 
 def test_a_base_path_outside_the_mount_is_warned_about(repository, tmp_path, no_server, capsys):
