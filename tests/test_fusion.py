@@ -142,6 +142,18 @@ def test_gated_fusion_known_answer(names):
         np.testing.assert_allclose(_np(layer(xs)), g * h[0] + (1 - g) * h[1], atol=1e-5)
 
 
+def test_gated_fusion_starts_with_equal_gates_over_the_present_modalities():
+    names = ["a", "b", "c"]
+    data = _features(names)
+    xs = [data[n] for n in names]
+    layer = GatedFusion(num_modalities=3, units=4)
+    np.testing.assert_allclose(_np(layer.modality_weight_values(xs)), np.full((len(xs[0]), 3), 1 / 3), atol=1e-6)
+    presence = np.ones((len(xs[0]), 3), np.float32)
+    presence[:, 1] = 0.0  # b missing everywhere: the other two share the weight
+    gates = _np(layer.modality_weight_values(xs, presence))
+    np.testing.assert_allclose(gates, np.tile([0.5, 0.0, 0.5], (len(xs[0]), 1)), atol=1e-6)
+
+
 @pytest.mark.parametrize("names", [["a", "b"], ["a", "b", "c"]])
 def test_attention_fusion_known_answer(names):
     data = _features(names)

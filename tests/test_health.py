@@ -130,6 +130,11 @@ def test_a_task_no_better_than_its_prior_is_warned_about_and_one_that_learned_is
     # accuracy well above the majority class's is learning, even where the loss has not moved 2%
     scores["kind"]["accuracy"] = 0.61
     assert label_prior_comparison(metadata, scores, priors)["kind"]["learned"] is True
+    # ... but not by what chance gives: late fusion on the demo's XOR, 0.535 over 0.495 on 400 rows
+    # (two standard errors are 0.050)
+    scores["kind"].update(loss=0.70, accuracy=0.535, labelled=400)
+    priors["kind"].update(accuracy=0.495)
+    assert label_prior_comparison(metadata, scores, priors)["kind"]["learned"] is False
 
 
 def test_a_run_writes_its_health_into_inspection_json(tiny_run):

@@ -55,7 +55,9 @@ class GatedFusion(keras.layers.Layer):
             keras.layers.Dense(self.units, activation="tanh", name=f"projection_{i}")
             for i in range(self.num_modalities)
         ]
-        self.gate = keras.layers.Dense(self.num_modalities, name="gate")
+        # Zero-initialised gate logits: every present modality starts with the same weight, 1/M, so no
+        # encoder is switched off (and starved of gradient) by a random initial preference.
+        self.gate = keras.layers.Dense(self.num_modalities, kernel_initializer="zeros", name="gate")
 
     def build(self, input_shapes):
         input_shapes = list(input_shapes)
