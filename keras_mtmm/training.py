@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -89,6 +90,39 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def check_writable_folder(folder: str | Path, flag: str) -> None:
+    """A folder the run will write into must be a directory it can create or write: found now, not after
+    training. Nothing is created here (a run that fails on its data leaves no folder behind)."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"is inside '{existing}', which is a file"
+        raise ConfigError(flag, f"'{folder}' {where}, not a folder", "pass a folder (it is created if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            flag, f"cannot write into '{existing}' (permission denied or read-only)", "pick a writable folder"
+        )
+
+
+def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool) -> None:
+    """A resumed run must see the data it started with; a fresh one records what it trains on."""
+    from keras_mtmm.data import fingerprint
+
+    current = fingerprint.fingerprint(splits)
+    stored = fingerprint.read(shared_run_dir / fingerprint.FILE_NAME) if resuming else None
+    changes = fingerprint.differences(stored, current) if stored is not None else []
+    if changes:
+        raise DataError(
+            "--output-dir",
+            f"{shared_run_dir} holds an interrupted run on other data ({'; '.join(changes)}), which would be resumed",
+            "rerun on the same data to resume, or pass another --output-dir"
+            f" (or delete {shared_run_dir / 'backup'} to start over there)",
+        )
+    fingerprint.write(run_dir / fingerprint.FILE_NAME, current)
+
+
 def train(
     config,
     output_dir: str | Path | None = None,
@@ -119,6 +153,8 @@ def train(
         from keras_mtmm.repository import check_request
 
         check_request(config.name, config.export.version, labels, keep)
+        check_writable_folder(export_dir if export_dir is not None else config.export.dir, "--export-dir")
+    check_writable_folder(output_dir if output_dir else Path(config.training.output_dir) / config.name, "--output-dir")
     if config.data.path:  # the resolved config must find the data from any folder
         config.data.path = str(Path(config.data.path).resolve())
     # Multi-worker collectives must be configured before TensorFlow runs anything: the strategy comes first.
@@ -141,9 +177,11 @@ def train(
             "rerun with the same config and --set flags to resume, or pass another --output-dir"
             f" (or delete {shared_run_dir / 'backup'} to start over there)",
         )
+    check_same_data(shared_run_dir, run_dir, splits, resuming=state is not None)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     preprocessor = Preprocessor.from_config(config)
-    label_counts = adapt_preprocessor(preprocessor, config, splits["train"], run_dir / "preprocessor")
+    with data_errors():  # adapting reads the first rows: a corrupt shard can show here
+        label_counts = adapt_preprocessor(preprocessor, config, splits["train"], run_dir / "preprocessor")
     configured = {task: task_config.weight for task, task_config in config.tasks.items()}
     task_weights = resolve_task_weights(config.weighting.strategy, configured, label_counts)
     metadata = model_metadata(config, preprocessor, task_weights)
@@ -416,4 +454,11 @@ def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, i
         for task, spec in preprocessor.tasks.items():
             entry = entries.get((spec["label"], spec["type"]))
             counts[task] += int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
+    for task, count in counts.items():
+        if count == 0:
+            raise DataError(
+                f"tasks.{task}.label",
+                f"column '{preprocessor.tasks[task]['label']}' has no labelled row in the training split",
+                "label some rows (an empty cell means unlabelled) or remove the task",
+            )
     return counts

@@ -355,7 +355,7 @@ def test_a_modality_may_not_take_the_presence_input_name():
         "modalities": {"modality_presence": {"type": "numeric", "columns": ["a"]}},
         "tasks": {"t": {"type": "regression", "label": "y"}},
     }
-    with pytest.raises(ConfigError, match="presence input"):
+    with pytest.raises(ConfigError, match="is reserved \\(the model's own input\\)"):
         config_from_dict(raw)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 
@@ -205,9 +206,11 @@ def test_a_corrupt_image_in_the_records_is_an_error_or_skipped_and_counted(prepa
     for name, values in table.items():  # strings as a CSV gives them (the records hold UTF-8 bytes)
         if name != "picture" and values.dtype == object:
             table[name] = np.array([v.decode() for v in values], dtype=object)
-    schema["splits"]["train"]["files"] = write_shards(table, schema["columns"], bad, "train", 2)
+    schema["splits"]["train"]["files"] = files = write_shards(table, schema["columns"], bad, "train", 2)
+    schema["splits"]["train"]["sizes"] = [(bad / name).stat().st_size for name in files]
     for split in ("validation", "test"):
-        schema["splits"][split]["files"] = [str(out / name) for name in schema["splits"][split]["files"]]
+        for name in schema["splits"][split]["files"]:
+            shutil.copy(out / name, bad / name)
     (bad / SCHEMA_FILE).write_text(json.dumps(schema))
 
     with pytest.raises(DataError, match="on_bad_record: skip"):

@@ -293,6 +293,13 @@ def data_errors():
     """Turn a keras_mtmm check that failed inside the input pipeline into a `DataError`."""
     try:
         yield
+    except tf.errors.DataLossError as error:
+        detail = " ".join(error.message.split())[:300]
+        raise DataError(
+            "data",
+            f"a TFRecord shard is truncated or corrupt ({detail})",
+            "re-run `mtmm prepare` to rewrite the shards",
+        ) from None
     except tf.errors.InvalidArgumentError as error:
         message = error.message
         if "keras_mtmm:" not in message:

@@ -38,3 +38,22 @@ def test_one_error_line_and_nothing_else_on_stderr(tmp_path, config, expected):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--output-dir", "--export-dir"])
+def test_an_output_folder_that_is_a_file_is_refused_before_anything_runs(tmp_path, capsys, flag):
+    from keras_mtmm.cli import main
+
+    from ..conftest import DEMO_CONFIG
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    argv = ["train", "--config", str(DEMO_CONFIG), "--set", "data.num_examples=50", flag, str(blocker / "sub")]
+    if flag == "--export-dir":
+        argv += ["--output-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {flag}: '{blocker / 'sub'}' is inside '{blocker}', which is a file, not a folder; "
+        "pass a folder (it is created if missing)"
+    )
+    assert not (tmp_path / "run").exists()

@@ -93,3 +93,11 @@ def test_an_export_refuses_a_model_with_non_finite_variables(tiny_run, tmp_path)
     with pytest.raises(ExportError, match=r"1 of \d+ model variables hold NaN"):
         export_model(network, tiny_run.preprocessor, "", {}, tmp_path, "nan_model")
     assert not (tmp_path / "nan_model").exists()
+
+
+def test_a_task_with_no_labelled_training_row_is_refused_before_training(tmp_path):
+    from keras_mtmm.training import train
+
+    table = {"a": np.arange(20.0), "b": np.ones(20), "y": np.full(20, np.nan)}
+    with pytest.raises(DataError, match=r"tasks.y.label: column 'y' has no labelled row in the training split"):
+        train(_config(), output_dir=tmp_path / "run", export=False, verbose=0, data=table)
