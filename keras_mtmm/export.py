@@ -187,6 +187,18 @@ def read_export_metadata(path: str | Path) -> tuple[str, dict]:
             "not a keras_mtmm export (assets.extra/keras_mtmm_*.* missing)",
             "pass a version folder written by train.py",
         ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExportError(
+            str(extra / METADATA_ASSET),
+            f"is damaged or not keras_mtmm's ({error.__class__.__name__}: {error})",
+            "re-export the model (mtmm export --run RUN)",
+        ) from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("tasks"), dict):
+        raise ExportError(
+            str(extra / METADATA_ASSET),
+            "is not keras_mtmm export metadata (no 'tasks' mapping)",
+            "re-export the model (mtmm export --run RUN)",
+        )
     return config_yaml, metadata
 
 

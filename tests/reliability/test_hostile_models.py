@@ -1,0 +1,43 @@
+"""Model files that were tampered with or hold code: one error naming the file, nothing run."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mtmm.errors import UserError
+from keras_mtmm.export import read_export_metadata
+from keras_mtmm.model import load_checkpoint
+
+
+def test_a_keras_file_with_a_lambda_is_refused_without_running_it(tmp_path):
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(UserError, match="holds Python code"):
+        load_checkpoint(path)
+
+
+def test_a_file_that_is_not_a_keras_archive(tmp_path):
+    path = tmp_path / "junk.keras"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(UserError, match=str(path)):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]"], ids=["json", "utf8", "shape"])
+def test_tampered_export_metadata_is_named(tiny_run, tmp_path, content):
+    export = tmp_path / "export"
+    shutil.copytree(tiny_run.export_path, export)
+    (export / "assets.extra" / "keras_mtmm_metadata.json").write_bytes(content)
+    with pytest.raises(UserError, match="keras_mtmm_metadata.json: is"):
+        read_export_metadata(export)
+
+
+def test_an_intact_export_reads(tiny_run):
+    _, metadata = read_export_metadata(tiny_run.export_path)
+    assert set(metadata["tasks"]) == {"shape", "premium", "price"} and np.isfinite(len(metadata))
