@@ -185,8 +185,8 @@ def read_csv_rows(path: Path, columns: dict[str, str], id_column: str | None) ->
                 raise DataError(f"{path}:1: column '{column}'", f"{needed} but not in the header", _has(header))
         positions = {name: header.index(name) for name in wanted}
         for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
+            if not row or (len(row) == 1 < len(header) and not row[0].strip()):
+                continue  # a blank line; a row of empty cells is a row with every input missing, and is scored
             where = f"{path}:{reader.line_num}"  # line_num: the row's last physical line
             if len(row) != len(header):
                 raise DataError(where, f"expected {len(header)} cells, got {len(row)}", "fix the row's commas/quotes")

@@ -142,9 +142,19 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
     if task_names is None:
         raise ValueError("export_model: the model must return a dict of outputs keyed by task name")
 
-    def run(raw_inputs):
+    def forward(raw_inputs):
         features = preprocessor.transform(dict(zip(names, raw_inputs)))
         return model(features, training=False)
+
+    def run(raw_inputs):
+        # An empty batch answers with empty outputs: it runs on one all-missing row, sliced away (some
+        # layers cannot run on 0 rows), so every signature has the same output shapes for any batch.
+        def empty():
+            outputs = forward([_missing_row(spec) for spec in input_signature])
+            return {key: value[:0] for key, value in outputs.items()}
+
+        rows = tf.shape(raw_inputs[0])[0]
+        return tf.cond(rows > 0, lambda: forward(raw_inputs), empty)
 
     def serve(*raw_inputs):
         outputs = run(raw_inputs)
@@ -173,6 +183,14 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
     for task in task_names:
         archive.add_endpoint(task_signature(task), serve_task(task), input_signature=input_signature)
     archive.write_out(str(path), verbose=False)
+
+
+def _missing_row(spec: tf.TensorSpec) -> tf.Tensor:
+    """One row of a raw serving input with the modality missing ("" or NaN)."""
+    shape = [1, *spec.shape[1:]]
+    if spec.dtype == tf.string:
+        return tf.fill(shape, "")
+    return tf.fill(shape, tf.constant(float("nan"), spec.dtype))
 
 
 def read_export_metadata(path: str | Path) -> tuple[str, dict]:
