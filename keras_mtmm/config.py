@@ -45,6 +45,9 @@ class DataConfig:
     - `read_parallelism`: TFRecord shard files read at once.
     - `on_bad_record`: `error` (stop, naming the file and row) or `skip` (leave
       the record out and count it in the run summary) for an unreadable image.
+    - `max_file_bytes`: the largest image file a CSV cell may name (32 MiB);
+      an image must also be a regular file and declare at most 40 million
+      pixels.
     - When tasks have their own data (`tasks.<t>.data`), `mixing` says how a
       training step draws from the datasets: `joint` (every batch mixes
       examples of all datasets) or `interleaved` (every batch comes from one
@@ -62,6 +65,7 @@ class DataConfig:
     adapt_rows: int = 100000
     read_parallelism: int = 16
     on_bad_record: str = "error"
+    max_file_bytes: int = 32 << 20
     mixing: str = "joint"
     sampler: str = "proportional"
     temperature: float = 2.0

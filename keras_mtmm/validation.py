@@ -158,6 +158,7 @@ def _validate_data(data, where: str, registries: Any) -> None:
             raise ConfigError(f"{where}.{key}", f"expected a fraction in [0, 0.5), got {fraction}", "e.g. 0.1")
     _check_positive(f"{where}.adapt_rows", data.adapt_rows)
     _check_positive(f"{where}.read_parallelism", data.read_parallelism)
+    _check_positive(f"{where}.max_file_bytes", data.max_file_bytes)
     if data.on_bad_record not in ("error", "skip"):
         raise ConfigError(
             f"{where}.on_bad_record", f"expected error or skip, got {data.on_bad_record!r}", "use error or skip"

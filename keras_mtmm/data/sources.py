@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ from keras_mtmm.registries import SOURCES
 # The largest CSV cell read (Python's csv module stops at its field limit): images and audio live in files.
 MAX_CELL_BYTES = 1 << 20
 csv.field_size_limit(MAX_CELL_BYTES)
+# Image files: the largest file read (`data.max_file_bytes`' default) and the most pixels decoded.
+MAX_FILE_BYTES = 32 << 20
+MAX_IMAGE_PIXELS = 40_000_000
 
 # Leading bytes of the image formats tf.io.decode_image reads.
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
@@ -115,7 +119,11 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
             images = []
             for index, cell in enumerate(cells):
                 try:
-                    images.append(read_image_bytes(cell, path.parent, f"{path}:{lines[index]}: column '{name}'"))
+                    images.append(
+                        read_image_bytes(
+                            cell, path.parent, f"{path}:{lines[index]}: column '{name}'", data.max_file_bytes
+                        )
+                    )
                 except BadImage as error:
                     if data.on_bad_record != "skip":
                         raise
@@ -205,28 +213,77 @@ def _parse_cell(cell: str, kind: str, column: str, where: str, folder: Path):
     return cell
 
 
-def read_image_bytes(cell: str, folder: Path, where: str) -> bytes:
-    """Read an image file named in a CSV cell; an empty cell is a missing image (b"")."""
+def read_image_bytes(cell: str, folder: Path, where: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read an image file named in a CSV cell; an empty cell is a missing image (b"").
+
+    The file must be a regular file (not a FIFO or a device, which could block
+    or never end) of at most `max_bytes` (`data.max_file_bytes`), and its
+    header must declare at most `MAX_IMAGE_PIXELS` pixels before anything is
+    decoded (a small file can declare a huge image).
+    """
     if not cell:
         return b""
     image_path = Path(cell)
     if not image_path.is_absolute():
         image_path = folder / image_path
+    skip = "or set data.on_bad_record: skip"
     try:
+        info = image_path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise BadImage(where, f"'{image_path}' is not a regular file", f"name an image file, {skip}")
+        if info.st_size > max_bytes:
+            raise BadImage(
+                where,
+                f"'{image_path}' has {info.st_size:,} bytes, over data.max_file_bytes ({max_bytes:,})",
+                f"shrink the image or raise data.max_file_bytes, {skip}",
+            )
         content = image_path.read_bytes()
     except OSError as error:
         raise BadImage(
             where,
             f"cannot read image '{image_path}' ({error.strerror})",
-            "fix the path (relative to the CSV), or set data.on_bad_record: skip",
+            f"fix the path (relative to the CSV), {skip}",
         ) from None
-    if not content.startswith(IMAGE_SIGNATURES) or not _decodes(content):
+    if not content.startswith(IMAGE_SIGNATURES):
+        raise BadImage(where, f"'{image_path}' is not a readable PNG, JPEG, GIF or BMP image", f"replace it, {skip}")
+    size = declared_size(content)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise BadImage(
+            where,
+            f"'{image_path}' declares {size[0]:,} x {size[1]:,} pixels, over the limit of {MAX_IMAGE_PIXELS:,}",
+            f"downscale the image, {skip}",
+        )
+    if not _decodes(content):
         raise BadImage(
             where,
             f"'{image_path}' is not a readable PNG, JPEG, GIF or BMP image",
             "replace or remove the file, or set data.on_bad_record: skip",
         )
     return content
+
+
+def declared_size(content: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding it; None where the header does not say."""
+    import struct
+
+    try:
+        if content.startswith(b"\x89PNG\r\n\x1a\n"):
+            return struct.unpack(">II", content[16:24])
+        if content.startswith((b"GIF87a", b"GIF89a")):
+            return struct.unpack("<HH", content[6:10])
+        if content.startswith(b"BM"):
+            width, height = struct.unpack("<ii", content[18:26])
+            return abs(width), abs(height)
+        if content.startswith(b"\xff\xd8\xff"):
+            import tensorflow as tf
+
+            height, width, _ = (int(v) for v in tf.io.extract_jpeg_shape(content).numpy())
+            return width, height
+    except (struct.error, ValueError):
+        return None
+    except Exception:  # a JPEG whose header TensorFlow cannot read: the decoder check says so
+        return None
+    return None
 
 
 def _decodes(content: bytes) -> bool:
