@@ -211,10 +211,10 @@ def read_export_metadata(path: str | Path) -> tuple[str, dict]:
             f"is damaged or not keras_mtmm's ({error.__class__.__name__}: {error})",
             "re-export the model (mtmm export --run RUN)",
         ) from None
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("tasks"), dict):
+    if not isinstance(metadata, dict):
         raise ExportError(
             str(extra / METADATA_ASSET),
-            "is not keras_mtmm export metadata (no 'tasks' mapping)",
+            f"is not keras_mtmm export metadata (a JSON {type(metadata).__name__}, not an object)",
             "re-export the model (mtmm export --run RUN)",
         )
     return config_yaml, metadata

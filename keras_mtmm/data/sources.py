@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import stat
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,8 @@ def declared_size(content: bytes) -> tuple[int, int] | None:
 
     try:
         if content.startswith(b"\x89PNG\r\n\x1a\n"):
+            if content[12:16] != b"IHDR" or struct.unpack(">I", content[29:33])[0] != zlib.crc32(content[12:29]):
+                return None  # not a well-formed header: the decoder check says the file is unreadable
             return struct.unpack(">II", content[16:24])
         if content.startswith((b"GIF87a", b"GIF89a")):
             return struct.unpack("<HH", content[6:10])
