@@ -2,7 +2,14 @@
 
 from setuptools import find_packages, setup
 
-TEST = ["pytest>=8,<10", "pytest-xdist>=3", "pytest-randomly>=3.15", "pandas>=2", "matplotlib>=3.8"]
+TEST = [
+    "pytest>=8,<10",
+    "pytest-xdist>=3",
+    "pytest-randomly>=3.15",
+    "pandas>=2",
+    "matplotlib>=3.8",
+    "hypothesis>=6.100",
+]
 
 setup(
     name="keras_mtmm",
@@ -26,6 +33,7 @@ setup(
         # pandas: the DataFrame path of `data.source: memory` is tested, not required.
         # pytest-xdist: the suite is mostly single-threaded graph tracing; 2 workers halve it on 2 cores.
         # matplotlib: the run report's figures (`mtmm report`), tested by the default suite.
+        # hypothesis: the property-based fuzz of the config loader and the CSV reader (tests/reliability).
         # pytest-randomly: every run takes a new test order (printed as --randomly-seed=N), so an
         # order-dependent test shows up instead of hiding.
         "test": TEST,
