@@ -24,7 +24,14 @@ from keras_mtmm.training import train  # noqa: E402
 
 histories = {}
 for kind in ("none", "mirrored"):
-    overrides = [*TINY_OVERRIDES, "training.epochs=2", "sharing.dropout=0.0", f"training.distribute={kind}"]
+    # cache off in both: `auto` caches with one device and streams with several (different example orders)
+    overrides = [
+        *TINY_OVERRIDES,
+        "training.epochs=2",
+        "sharing.dropout=0.0",
+        "training.cache=false",
+        f"training.distribute={kind}",
+    ]
     config = load_config(DEMO_CONFIG, overrides + sys.argv[2:])
     result = train(config, output_dir=os.path.join(sys.argv[1], kind), export=False, verbose=0)
     histories[kind] = {"history": result.history, "weights": [w.tolist() for w in result.model.get_weights()]}
