@@ -184,3 +184,33 @@ class NonFiniteGuard(keras.callbacks.Callback):
             f"nothing was exported; {kept}. Lower training.learning_rate, or check those tasks' labels and"
             " features for extreme values",
         )
+
+
+def load_checkpoint(path) -> keras.Model:
+    """Load a `.keras` checkpoint written by training (a `MultiTaskModel`), without its compile state.
+
+    Importing this module and the registries registers every keras_mtmm
+    layer, loss and model, so no `custom_objects` are needed.
+    """
+    import zipfile
+
+    import keras_mtmm.registries  # noqa: F401
+    from keras_mtmm.errors import UserError
+
+    try:
+        return keras.models.load_model(path, compile=False)  # safe_mode: no Python code is deserialized
+    except ValueError as error:
+        text = str(error)
+        if "safe_mode" in text or "Lambda" in text:
+            raise UserError(
+                str(path),
+                "holds Python code (a Lambda layer or function), which Keras' safe mode refuses to run",
+                "load only checkpoints written by keras_mtmm's training",
+            ) from None
+        raise UserError(
+            str(path),
+            f"is not a loadable keras_mtmm checkpoint ({text.splitlines()[0][:200]})",
+            "pass a run's best.keras",
+        ) from None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise UserError(str(path), f"cannot be read as a .keras file ({error})", "pass a run's best.keras") from None

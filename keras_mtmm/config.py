@@ -14,17 +14,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from keras_mtmm.errors import ConfigError, did_you_mean
+from keras_mtmm.config_types import build, deep_copy
+from keras_mtmm.config_yaml import MAX_YAML_NODES, load_yaml  # noqa: F401 (MAX_YAML_NODES: part of the API)
+from keras_mtmm.errors import ConfigError
 
 # The model input that says which modalities each example has (float32 [B, M], 1 = present);
 # no modality may take this name.
@@ -331,88 +329,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     return config_from_dict(raw, overrides)
 
 
-MAX_YAML_ALIASES = 100
-MAX_YAML_DEPTH = 50
-MAX_YAML_NODES = 100_000  # counted with every alias expanded: a config is a few hundred
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing duplicate keys, many aliases, deep nesting and alias bombs."""
-
-    def __init__(self, stream, where: str):
-        super().__init__(stream)
-        self.where = where
-        self.aliases = 0
-        self.depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_YAML_ALIASES:
-                self._refuse(f"more than {MAX_YAML_ALIASES} aliases (*name)", "write the values out")
-        self.depth += 1
-        if self.depth > MAX_YAML_DEPTH:
-            self._refuse(f"nesting deeper than {MAX_YAML_DEPTH} levels", "flatten the config")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise ConfigError(
-                    f"{self.where}:{key_node.start_mark.line + 1}",
-                    f"duplicate key {key!r}",
-                    "keep one of them (YAML would silently use the last)",
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-    def _refuse(self, what: str, fix: str):
-        mark = self.peek_event().start_mark
-        raise ConfigError(f"{self.where}:{mark.line + 1}", f"the YAML has {what}", fix)
-
-
-def load_yaml(text: str, where: str) -> Any:
-    """Parse YAML with the safe loader, bounded: no duplicate keys, at most `MAX_YAML_ALIASES` aliases,
-    `MAX_YAML_DEPTH` levels and `MAX_YAML_NODES` nodes once aliases are expanded (no "billion laughs")."""
-    loader = _BoundedLoader(text, where)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise ConfigError(
-                where, f"the YAML expands to more than {MAX_YAML_NODES:,} values (aliases)", "write the values out"
-            )
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _expanded_size(node, sizes: dict) -> int:
-    """How many nodes `node` stands for with every alias written out (memoized per node: linear time)."""
-    key = id(node)
-    if key not in sizes:
-        sizes[key] = MAX_YAML_NODES + 1  # a node inside itself (a recursive alias) is refused as too big
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [item for pair in node.value for item in pair]
-        else:
-            children = []
-        total = 1
-        for child in children:
-            total += _expanded_size(child, sizes)
-            if total > MAX_YAML_NODES:
-                break
-        sizes[key] = total
-    return sizes[key]
-
-
 def config_from_dict(
     raw: dict[str, Any], overrides: list[str] | None = None, check_files: bool = True
 ) -> ExperimentConfig:
@@ -421,10 +337,10 @@ def config_from_dict(
     `check_files=False` leaves out the checks of files the config names
     (TF Hub handles), for a config read back from an export.
     """
-    raw = _deep_copy(raw)
+    raw = deep_copy(raw)
     for override in overrides or []:
         apply_override(raw, override)
-    config = _build(ExperimentConfig, raw, "")
+    config = build(ExperimentConfig, raw, "")
     validate(config, check_files)
     return config
 
@@ -457,117 +373,3 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             raise ConfigError(where, f"cannot set '{key}': '{where}' is not a mapping", "check the dotted key")
         node = child
     node[parts[-1]] = value
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _deep_copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(item) for item in value]
-    return value
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    """Convert raw data into dataclass `cls`, checking keys and types."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            where or "config",
-            f"expected a mapping, got {type(raw).__name__} {raw!r}",
-            f"write '{where}' as a block of keys",
-        )
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in names:
-            suggestion = did_you_mean(key, names)
-            fix = suggestion or f"known keys: {', '.join(names)}"
-            raise ConfigError(_join(where, str(key)), "unknown key", fix)
-    values = {key: _convert(hints[key], raw[key], _join(where, key)) for key in raw}
-    return cls(**values)
-
-
-def _type_name(hint: Any) -> str:
-    if hint is type(None):
-        return "null"
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(hint)[0])}"
-    if origin is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
-        hint, getattr(hint, "__name__", str(hint))
-    )
-
-
-_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    """Check `value` against the type hint and convert it (int -> float, nested dataclasses)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, where)
-            except ConfigError as error:
-                if error.where != where or "finite" in error.what:
-                    raise  # the right kind with a bad part (an unknown key, a NaN item) says more
-        raise _type_error(hint, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise _type_error(hint, value, where)
-        (item_hint,) = typing.get_args(hint)
-        return [_convert(item_hint, item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise _type_error(hint, value, where)
-        _, item_hint = typing.get_args(hint)
-        return {str(key): _convert(item_hint, item, _join(where, str(key))) for key, item in value.items()}
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _type_error(hint, value, where)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(hint, value, where)
-        return value
-    if hint is float:
-        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(hint, value, where)
-        if not math.isfinite(value):
-            raise ConfigError(where, f"expected a finite number, got {value}", f"set '{where}' to a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise _type_error(hint, value, where)
-        return value
-    raise TypeError(f"unsupported config type {hint!r} at {where}")
-
-
-def _type_error(hint: Any, value: Any, where: str) -> ConfigError:
-    return ConfigError(
-        where,
-        f"expected {_type_name(hint)}, got {type(value).__name__} {value!r}",
-        f"set '{where}' to {_type_name(hint)}",
-    )

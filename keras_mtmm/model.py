@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_mtmm.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.encoders import build_encoder
 from keras_mtmm.fusion import ModalityDropout, TokenMask, build_fusion
@@ -106,36 +107,6 @@ def _token_ids(config, name: str) -> bool:
     """Whether a modality's model input is token ids (0 = padding), aligned with its encoder's sequence."""
     modality = config.modalities[name]
     return modality.type == "text" and modality.encoder.type in ("conv1d", "bag")
-
-
-def load_checkpoint(path) -> keras.Model:
-    """Load a `.keras` checkpoint written by training (a `MultiTaskModel`), without its compile state.
-
-    Importing this module and the registries registers every keras_mtmm
-    layer, loss and model, so no `custom_objects` are needed.
-    """
-    import zipfile
-
-    import keras_mtmm.registries  # noqa: F401
-    from keras_mtmm.errors import UserError
-
-    try:
-        return keras.models.load_model(path, compile=False)  # safe_mode: no Python code is deserialized
-    except ValueError as error:
-        text = str(error)
-        if "safe_mode" in text or "Lambda" in text:
-            raise UserError(
-                str(path),
-                "holds Python code (a Lambda layer or function), which Keras' safe mode refuses to run",
-                "load only checkpoints written by keras_mtmm's training",
-            ) from None
-        raise UserError(
-            str(path),
-            f"is not a loadable keras_mtmm checkpoint ({text.splitlines()[0][:200]})",
-            "pass a run's best.keras",
-        ) from None
-    except (OSError, zipfile.BadZipFile) as error:
-        raise UserError(str(path), f"cannot be read as a .keras file ({error})", "pass a run's best.keras") from None
 
 
 def _sharing(config, task_names: list[str], name: str):

@@ -33,9 +33,7 @@ target and a 0/1 mask per task.
 from __future__ import annotations
 
 import json
-import math
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +43,17 @@ import tensorflow as tf
 
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.data.tables import label_column, modality_inputs
-from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
 from keras_mtmm.heads import get_task_type
+from keras_mtmm.image_decoding import decode_images
+from keras_mtmm.preprocessing_labels import encode_labels_tf
+from keras_mtmm.preprocessing_stats import (
+    category_vocabulary,
+    check_finite_training_values,
+    numeric_statistics,
+    target_statistics,
+    text_vocabulary,
+)
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -119,17 +125,17 @@ class Preprocessor:
         for name, spec in self.modalities.items():
             values = inputs[name]
             if spec["type"] == "text" and not spec.get("raw_text", False):
-                vocabulary = _text_vocabulary(values, spec["max_tokens"], spec["sequence_length"])
+                vocabulary = text_vocabulary(values, spec["max_tokens"], spec["sequence_length"])
                 (folder / f"vocabulary_{name}.txt").write_text(
                     "".join(f"{token}\n" for token in vocabulary), encoding="utf-8"
                 )
                 state["text"][name] = f"vocabulary_{name}.txt"
             elif spec["type"] == "numeric":
-                _check_finite_training_values(values, spec["columns"])
-                state["numeric"][name] = _numeric_statistics(values)
+                check_finite_training_values(values, spec["columns"])
+                state["numeric"][name] = numeric_statistics(values)
             elif spec["type"] == "categorical":
                 state["categorical"][name] = [
-                    _category_vocabulary(values[:, i], spec["max_tokens"]) for i in range(values.shape[1])
+                    category_vocabulary(values[:, i], spec["max_tokens"]) for i in range(values.shape[1])
                 ]
         for name, spec in self.tasks.items():
             task_type = get_task_type(spec["type"])
@@ -139,7 +145,7 @@ class Preprocessor:
             state["classes"][name] = list(classes)
             if not task_type.has_classes:
                 targets, mask = task_type.encode(table[spec["label"]], [], f"tasks.{name}.label", self.label_separator)
-                state["targets"][name] = _target_statistics(targets[mask > 0, 0])
+                state["targets"][name] = target_statistics(targets[mask > 0, 0])
         self.state = state
         self.folder = folder
         self._write_state()
@@ -319,50 +325,9 @@ class Preprocessor:
         return inputs
 
     def encode_labels_tf(self, columns: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """`encode_labels` in TensorFlow, for streamed column batches: the same targets and masks.
-
-        A label outside the known classes fails the input pipeline with a
-        message naming the task and the values (`keras_mtmm:` prefixed, so
-        training turns it into a `DataError`).
-        """
+        """`encode_labels` in TensorFlow, for streamed column batches (`keras_mtmm.preprocessing_labels`)."""
         self._require_adapted()
-        targets, masks = {}, {}
-        batch = tf.shape(next(iter(columns.values())))[0]
-        for name, spec in self.tasks.items():
-            raw = columns.get(spec["label"])
-            if raw is None:  # another task's dataset: unlabelled for this task
-                raw = tf.fill([batch], math.nan) if spec["type"] == "regression" else tf.fill([batch], "")
-            if spec["type"] == "regression":
-                value = tf.cast(raw, tf.float32)
-                present = tf.math.is_finite(value)
-                targets[name] = tf.where(present, value, tf.zeros_like(value))[:, None]
-                masks[name] = tf.cast(present, tf.float32)
-                continue
-            classes = self.state["classes"][name]
-            table = self._label_tables[name]
-            text = tf.strings.strip(raw)
-            present = tf.strings.length(text) > 0
-            if spec["type"] == "multilabel":
-                parts = tf.strings.strip(tf.strings.split(text, self.label_separator))
-                ids = tf.ragged.map_flat_values(table.lookup, parts)
-                unknown_parts = tf.logical_and(ids.flat_values < 0, tf.repeat(present, parts.row_lengths()))
-                check = _label_check(name, classes, tf.reduce_any(unknown_parts), parts.flat_values, unknown_parts)
-                with tf.control_dependencies([check]):
-                    depth = len(classes)
-                    hot = tf.ragged.map_flat_values(lambda i, depth=depth: tf.one_hot(tf.maximum(i, 0), depth), ids)
-                    target = tf.reduce_max(hot, axis=1)  # [B, C]; rows without labels are masked below
-                targets[name] = tf.where(present[:, None], target, tf.zeros_like(target))
-            else:
-                ids = table.lookup(text)
-                unknown = tf.logical_and(present, ids < 0)
-                check = _label_check(name, classes, tf.reduce_any(unknown), text, unknown)
-                with tf.control_dependencies([check]):
-                    index = tf.where(present, ids, tf.zeros_like(ids))
-                targets[name] = (
-                    tf.cast(index, tf.float32)[:, None] if spec["type"] == "binary" else tf.cast(index, tf.int32)
-                )
-            masks[name] = tf.cast(present, tf.float32)
-        return targets, masks
+        return encode_labels_tf(columns, self.tasks, self.state["classes"], self._label_tables, self.label_separator)
 
     def transform(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Batched raw inputs -> model inputs. Pure TF: runs in tf.data and in serving."""
@@ -415,18 +380,6 @@ class Preprocessor:
         return targets, masks
 
 
-def _label_check(task: str, classes: list[str], failed, values, where_failed):
-    """An assertion (to run before the targets are used) that no label is outside `classes`."""
-    return tf.debugging.Assert(
-        tf.logical_not(failed),
-        [
-            f"keras_mtmm: tasks.{task}.label: labels not among the known classes {classes}:",
-            tf.boolean_mask(values, where_failed)[:5],
-        ],
-        summarize=5,
-    )
-
-
 class _Specs(dict):
     """Adapts spec dicts to the attribute access `modality_inputs` expects."""
 
@@ -438,66 +391,3 @@ class _Spec:
     def __init__(self, spec: dict):
         self.type = spec["type"]
         self.columns = spec["columns"]
-
-
-def decode_images(images: tf.Tensor, image_size: list[int]) -> tf.Tensor:
-    """Encoded image bytes [B] -> float32 [B, H, W, 3] in [0, 1]; "" gives zeros."""
-    height, width = int(image_size[0]), int(image_size[1])
-
-    def decode_one(encoded):
-        def decode():
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            image = tf.image.convert_image_dtype(image, tf.float32)
-            return tf.image.resize(image, [height, width])
-
-        image = tf.cond(tf.strings.length(encoded) > 0, decode, lambda: tf.zeros([height, width, 3], tf.float32))
-        image.set_shape([height, width, 3])
-        return image
-
-    return tf.map_fn(decode_one, images, fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))
-
-
-def _text_vocabulary(texts: np.ndarray, max_tokens: int, sequence_length: int) -> list[str]:
-    layer = keras.layers.TextVectorization(max_tokens=max_tokens, output_sequence_length=sequence_length)
-    layer.adapt(tf.constant(list(texts), dtype=tf.string), batch_size=1024)
-    vocabulary = layer.get_vocabulary(include_special_tokens=False)
-    if not vocabulary:
-        raise DataError("text", "the training texts hold no token", "check the text column")
-    return vocabulary
-
-
-def _check_finite_training_values(values: np.ndarray, columns: list[str]) -> None:
-    """±inf in a training feature would train a NaN model (NaN is a missing value, and fine)."""
-    infinite = np.isinf(values.astype(np.float64))
-    if infinite.any():
-        row, index = (int(i[0]) for i in np.nonzero(infinite))
-        raise DataError(
-            f"the training data: column '{columns[index]}'",
-            f"row {row} holds {float(values[row, index])!r}, which is not a finite number",
-            "fix the value or leave it empty for a missing value (or set data.on_bad_record: skip for CSV data)",
-        )
-
-
-def _numeric_statistics(values: np.ndarray) -> dict[str, list[float]]:
-    values = values.astype(np.float64)
-    present = np.isfinite(values)
-    counts = present.sum(axis=0)
-    safe = np.where(present, values, 0.0)
-    mean = np.where(counts > 0, safe.sum(axis=0) / np.maximum(counts, 1), 0.0)
-    squares = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0)
-    variance = np.where(counts > 0, squares / np.maximum(counts, 1), 1.0)
-    variance = np.where(variance > 1e-12, variance, 1.0)
-    return {"mean": mean.tolist(), "variance": variance.tolist()}
-
-
-def _target_statistics(values: np.ndarray) -> dict[str, float]:
-    if len(values) == 0:
-        return {"mean": 0.0, "std": 1.0}
-    std = float(np.std(values.astype(np.float64)))
-    return {"mean": float(np.mean(values.astype(np.float64))), "std": std if std > 1e-12 else 1.0}
-
-
-def _category_vocabulary(values: np.ndarray, max_tokens: int) -> list[str]:
-    counts = Counter(v for v in as_strings(values) if v)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [value for value, _ in ranked[:max_tokens]]
