@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
 from keras_mtmm.registries import TASK_TYPES
+from keras_mtmm.scores import f1, mean_defined, roc_auc  # noqa: F401 (f1, roc_auc: re-exported)
 
 EPSILON = 1e-7  # keras.config.epsilon(): the clip used by Keras' cross-entropies
 
@@ -327,7 +328,7 @@ class MultilabelTask(TaskType):
         table = {
             "f1_micro": lambda: f1(truth.ravel(), predicted.ravel()),
             "f1_macro": lambda: float(np.mean([f1(truth[:, c], predicted[:, c]) for c in range(truth.shape[1])])),
-            "auc": lambda: _mean_defined([roc_auc(targets[:, c], predictions[:, c]) for c in range(truth.shape[1])]),
+            "auc": lambda: mean_defined([roc_auc(targets[:, c], predictions[:, c]) for c in range(truth.shape[1])]),
         }
         return {m: table[m]() for m in metrics}
 
@@ -389,32 +390,6 @@ class RegressionTask(TaskType):
         error = predictions[:, 0].astype(np.float64) - targets[:, 0].astype(np.float64)
         table = {"mae": lambda: float(np.mean(np.abs(error))), "rmse": lambda: float(np.sqrt(np.mean(error**2)))}
         return {m: table[m]() for m in metrics}
-
-
-def roc_auc(targets: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann–Whitney U, ties averaged); None if one class is absent."""
-    positive = np.asarray(targets) > 0.5
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts)
-    average_rank = upper - (counts - 1) / 2.0
-    ranks = average_rank[inverse]
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def f1(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """F1 of boolean arrays; 0 when there is neither a true nor a predicted positive."""
-    true_positive = float(np.sum(truth & predicted))
-    denominator = float(np.sum(truth) + np.sum(predicted))
-    return 2.0 * true_positive / denominator if denominator else 0.0
-
-
-def _mean_defined(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
 
 
 def get_task_type(name: str, where: str | None = None) -> TaskType:
