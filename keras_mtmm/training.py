@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import platform
 import shutil
 import tempfile
@@ -64,6 +63,7 @@ from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.run_files import write_summaries, write_timings
+from keras_mtmm.run_guards import adapt_preprocessor, check_same_data, check_writable_folder  # noqa: F401
 from keras_mtmm.weighting import resolve_task_weights
 
 
@@ -88,39 +88,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def check_writable_folder(folder: str | Path, flag: str) -> None:
-    """A folder the run will write into must be a directory it can create or write: found now, not after
-    training. Nothing is created here (a run that fails on its data leaves no folder behind)."""
-    folder = Path(folder).absolute()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == folder else f"is inside '{existing}', which is a file"
-        raise ConfigError(flag, f"'{folder}' {where}, not a folder", "pass a folder (it is created if missing)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(
-            flag, f"cannot write into '{existing}' (permission denied or read-only)", "pick a writable folder"
-        )
-
-
-def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool) -> None:
-    """A resumed run must see the data it started with; a fresh one records what it trains on."""
-    from keras_mtmm.data import fingerprint
-
-    current = fingerprint.fingerprint(splits)
-    stored = fingerprint.read(shared_run_dir / fingerprint.FILE_NAME) if resuming else None
-    changes = fingerprint.differences(stored, current) if stored is not None else []
-    if changes:
-        raise DataError(
-            "--output-dir",
-            f"{shared_run_dir} holds an interrupted run on other data ({'; '.join(changes)}), which would be resumed",
-            "rerun on the same data to resume, or pass another --output-dir"
-            f" (or delete {shared_run_dir / 'backup'} to start over there)",
-        )
-    fingerprint.write(run_dir / fingerprint.FILE_NAME, current)
 
 
 def train(
@@ -425,40 +392,3 @@ def train(
     timings["total_s"] = time.perf_counter() - started
     write_timings(run_dir / "timings.json", timings, history_data, first_run_epoch, num_rows(splits["train"]))
     return TrainResult(run_dir, network, preprocessor, task_weights, history_data, metrics, export_path, timings, model)
-
-
-def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
-    """Adapt on (at most `data.adapt_rows` of) the training split; return the labelled count per task.
-
-    For streamed TFRecords the classes and counts come from their schema
-    (the whole split), so a class missing from the adapt sample is still
-    known. With several datasets (a `StreamSplit`) the sample takes up to
-    `adapt_rows` rows of each.
-    """
-    parts = list(train_split.parts.values()) if isinstance(train_split, StreamSplit) else [train_split]
-    # Each part's sample is read once (a streamed part costs a pass over its first rows).
-    samples = [as_table(part, config.data.adapt_rows) for part in parts]
-    schema_entries = [
-        {} if isinstance(part, dict) else {(e["label"], e["type"]): e for e in part.tasks.values()} for part in parts
-    ]
-    for spec in preprocessor.tasks.values():
-        for entries in schema_entries:
-            entry = entries.get((spec["label"], spec["type"]))
-            if entry is not None and spec["classes"] is None and entry["classes"]:
-                spec["classes"] = list(entry["classes"])
-    preprocessor.adapt(samples[0] if len(samples) == 1 else StreamSplit(dict(enumerate(samples))).head(), folder)
-    counts = dict.fromkeys(preprocessor.tasks, 0)
-    for part, sample, entries in zip(parts, samples, schema_entries):
-        # Every label of an in-memory part is checked here, before anything runs; of a streamed part, the sample's.
-        _, masks = preprocessor.encode_labels(part if isinstance(part, dict) else sample)
-        for task, spec in preprocessor.tasks.items():
-            entry = entries.get((spec["label"], spec["type"]))
-            counts[task] += int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
-    for task, count in counts.items():
-        if count == 0:
-            raise DataError(
-                f"tasks.{task}.label",
-                f"column '{preprocessor.tasks[task]['label']}' has no labelled row in the training split",
-                "label some rows (an empty cell means unlabelled) or remove the task",
-            )
-    return counts

@@ -6,45 +6,15 @@ expected and what was received, and how to fix it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
+from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
+from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
 GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
-
-# One rule for the names that become folders, URLs and TF names (scopes, layers, signatures, tensors):
-# a model name is a folder under the export root and part of TF Serving's REST path; modality and task
-# names are serving input / output keys, layer names (head_<task>) and signature names (predict_<task>).
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-MEMBER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-RESERVED_NAMES = frozenset({PRESENCE_KEY})
-
-
-def check_model_name(name, where: str = "name") -> str:
-    """A model name: 1-64 of letters, digits, `_`, `.`, `-`, starting with a letter or digit (no `..`)."""
-    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(
-            where,
-            f"{name!r} is not a valid model name",
-            "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, e.g. name: demo",
-        )
-    return name
-
-
-def check_member_name(name, where: str) -> str:
-    """A modality or task name: 1-64 of letters, digits and `_`, starting with a letter; not reserved."""
-    if not isinstance(name, str) or not MEMBER_NAME.fullmatch(name):
-        raise ConfigError(
-            where,
-            f"{name!r} is not a valid name",
-            "use 1-64 letters, digits or '_', starting with a letter (it becomes a serving tensor name)",
-        )
-    if name in RESERVED_NAMES:
-        raise ConfigError(where, f"{name!r} is reserved (the model's own input)", "pick another name")
-    return name
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -252,7 +222,7 @@ def _validate_modality(name: str, modality, registries: Any, check_files: bool =
             f"encoder '{modality.encoder.type}' does not take {modality.type} input",
             f"choose one of: {', '.join(allowed)}",
         )
-    _validate_hub_options(f"{where}.encoder", modality.encoder, check_files)
+    validate_hub_options(f"{where}.encoder", modality.encoder, check_files)
     if len(modality.image_size) != 2 or min(modality.image_size) < 8:
         raise ConfigError(
             f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]"
@@ -265,7 +235,7 @@ def _validate_modality(name: str, modality, registries: Any, check_files: bool =
                 f"{blocks} conv blocks each halve the image; image_size {modality.image_size} is too small for them",
                 f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
             )
-    _validate_image_head(f"{where}.encoder", modality.encoder)
+    validate_image_head(f"{where}.encoder", modality.encoder)
     _check_positive(f"{where}.max_tokens", modality.max_tokens)
     _check_positive(f"{where}.sequence_length", modality.sequence_length)
     _check_positive(f"{where}.encoder.units", modality.encoder.units)
@@ -304,49 +274,6 @@ def _validate_optimizer(training) -> None:
         raise ConfigError(
             "training.warmup_steps", "warm-up is part of the cosine schedule", "set training.lr_schedule: cosine"
         )
-
-
-def _validate_image_head(where: str, encoder) -> None:
-    """cnn only: `pooling` one of the image encoder's heads, `grid` two positive ints."""
-    from keras_mtmm.encoders.image import POOLINGS
-
-    if encoder.type != "cnn":
-        for key, default in (("pooling", "grid"), ("grid", [4, 4])):
-            if getattr(encoder, key) != default:
-                raise ConfigError(
-                    f"{where}.{key}", f"applies to encoder type cnn only, not '{encoder.type}'", f"remove {key}"
-                )
-        return
-    if encoder.pooling not in POOLINGS:
-        raise ConfigError(
-            f"{where}.pooling", f"unknown pooling {encoder.pooling!r}", choice_hint(encoder.pooling, POOLINGS)
-        )
-    if len(encoder.grid) != 2 or min(encoder.grid) < 1:
-        raise ConfigError(f"{where}.grid", f"expected [rows, columns] >= 1, got {encoder.grid}", "e.g. [4, 4]")
-
-
-def _validate_hub_options(where: str, encoder, check_files: bool = True) -> None:
-    """hub encoders: a handle that resolves offline; the hub-only keys nowhere else."""
-    hub_only = {"handle": None, "trainable": False, "signature": None, "output_key": None}
-    if encoder.type != "hub":
-        for key, default in hub_only.items():
-            if getattr(encoder, key) != default:
-                raise ConfigError(
-                    f"{where}.{key}", f"applies to encoder type hub only, not '{encoder.type}'", f"remove {key}"
-                )
-        return
-    if encoder.trainable and encoder.signature:
-        raise ConfigError(
-            f"{where}.trainable",
-            "a hub module cannot be fine-tuned through a signature (as with hub.KerasLayer)",
-            "use trainable: false, or remove signature to call the module's __call__",
-        )
-    if not check_files:
-        return
-    from keras_mtmm.encoders.hub import resolve_hub_handle
-
-    # Offline only: a local SavedModel folder, or a URL handle already in TFHUB_CACHE_DIR.
-    resolve_hub_handle(encoder.handle, f"{where}.handle")
 
 
 def _validate_sharing(sharing, num_tasks: int, registries: Any) -> None:
