@@ -3,7 +3,7 @@
 The training state lives in `<run>/backup/` while a run is in progress:
 
     backup/latest.json             {"epoch", "step", "global_step", "folder"}: the newest complete state
-    backup/state-<global_step>/    weights.weights.h5 (model, optimizer, weighting state), random.npz (the
+    backup/state-<global_step>/    weights.keras (model, optimizer, weighting state), random.npz (the
                                    seed generators of dropout and random weightings: not weights, but
                                    part of the state) and metrics.npz (the epoch's metric accumulators)
 
@@ -27,9 +27,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_mtmm.disk_space import disk_full_errors, model_bytes, require_free_space
 from keras_mtmm.errors import TrainingDiverged
 
 LATEST = "latest.json"
+# A `.keras` archive, not `save_weights`' `.weights.h5`: Keras builds the archive's HDF5 file in memory
+# and Python writes it, so a full disk is an OSError; HDF5 writing a file itself crashes the process
+# (SIGSEGV) when a write fails half-way (tests/reliability/test_disk_full.py).
+STATE_WEIGHTS = "weights.keras"
 
 
 def read_training_state(backup_dir: str | Path) -> dict | None:
@@ -38,7 +43,7 @@ def read_training_state(backup_dir: str | Path) -> dict | None:
     if not path.is_file():
         return None
     state = json.loads(path.read_text(encoding="utf-8"))
-    if not (Path(backup_dir) / state["folder"] / "weights.weights.h5").is_file():
+    if not (Path(backup_dir) / state["folder"] / STATE_WEIGHTS).is_file():
         return None
     return state
 
@@ -48,7 +53,7 @@ def restore_training_state(model: keras.Model, backup_dir: str | Path, state: di
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     folder = Path(backup_dir) / state["folder"]
-    model.load_weights(folder / "weights.weights.h5")
+    model.load_weights(folder / STATE_WEIGHTS)
     variables = random_state_variables(model)
     with np.load(folder / "random.npz") as saved:
         if len(saved.files) != len(variables):
@@ -111,10 +116,20 @@ class StepCheckpoint(keras.callbacks.Callback):
         target = self.backup_dir / folder
         staging = self.backup_dir / f".{folder}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        self.model.save_weights(staging / "weights.weights.h5")
-        np.savez(staging / "random.npz", *[keras.ops.convert_to_numpy(v) for v in random_state_variables(self.model)])
-        np.savez(staging / "metrics.npz", *(metric_state(self.model) if step else []))
+        kept = f"the last complete state in {self.backup_dir} is kept" if read_training_state(self.backup_dir) else ""
+        fix = f"free disk space there and rerun the same command ({kept or 'no state was saved yet'})"
+        # The state and best.keras each hold about the model's and optimizer's variables.
+        require_free_space(self.backup_dir, 2 * model_bytes(self.model), "the training state", fix)
+        try:
+            with disk_full_errors(self.backup_dir, "the training state", fix):
+                staging.mkdir(parents=True)
+                self.model.save(staging / STATE_WEIGHTS)
+                randoms = [keras.ops.convert_to_numpy(v) for v in random_state_variables(self.model)]
+                np.savez(staging / "random.npz", *randoms)
+                np.savez(staging / "metrics.npz", *(metric_state(self.model) if step else []))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
         latest = {"epoch": epoch, "step": step, "global_step": global_step, "folder": folder}
@@ -124,6 +139,30 @@ class StepCheckpoint(keras.callbacks.Callback):
         for old in self.backup_dir.glob("state-*"):
             if old.name != folder:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras' `ModelCheckpoint` (save_best_only), its file replaced whole: written beside it, then renamed.
+
+    A full disk or a kill in the middle of a save leaves the previous best
+    checkpoint as it was, never a truncated one.
+    """
+
+    def _save_model(self, epoch, batch, logs):
+        final = Path(self.filepath)
+        staging = final.with_name(f".{final.stem}.tmp{final.suffix}")
+        staging.unlink(missing_ok=True)
+        self.filepath = str(staging)
+        try:
+            with disk_full_errors(final.parent, final.name, "free disk space there and rerun the same command"):
+                super()._save_model(epoch, batch, logs)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        finally:
+            self.filepath = str(final)
+        if staging.exists():
+            os.replace(staging, final)
 
 
 def metric_state(model: keras.Model) -> list[np.ndarray]:

@@ -195,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk is the user's to fix, wherever a write hit it
+        from keras_mtmm.disk_space import disk_full_line
+
+        line = disk_full_line(error)
+        if line is None or args.debug:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
 
 
 def quiet_tensorflow_start() -> None:

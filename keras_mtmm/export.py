@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_mtmm.disk_space import DiskFull, is_disk_full, model_bytes, require_free_space
 from keras_mtmm.errors import ExportError
 from keras_mtmm.repository import check_free, existing_versions, next_version  # noqa: F401 (re-exported)
 
@@ -77,6 +78,8 @@ def export_model(
             raise ExportError(str(folder), "is a symbolic link", "remove the link: exports never write through one")
     if version is not None:
         check_free(base_path, version)
+    fix = "free disk space or pick another --export-dir, then export again (mtmm export --run RUN)"
+    require_free_space(export_dir, 2 * model_bytes(model, optimizer=False), "the export", fix)
     staging = export_dir / STAGING_FOLDER / f"{name}-{uuid.uuid4().hex}"
     try:
         staging.mkdir(parents=True)  # one call: another export may remove an empty .tmp at any moment
@@ -98,10 +101,13 @@ def export_model(
         final = publish_version(export_dir, name, staging, version, labels, keep, before_rename=stamp)
     except OSError as error:
         raise ExportError(
-            str(error.filename or export_dir),
-            f"cannot write the export ({error.strerror or error})",
-            "free disk space or pick a writable --export-dir, then export again (mtmm export --run RUN)",
+            str(error.filename or export_dir), f"cannot write the export ({error.strerror or error})", fix
         ) from None
+    except Exception as error:  # TensorFlow's writers report a full disk in their own errors
+        if not is_disk_full(error):
+            raise
+        what = "no space left while writing the export; no version was published"
+        raise DiskFull(str(export_dir), what, fix) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(staging.parent)

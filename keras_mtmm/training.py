@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from keras_mtmm.callbacks import HistoryWriter, ResumableEarlyStopping, WeightingLogger, read_history
 from keras_mtmm.checkpointing import (
+    AtomicModelCheckpoint,
     NonFiniteGuard,
     StepCheckpoint,
     read_training_state,
@@ -298,7 +299,7 @@ def train(
         weighting_logger,
         HistoryWriter(history_path),
         step_checkpoint,
-        keras.callbacks.ModelCheckpoint(
+        AtomicModelCheckpoint(
             str(best_path), monitor=monitor, save_best_only=True, initial_value_threshold=best_so_far
         ),
         early_stopping := ResumableEarlyStopping(
