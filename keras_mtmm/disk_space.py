@@ -7,9 +7,10 @@ variables, twice over, plus a margin), so the common case never starts a
 write it cannot finish. HDF5 writing a file itself (Keras' `.weights.h5`)
 crashes the process (SIGSEGV) when a write fails half-way, so the training
 state is a `.keras` archive (its HDF5 image is built in memory). A write
-that hits a full disk anyway (another process filled it, a quota) is turned into `DiskFull` wherever it surfaces: Python's
-`OSError` (ENOSPC, EDQUOT, EFBIG), or TensorFlow's and h5py's errors that
-carry the system's message.
+that hits a full disk anyway (another process filled it, a quota) is
+turned into `DiskFull` wherever it surfaces: Python's `OSError` (ENOSPC,
+EDQUOT, EFBIG), or TensorFlow's and h5py's errors that carry the system's
+message.
 """
 
 from __future__ import annotations
