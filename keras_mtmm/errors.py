@@ -38,6 +38,31 @@ class DataError(UserError, ValueError):
     """The data does not match the config or cannot be read."""
 
 
+class UnknownLabel(DataError):
+    """A label that is not one of a task's classes, at row `row` of the table being encoded.
+
+    `locate_label` turns it into an error at the row's file and line where the table knows them.
+    """
+
+    def __init__(self, where: str, label: str, row: int, classes: list[str], fix: str):
+        self.label, self.row, self.classes = label, row, list(classes)
+        super().__init__(where, f"label {label!r} (row {row}) is not one of the known classes {self.classes}", fix)
+
+
+def locate_label(error: UnknownLabel, table, column: str, task: str) -> UserError:
+    """The error at the row's place in its source (`d.csv:62: column 'y'`) where the table knows it."""
+    where = table.where(error.row) if hasattr(table, "where") else None
+    if where is None:
+        return error
+    split = getattr(table, "split", "")
+    seen = f" (this row is in the {split} split)" if split and split != "train" else ""
+    return DataError(
+        f"{where}: column '{column}'",
+        f"label {error.label!r} is not one of the classes the model learns {error.classes}{seen}",
+        f"list every class in tasks.{task}.classes (a class with no train row cannot be learned), or fix the label",
+    )
+
+
 class ExportError(UserError, ValueError):
     """An export cannot be written or read as asked."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mtmm.data.tables import label_column
-from keras_mtmm.errors import DataError, UserError
+from keras_mtmm.errors import DataError, UnknownLabel, UserError, locate_label
 from keras_mtmm.heads import get_task_type
 from keras_mtmm.run_files import evaluation_dump_path, write_evaluation_dump
 
@@ -74,7 +74,10 @@ def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[s
         # A table without the column (another task's dataset) is unlabelled for the task; the data
         # loaders check that every configured column is where it should be.
         column = label_column(table, spec["label"], spec["type"] == "regression")
-        targets[task], masks[task] = get_task_type(spec["type"]).encode(column, spec["classes"], where, separator)
+        try:
+            targets[task], masks[task] = get_task_type(spec["type"]).encode(column, spec["classes"], where, separator)
+        except UnknownLabel as error:
+            raise locate_label(error, table, spec["label"], task) from None
     return targets, masks
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.data.values import as_strings
-from keras_mtmm.errors import DataError
+from keras_mtmm.errors import DataError, UnknownLabel
 from keras_mtmm.registries import TASK_TYPES
 from keras_mtmm.scores import f1, mean_defined, roc_auc  # noqa: F401 (f1, roc_auc: re-exported)
 
@@ -170,10 +170,8 @@ class TaskType:
             if not value:
                 continue
             if value not in lookup:
-                raise DataError(
-                    where,
-                    f"label {value!r} (row {row}) is not one of the known classes {classes}",
-                    "fix the label, or list every class in tasks.<task>.classes",
+                raise UnknownLabel(
+                    where, value, row, classes, "fix the label, or list every class in tasks.<task>.classes"
                 )
             indices[row] = lookup[value]
             mask[row] = 1.0
@@ -310,10 +308,8 @@ class MultilabelTask(TaskType):
                 continue
             for part in (p.strip() for p in value.split(separator)):
                 if part not in lookup:
-                    raise DataError(
-                        where,
-                        f"label {part!r} (row {row}) is not one of the known classes {classes}",
-                        "fix the label or list it in tasks.<task>.classes",
+                    raise UnknownLabel(
+                        where, part, row, classes, "fix the label, or list every class in tasks.<task>.classes"
                     )
                 targets[row, lookup[part]] = 1.0
             mask[row] = 1.0

@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.data.tables import label_column, modality_inputs
-from keras_mtmm.errors import DataError
+from keras_mtmm.errors import DataError, UnknownLabel, locate_label
 from keras_mtmm.heads import get_task_type
 from keras_mtmm.image_decoding import decode_images
 from keras_mtmm.preprocessing_labels import encode_labels_tf
@@ -374,9 +374,12 @@ class Preprocessor:
             task_type = get_task_type(spec["type"])
             where = f"tasks.{name}.label (column '{spec['label']}')"
             column = label_column(table, spec["label"], spec["type"] == "regression")
-            targets[name], masks[name] = task_type.encode(
-                column, self.state["classes"][name], where, self.label_separator
-            )
+            try:
+                targets[name], masks[name] = task_type.encode(
+                    column, self.state["classes"][name], where, self.label_separator
+                )
+            except UnknownLabel as error:
+                raise locate_label(error, table, spec["label"], name) from None
         return targets, masks
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from keras_mtmm.data.tables import StreamSplit, as_table
+from keras_mtmm.data.tables import StreamSplit, as_table, num_rows
 from keras_mtmm.errors import ConfigError, DataError
 
 
@@ -77,3 +77,16 @@ def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, i
                 "label some rows (an empty cell means unlabelled) or remove the task",
             )
     return counts
+
+
+def check_labels(preprocessor, splits) -> None:
+    """Every label of the in-memory validation and test splits is a known class, checked before training.
+
+    (The train split's are checked when the preprocessor learns the classes; a streamed split's
+    labels are checked as they are read.)
+    """
+    for split in ("validation", "test"):
+        parts = splits[split].parts.values() if isinstance(splits[split], StreamSplit) else [splits[split]]
+        for part in parts:
+            if isinstance(part, dict) and num_rows(part) > 0:
+                preprocessor.encode_labels(part)

@@ -64,7 +64,12 @@ from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.run_files import write_summaries, write_timings
-from keras_mtmm.run_guards import adapt_preprocessor, check_same_data, check_writable_folder  # noqa: F401
+from keras_mtmm.run_guards import (  # noqa: F401
+    adapt_preprocessor,
+    check_labels,
+    check_same_data,
+    check_writable_folder,
+)
 from keras_mtmm.weighting import resolve_task_weights
 
 
@@ -150,6 +155,7 @@ def train(
     preprocessor = Preprocessor.from_config(config)
     with data_errors():  # adapting reads the first rows: a corrupt shard can show here
         label_counts = adapt_preprocessor(preprocessor, config, splits["train"], run_dir / "preprocessor")
+    check_labels(preprocessor, splits)
     configured = {task: task_config.weight for task, task_config in config.tasks.items()}
     task_weights = resolve_task_weights(config.weighting.strategy, configured, label_counts)
     metadata = model_metadata(config, preprocessor, task_weights)

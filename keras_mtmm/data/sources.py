@@ -138,7 +138,13 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         if not keep.any():
             raise DataError(str(path), "every data row was skipped as a bad record", "fix the bad cells")
         table = {name: values[keep] for name, values in table.items()}
-    return Table(table, skipped=[bad_rows[index] for index in sorted(bad_rows)])
+        lines = [line for line, kept_row in zip(lines, keep) if kept_row]
+    return Table(
+        table,
+        skipped=[bad_rows[index] for index in sorted(bad_rows)],
+        rows=np.asarray(lines, dtype=np.int64),
+        row_format=str(path).replace("{", "{{").replace("}", "}}") + ":{}",
+    )
 
 
 def _numeric_column(cells: list[str], column: str, path: Path, lines: list[int]) -> np.ndarray:
@@ -176,11 +182,44 @@ def non_finite_error(where: str, column: str, cell) -> DataError:
 
 
 class Table(dict):
-    """A column table that also says which source records were skipped (`data.on_bad_record: skip`)."""
+    """A column table that also says which source records were skipped and where each row came from.
 
-    def __init__(self, columns: dict[str, np.ndarray], skipped: list[str] | None = None):
+    Args:
+        columns: column name -> one value per row.
+        skipped: why each left-out source record was skipped (`data.on_bad_record: skip`).
+        rows: each row's place in its source, as a number (a CSV line, a memory table's row index).
+        row_format: how `where` writes that place, e.g. `"d.csv:{}"`.
+        split: the split the rows were cut into, when they were.
+    """
+
+    def __init__(
+        self,
+        columns: dict[str, np.ndarray],
+        skipped: list[str] | None = None,
+        rows: np.ndarray | None = None,
+        row_format: str = "",
+        split: str = "",
+    ):
         super().__init__(columns)
         self.skipped = list(skipped or [])
+        self.rows = rows
+        self.row_format = row_format
+        self.split = split
+
+    def where(self, row: int) -> str | None:
+        """Row `row`'s place in the source (`"d.csv:62"`), or None where it is not known."""
+        if self.rows is None or not self.row_format:
+            return None
+        return self.row_format.format(int(self.rows[row]))
+
+    def take(self, rows: np.ndarray, split: str = "") -> Table:
+        """The table of the given rows (indices), keeping where each came from."""
+        return Table(
+            {name: values[rows] for name, values in self.items()},
+            rows=None if self.rows is None else self.rows[rows],
+            row_format=self.row_format,
+            split=split or self.split,
+        )
 
 
 class BadImage(DataError):
@@ -332,4 +371,5 @@ def table_from_memory(data) -> dict[str, np.ndarray]:
         rows = len(array)
         kind = array.dtype.kind
         table[str(name)] = array.astype(np.float32) if kind in "fiub" else array.astype(object)
-    return Table(table)
+    # Users count a DataFrame's or list's rows from 0, as Python does.
+    return Table(table, rows=np.arange(rows, dtype=np.int64), row_format="the memory data, row {}")

@@ -152,6 +152,8 @@ def split_table(
         raise DataError(
             "data", f"the train split is empty ({num_rows} rows)", "add rows or lower the validation/test fractions"
         )
+    if hasattr(table, "take"):  # a source Table: keep where each row came from
+        return {split: table.take(rows, split) for split, rows in parts.items()}
     return {split: {name: values[rows] for name, values in table.items()} for split, rows in parts.items()}
 
 
@@ -168,7 +170,8 @@ def iter_tables(split, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         yield from split.tables(batch_size)
         return
     for start in range(0, num_rows(split), batch_size):
-        yield {name: values[start : start + batch_size] for name, values in split.items()}
+        rows = slice(start, start + batch_size)
+        yield split.take(rows) if hasattr(split, "take") else {name: values[rows] for name, values in split.items()}
 
 
 def as_table(split, max_rows: int | None = None) -> dict[str, np.ndarray]:
