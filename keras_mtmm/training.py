@@ -64,12 +64,7 @@ from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.run_files import write_summaries, write_timings
-from keras_mtmm.run_guards import (  # noqa: F401
-    adapt_preprocessor,
-    check_labels,
-    check_same_data,
-    check_writable_folder,
-)
+from keras_mtmm.run_guards import adapt_preprocessor, check_labels, check_same_data, check_writable_folder  # noqa: F401
 from keras_mtmm.weighting import resolve_task_weights
 
 
