@@ -183,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     # op determinism); real problems still surface as Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet_tensorflow_start()
-    from keras_mtmm.errors import UserError
+    from keras_mtmm.errors import UserError, one_line
 
     try:
         return args.handler(args) or 0
     except UserError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         line = disk_full_line(error)
         if line is None or args.debug:
             raise
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {one_line(line)}", file=sys.stderr)
         return 2
 
 

@@ -67,6 +67,17 @@ class ExportError(UserError, ValueError):
     """An export cannot be written or read as asked."""
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters written as escapes (`\\n`, `\\x1b`).
+
+    An error names what the user gave (a path, a label, a flag's value), which can hold them:
+    the error must still be one line, and must not move the terminal's cursor.
+    """
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return `"did you mean 'x'?"` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)

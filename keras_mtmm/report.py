@@ -23,7 +23,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from keras_mtmm.errors import UserError
+from keras_mtmm.errors import UserError, one_line
 from keras_mtmm.report_health import health_section
 from keras_mtmm.report_html import Page, esc, read_json
 from keras_mtmm.report_sections import (
@@ -35,6 +35,8 @@ from keras_mtmm.report_sections import (
     transfer_section,
     weights_section,
 )
+
+REWRITE = "restore the file, or rerun train.py into a new folder"
 
 
 class Run:
@@ -50,9 +52,17 @@ class Run:
                 f"'{run_dir}' is not a keras_mtmm run folder (it needs config.yaml and metadata.json)",
                 "pass the folder train.py wrote, e.g. runs/demo",
             )
-        self.config_yaml = (self.dir / "config.yaml").read_text(encoding="utf-8")
-        self.config = yaml.safe_load(self.config_yaml) or {}
+        self.config_yaml = (self.dir / "config.yaml").read_bytes().decode("utf-8", "replace")
+        try:
+            self.config = yaml.safe_load(self.config_yaml) or {}
+        except yaml.YAMLError as error:
+            what = f"not valid YAML ({one_line(str(error))})"
+            raise UserError(str(self.dir / "config.yaml"), what, REWRITE) from None
+        if not isinstance(self.config, dict):
+            raise UserError(str(self.dir / "config.yaml"), "does not hold a mapping of config blocks", REWRITE)
         self.metadata = read_json(self.dir / "metadata.json")
+        if not isinstance(self.metadata.get("tasks"), dict) or not self.metadata["tasks"]:
+            raise UserError(str(self.dir / "metadata.json"), "has no 'tasks' mapping", REWRITE)
         self.history = read_json(self.dir / "history.json")
         self.metrics = read_json(self.dir / "metrics.json")
         self.transfer = read_json(self.dir / "transfer.json")
@@ -128,15 +138,23 @@ def build_report(run_dir: str | Path, baselines: str | Path | None = None, out: 
         for stale in out.parent.glob("*.png"):
             stale.unlink()
     page = Page(out.parent, task_colours(run.tasks))
-    sections = [
-        header_section(run, page),
-        curves_section(run, page),
-        weights_section(run, page),
-        inspection_section(run, page),
-        health_section(run, page),
-        transfer_section(run, page, *transfer),
-        evaluation_section(run, page),
-    ]
+    try:
+        sections = [
+            header_section(run, page),
+            curves_section(run, page),
+            weights_section(run, page),
+            inspection_section(run, page),
+            health_section(run, page),
+            transfer_section(run, page, *transfer),
+            evaluation_section(run, page),
+        ]
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
+        # The files parse, but hold something else than train.py wrote (edited, or from another tool).
+        raise UserError(
+            str(run.dir),
+            f"a file of the run folder does not hold what train.py writes ({type(error).__name__}: {error})",
+            "restore the run folder's files, or rerun train.py into a new folder",
+        ) from None
     out.write_text(render(run, sections), encoding="utf-8")
     return out
 

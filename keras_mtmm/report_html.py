@@ -50,12 +50,14 @@ def read_json(path: Path) -> dict | None:
     """A JSON file of the run folder, None when absent; a corrupt one is a UserError naming it."""
     if not path.is_file():
         return None
+    fix = "rerun training (or evaluate.py --output) to rewrite it"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(
-            str(path), f"not valid JSON ({error})", "rerun training (or evaluate.py --output) to rewrite it"
-        ) from None
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise UserError(str(path), f"not valid JSON ({error})", fix) from None
+    if not isinstance(value, dict):  # every JSON file keras_mtmm writes into a run folder is an object
+        raise UserError(str(path), f"holds a JSON {type(value).__name__}, not the object keras_mtmm writes", fix)
+    return value
 
 
 def esc(text) -> str:
