@@ -8,6 +8,7 @@ The calls run in-process through `keras_mtmm.cli.main`, which is what `train.py`
 
 from __future__ import annotations
 
+import json
 import shutil
 import string
 
@@ -119,3 +120,27 @@ def test_evaluate_and_inspect_of_a_hostile_version_folder(capfd, tmp_path_factor
     (version / "saved_model.pb").write_bytes(metadata.encode("utf-8"))
     run_cli(["evaluate", "--model", str(version)], capfd)
     run_cli(["inspect", "--model", str(version)], capfd)
+
+
+JSONL_ROWS = st.lists(
+    st.dictionaries(
+        st.sampled_from(["image", "description", "weight_kg", "height_cm", "colour", "material", "x"]),
+        st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8)),
+        max_size=6,
+    ),
+    max_size=4,
+)
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=30)
+@given(
+    rows=st.one_of(FILE_TEXT, JSONL_ROWS.map(lambda rows: "\n".join(json.dumps(row) for row in rows))),
+    suffix=st.sampled_from([".csv", ".jsonl"]),
+    batch=st.integers(-2, 300).map(str),
+)
+def test_predict_any_input_file(tiny_run, capfd, tmp_path_factory, rows, suffix, batch):
+    folder = tmp_path_factory.mktemp("predict")
+    (folder / f"rows{suffix}").write_text(rows, encoding="utf-8")
+    argv = ["predict", "--model", str(tiny_run.export_path), "--input", str(folder / f"rows{suffix}")]
+    run_cli(argv + ["--output", str(folder / f"out{suffix}"), "--batch-size", batch, "--quiet"], capfd)
