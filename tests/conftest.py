@@ -72,6 +72,26 @@ def pytest_configure(config):
         config.option.randomly_reset_seed = False
 
 
+_OUTCOMES: dict[str, str] = {}  # nodeid -> outcome, for the reliability census
+
+
+def pytest_runtest_logreport(report):
+    """Keep each test's outcome (its call phase; a skip or a failing fixture in setup)."""
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability census (tests/reliability/census.py) of the cases this run tried."""
+    from tests.reliability.census import summary
+
+    lines = summary(_OUTCOMES)
+    if lines:
+        terminalreporter.write_sep("-", "reliability census: cases tried and handled per family")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def pytest_sessionstart(session):
     _PRISTINE.update(global_tf_state())  # before any fixture or test has run in this process
 
