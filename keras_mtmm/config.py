@@ -161,7 +161,11 @@ class SharingConfig:
       `num_levels: 1`.
     - `cross_stitch`: one column per task with layers of `shared_units`,
       mixed by a learned T×T matrix after each layer.
-    Every type ends in one tower (`tower_units`) per task.
+    Every type ends in one tower (`tower_units`) per task. `activation` is the
+    hidden layers' (experts, trunk, columns, towers): `gelu` (default), `relu`
+    or `silu`. GELU units cannot die as ReLU units can (a tower of 8 ReLU units
+    stuck with most of them at 0 is one way a task starts slowly); measured in
+    benchmarks/mmoe_csv_end_to_end.py (README).
     """
 
     type: str = "hard"
@@ -173,6 +177,7 @@ class SharingConfig:
     num_shared_experts: int = 2
     num_task_experts: int = 1
     num_levels: int = 1
+    activation: str = "gelu"
 
 
 @dataclass

@@ -277,11 +277,19 @@ def _validate_optimizer(training) -> None:
 
 
 def _validate_sharing(sharing, num_tasks: int, registries: Any) -> None:
+    from keras_mtmm.encoders.layers import ACTIVATIONS
+
     registries.SHARINGS.get(sharing.type, "sharing.type")
     for key in ("shared_units", "tower_units", "expert_units"):
         for i, units in enumerate(getattr(sharing, key)):
             _check_positive(f"sharing.{key}[{i}]", units)
     _check_rate("sharing.dropout", sharing.dropout)
+    if sharing.activation not in ACTIVATIONS:
+        raise ConfigError(
+            "sharing.activation",
+            f"unknown activation {sharing.activation!r}",
+            choice_hint(sharing.activation, ACTIVATIONS),
+        )
     if sharing.type in ("mmoe", "ple") and not sharing.expert_units:
         raise ConfigError("sharing.expert_units", "experts need at least one layer", "e.g. expert_units: [64]")
     if sharing.type == "mmoe":

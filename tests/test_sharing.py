@@ -13,7 +13,7 @@ import yaml
 from keras_mtmm.config import SharingConfig, config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.sharing import PLE, CrossStitch, MMoE, build_sharing
+from keras_mtmm.sharing import PLE, CrossStitch, HardSharing, MMoE, build_sharing
 
 from .conftest import DEMO_CONFIG
 
@@ -101,6 +101,10 @@ CASES = {
         ["shape", "price", "premium"], column_units=[6, 4], tower_units=[3], dropout=0.1
     ),
     "cross_stitch_one_task": lambda: CrossStitch(["a"], column_units=[4], tower_units=[3], stitch_init=0.5),
+    "hard_gelu": lambda: HardSharing(["a", "b"], shared_units=[6], tower_units=[3], activation="gelu"),
+    "mmoe_silu": lambda: MMoE(["a", "b"], num_experts=2, expert_units=[4], tower_units=[3], activation="silu"),
+    "ple_gelu": lambda: PLE(["a", "b"], 2, 1, 1, expert_units=[4], tower_units=[3], activation="gelu"),
+    "cross_stitch_gelu": lambda: CrossStitch(["a", "b"], column_units=[4], tower_units=[3], activation="gelu"),
 }
 
 
@@ -188,6 +192,34 @@ def test_mmoe_equals_a_numpy_computation_for_two_experts():
         np.testing.assert_allclose(_np(outputs[task]), expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(_np(mmoe.gate_weights(x)[task]), gates, rtol=1e-5, atol=1e-6)
     _assert_not_trivial(outputs)
+
+
+def test_mmoe_with_gelu_equals_a_numpy_computation():
+    """The same formula with GELU (exact, erf form) on the experts and the tower."""
+    import math
+
+    keras.utils.set_random_seed(0)
+    x = _float((BATCH, WIDTH))
+    mmoe = MMoE(["a"], num_experts=2, expert_units=[3], tower_units=[2], activation="gelu")
+    mmoe(x)
+    _randomize(mmoe)
+    gelu = np.vectorize(lambda v: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))))
+    kernel, bias = _np(mmoe.expert_kernels[0]), _np(mmoe.expert_biases[0])
+    experts = [gelu(x @ kernel[e] + bias[e]) for e in range(2)]
+    gates = _softmax(x @ _np(mmoe.gate_kernel)[0] + _np(mmoe.gate_bias)[0])
+    mixture = gates[:, :1] * experts[0] + gates[:, 1:] * experts[1]
+    dense = mmoe.towers["a"].dense_layers[0]
+    expected = gelu(mixture @ _np(dense.kernel) + _np(dense.bias))
+    np.testing.assert_allclose(_np(mmoe(x)["a"]), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["hard_gelu", "mmoe", "ple_gelu", "cross_stitch_gelu"])
+def test_a_config_saved_before_the_activation_option_loads_as_relu(case):
+    # Models saved before `activation` existed were ReLU models: they must load as such.
+    config = CASES[case]().get_config()
+    config.pop("activation")
+    restored = CASES[case]().__class__.from_config(config)
+    assert restored.activation == "relu"
 
 
 def test_mmoe_gates_are_per_task_distributions_over_experts():
@@ -496,6 +528,9 @@ def test_constructor_validation_names_the_argument(factory, argument):
             CrossStitch,
             {"column_units": [7, 3], "tower_units": [2], "dropout": 0.0},
         ),
+        (SharingConfig(type="hard"), HardSharing, {"activation": "gelu"}),
+        (SharingConfig(type="mmoe", activation="relu"), MMoE, {"activation": "relu"}),
+        (SharingConfig(type="ple", activation="silu"), PLE, {"activation": "silu"}),
     ],
 )
 def test_build_sharing_passes_the_config(sharing, layer_class, expected):

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import keras
 
+# Hidden-layer activations a config may name. ReLU units can die (output 0 for every input,
+# so no gradient); GELU and SiLU are smooth and never quite 0, so they cannot.
+ACTIVATIONS = ("relu", "gelu", "silu")
+
+
+def check_activation(owner: str, activation: str) -> str:
+    """An activation name of `ACTIVATIONS`; ValueError otherwise."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{owner}: activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+    return activation
+
 
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class MLPBlock(keras.layers.Layer):
-    """A stack of Dense(relu) layers (He-initialized, as suits ReLU), each followed by dropout.
+    """A stack of Dense layers (ReLU by default; He-initialized, as suits ReLU and GELU), each followed by dropout.
 
     Args:
         units: the width of each Dense layer, in order (may be empty: identity).
         dropout: dropout rate after each layer.
+        activation: the Dense layers' activation (a Keras activation name).
 
     Example:
         >>> block = MLPBlock(units=[64, 32], dropout=0.1)
     """
 
-    def __init__(self, units: list[int], dropout: float = 0.0, **kwargs):
+    def __init__(self, units: list[int], dropout: float = 0.0, activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
         units = [int(u) for u in units]
         if any(u < 1 for u in units):
@@ -26,8 +38,9 @@ class MLPBlock(keras.layers.Layer):
             raise ValueError(f"MLPBlock: dropout must be in [0, 1), got {dropout}")
         self.units = units
         self.dropout = dropout
+        self.activation = check_activation("MLPBlock", activation)
         self.dense_layers = [
-            keras.layers.Dense(u, activation="relu", kernel_initializer="he_uniform", name=f"dense_{i}")
+            keras.layers.Dense(u, activation=self.activation, kernel_initializer="he_uniform", name=f"dense_{i}")
             for i, u in enumerate(units)
         ]
         self.dropout_layer = keras.layers.Dropout(dropout) if dropout > 0 else None
@@ -50,7 +63,7 @@ class MLPBlock(keras.layers.Layer):
         return (*input_shape[:-1], self.units[-1]) if self.units else tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "dropout": self.dropout}
+        return {**super().get_config(), "units": self.units, "dropout": self.dropout, "activation": self.activation}
 
 
 @keras.saving.register_keras_serializable(package="keras_mtmm")

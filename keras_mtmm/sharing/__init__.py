@@ -22,6 +22,7 @@ def build_sharing(sharing, task_names: list[str], name: str):
             shared_units=sharing.shared_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
+            activation=sharing.activation,
             name=name,
         )
     if sharing.type == "mmoe":
@@ -31,6 +32,7 @@ def build_sharing(sharing, task_names: list[str], name: str):
             expert_units=sharing.expert_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
+            activation=sharing.activation,
             name=name,
         )
     if sharing.type == "ple":
@@ -42,6 +44,7 @@ def build_sharing(sharing, task_names: list[str], name: str):
             expert_units=sharing.expert_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
+            activation=sharing.activation,
             name=name,
         )
     if sharing.type == "cross_stitch":
@@ -50,6 +53,7 @@ def build_sharing(sharing, task_names: list[str], name: str):
             column_units=sharing.shared_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
+            activation=sharing.activation,
             name=name,
         )
     raise ValueError(f"no builder for sharing type {sharing.type!r}")

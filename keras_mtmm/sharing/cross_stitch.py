@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_mtmm.encoders.layers import MLPBlock
+from keras_mtmm.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.registries import SHARINGS
 from keras_mtmm.sharing.mmoe import add_stacked_dense, check_dropout, check_task_names, check_units
 
@@ -67,6 +67,7 @@ class CrossStitch(keras.layers.Layer):
         column_units: list[int],
         tower_units: list[int],
         dropout: float = 0.0,
+        activation: str = "relu",
         stitch_init: float = 0.9,
         **kwargs,
     ):
@@ -75,10 +76,13 @@ class CrossStitch(keras.layers.Layer):
         self.column_units = check_units("CrossStitch", "column_units", column_units, allow_empty=False)
         self.tower_units = check_units("CrossStitch", "tower_units", tower_units, allow_empty=True)
         self.dropout = check_dropout("CrossStitch", dropout)
+        self.activation = check_activation("CrossStitch", activation)
         if not 0.0 < stitch_init <= 1.0:
             raise ValueError(f"CrossStitch: stitch_init must be in (0, 1], got {stitch_init}")
         self.stitch_init = stitch_init
-        self.towers = {task: MLPBlock(self.tower_units, dropout, name=f"tower_{task}") for task in self.task_names}
+        self.towers = {
+            task: MLPBlock(self.tower_units, dropout, self.activation, name=f"tower_{task}") for task in self.task_names
+        }
         self.dropout_layer = keras.layers.Dropout(dropout) if dropout > 0 else None
 
     def build(self, input_shape):
@@ -105,7 +109,7 @@ class CrossStitch(keras.layers.Layer):
         x = inputs
         for i, (kernel, bias, stitch) in enumerate(zip(self.column_kernels, self.column_biases, self.stitches)):
             x = keras.ops.einsum("bi,tio->bto" if i == 0 else "bti,tio->bto", x, kernel)
-            x = keras.ops.einsum("ts,bsd->btd", stitch, keras.ops.relu(x + bias))
+            x = keras.ops.einsum("ts,bsd->btd", stitch, keras.activations.get(self.activation)(x + bias))
             if self.dropout_layer is not None:
                 x = self.dropout_layer(x, training=training)
         return {
@@ -127,5 +131,6 @@ class CrossStitch(keras.layers.Layer):
             "column_units": self.column_units,
             "tower_units": self.tower_units,
             "dropout": self.dropout,
+            "activation": self.activation,
             "stitch_init": self.stitch_init,
         }

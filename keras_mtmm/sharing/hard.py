@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_mtmm.encoders.layers import MLPBlock
+from keras_mtmm.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.registries import SHARINGS
 
 
@@ -32,7 +32,13 @@ class HardSharing(keras.layers.Layer):
     """
 
     def __init__(
-        self, task_names: list[str], shared_units: list[int], tower_units: list[int], dropout: float = 0.0, **kwargs
+        self,
+        task_names: list[str],
+        shared_units: list[int],
+        tower_units: list[int],
+        dropout: float = 0.0,
+        activation: str = "relu",
+        **kwargs,
     ):
         super().__init__(**kwargs)
         task_names = list(task_names)
@@ -42,8 +48,11 @@ class HardSharing(keras.layers.Layer):
         self.shared_units = [int(u) for u in shared_units]
         self.tower_units = [int(u) for u in tower_units]
         self.dropout = dropout
-        self.trunk = MLPBlock(self.shared_units, dropout, name="trunk")
-        self.towers = {task: MLPBlock(self.tower_units, dropout, name=f"tower_{task}") for task in task_names}
+        self.activation = check_activation("HardSharing", activation)
+        self.trunk = MLPBlock(self.shared_units, dropout, self.activation, name="trunk")
+        self.towers = {
+            task: MLPBlock(self.tower_units, dropout, self.activation, name=f"tower_{task}") for task in task_names
+        }
 
     def build(self, input_shape):
         self.trunk.build(input_shape)
@@ -66,4 +75,5 @@ class HardSharing(keras.layers.Layer):
             "shared_units": self.shared_units,
             "tower_units": self.tower_units,
             "dropout": self.dropout,
+            "activation": self.activation,
         }

@@ -15,7 +15,7 @@ import numbers
 
 import keras
 
-from keras_mtmm.encoders.layers import MLPBlock
+from keras_mtmm.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.registries import SHARINGS
 
 
@@ -111,6 +111,7 @@ class MMoE(keras.layers.Layer):
         expert_units: list[int],
         tower_units: list[int],
         dropout: float = 0.0,
+        activation: str = "relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,7 +120,10 @@ class MMoE(keras.layers.Layer):
         self.expert_units = check_units("MMoE", "expert_units", expert_units, allow_empty=False)
         self.tower_units = check_units("MMoE", "tower_units", tower_units, allow_empty=True)
         self.dropout = check_dropout("MMoE", dropout)
-        self.towers = {task: MLPBlock(self.tower_units, dropout, name=f"tower_{task}") for task in self.task_names}
+        self.activation = check_activation("MMoE", activation)
+        self.towers = {
+            task: MLPBlock(self.tower_units, dropout, self.activation, name=f"tower_{task}") for task in self.task_names
+        }
         self.dropout_layer = keras.layers.Dropout(dropout) if dropout > 0 else None
 
     def build(self, input_shape):
@@ -143,7 +147,7 @@ class MMoE(keras.layers.Layer):
         x = inputs
         for i, (kernel, bias) in enumerate(zip(self.expert_kernels, self.expert_biases)):
             x = keras.ops.einsum("bi,eio->beo" if i == 0 else "bei,eio->beo", x, kernel)
-            x = keras.ops.relu(x + bias)
+            x = keras.activations.get(self.activation)(x + bias)
             if self.dropout_layer is not None:
                 x = self.dropout_layer(x, training=training)
         return x
@@ -190,4 +194,5 @@ class MMoE(keras.layers.Layer):
             "expert_units": self.expert_units,
             "tower_units": self.tower_units,
             "dropout": self.dropout,
+            "activation": self.activation,
         }

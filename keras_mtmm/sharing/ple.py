@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_mtmm.encoders.layers import MLPBlock
+from keras_mtmm.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.registries import SHARINGS
 from keras_mtmm.sharing.mmoe import add_stacked_dense, check_count, check_dropout, check_task_names, check_units
 
@@ -65,6 +65,7 @@ class PLE(keras.layers.Layer):
         expert_units: list[int],
         tower_units: list[int],
         dropout: float = 0.0,
+        activation: str = "relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -84,7 +85,10 @@ class PLE(keras.layers.Layer):
         self.expert_units = check_units("PLE", "expert_units", expert_units, allow_empty=False)
         self.tower_units = check_units("PLE", "tower_units", tower_units, allow_empty=True)
         self.dropout = check_dropout("PLE", dropout)
-        self.towers = {task: MLPBlock(self.tower_units, dropout, name=f"tower_{task}") for task in self.task_names}
+        self.activation = check_activation("PLE", activation)
+        self.towers = {
+            task: MLPBlock(self.tower_units, dropout, self.activation, name=f"tower_{task}") for task in self.task_names
+        }
         self.dropout_layer = keras.layers.Dropout(dropout) if dropout > 0 else None
 
     def build(self, input_shape):
@@ -119,7 +123,8 @@ class PLE(keras.layers.Layer):
 
     def _run_experts(self, x, kernels, biases, first_equation, equation, training):
         for i, (kernel, bias) in enumerate(zip(kernels, biases)):
-            x = keras.ops.relu(keras.ops.einsum(first_equation if i == 0 else equation, x, kernel) + bias)
+            x = keras.ops.einsum(first_equation if i == 0 else equation, x, kernel) + bias
+            x = keras.activations.get(self.activation)(x)
             if self.dropout_layer is not None:
                 x = self.dropout_layer(x, training=training)
         return x
@@ -203,4 +208,5 @@ class PLE(keras.layers.Layer):
             "expert_units": self.expert_units,
             "tower_units": self.tower_units,
             "dropout": self.dropout,
+            "activation": self.activation,
         }
