@@ -15,40 +15,84 @@ from keras_mtmm.distributed import replica_sum
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting, weighted_gradient
 
-ABSENT_PENALTY = 1e12
 
+def min_norm_weights(gram: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
+    """The weights α on the simplex (over present tasks) minimising ‖Σ_i α_i g_i‖² = αᵀKα, exactly.
 
-def min_norm_weights(gram: tf.Tensor, present: tf.Tensor, iterations: int = 50) -> tf.Tensor:
-    """Weights α on the simplex minimising ‖Σ_i α_i g_i‖², from the Gram matrix `G Gᵀ`.
+    MGDA's subproblem (Sener & Koltun 2018, Eq. 3; their Algorithm 2 approximates
+    it by Frank–Wolfe, which zig-zags when the optimum lies on an edge of the
+    simplex). Here it is solved exactly from the Gram matrix K = G Gᵀ by support
+    enumeration: the optimum lies in the relative interior of one face S of the
+    simplex, where it is the affine min-norm point, `K_S α_S = λ1, 1ᵀα_S = 1`
+    (the KKT conditions with equality on the support). Every non-empty subset of
+    the present tasks is solved at once (batched LU solves of the bordered
+    `[[K_S, −1], [1ᵀ, 0]]` systems, singular for affinely dependent
+    gradients, which are skipped), the candidates with α ≥ 0 are kept,
+    and the one with the smallest αᵀKα wins. Exact to float64 rounding, with no
+    iteration count; 2^T − 1 small systems, cheap for T ≤ ~10. K is divided by
+    its largest present diagonal entry first, so the weights do not depend on
+    the gradients' scale. T is static. Runs eagerly, in `tf.function` and
+    under XLA; float32 or float64 in, the input dtype out.
 
-    Closed form for two tasks; Frank–Wolfe (the paper's Algorithm 2) for more.
-    Absent tasks (present = 0) get weight 0.
+    Args:
+        gram: `[T, T]` Gram matrix of the task gradients.
+        present: `[T]`, 1 for tasks in the batch, 0 for absent ones (weight 0).
+
+    Returns:
+        `[T]` weights, summing to 1 over the present tasks (uniform over them
+        when every present gradient is zero; all zero when none is present).
     """
-    num_tasks = gram.shape[0]
     dtype = gram.dtype
-    penalty = ABSENT_PENALTY * tf.reduce_max(tf.abs(gram)) + 1.0
-    gram = gram + tf.linalg.diag((1.0 - present) * penalty)
-    if num_tasks == 2:
-        g11, g12, g22 = gram[0, 0], gram[0, 1], gram[1, 1]
-        denominator = g11 - 2 * g12 + g22
-        alpha = tf.where(denominator > 0, (g22 - g12) / tf.maximum(denominator, 1e-20), tf.constant(0.5, dtype))
-        alpha = tf.clip_by_value(alpha, 0.0, 1.0)
-        return tf.stack([alpha, 1.0 - alpha])
-    count = tf.maximum(tf.reduce_sum(present), 1.0)
-    alpha = present / count
-    for _ in range(iterations):
-        gradient = tf.linalg.matvec(gram, alpha)
-        t = tf.argmin(gradient)
-        vertex = tf.one_hot(t, num_tasks, dtype=dtype)
-        # Exact line search between alpha and the vertex.
-        v_alpha = tf.tensordot(alpha, tf.linalg.matvec(gram, alpha), 1)
-        v_vertex = gram[t, t]
-        v_cross = tf.tensordot(vertex, tf.linalg.matvec(gram, alpha), 1)
-        denominator = v_alpha - 2 * v_cross + v_vertex
-        step = tf.where(denominator > 0, (v_alpha - v_cross) / tf.maximum(denominator, 1e-20), tf.constant(0.0, dtype))
-        step = tf.clip_by_value(step, 0.0, 1.0)
-        alpha = (1 - step) * alpha + step * vertex
-    return alpha
+    num_tasks = gram.shape[0]
+    k = tf.cast(gram, tf.float64)
+    mask = tf.cast(present, tf.float64)
+    k = k * mask[:, None] * mask[None, :]
+    scale = tf.reduce_max(tf.linalg.diag_part(k))
+    k = k / tf.where(scale > 0, scale, 1.0)
+    subsets = tf.constant(SUBSETS[num_tasks], tf.float64)  # [N, T], every non-empty subset
+    allowed = tf.reduce_all((subsets <= mask[None, :]), axis=1)  # subsets of the present tasks only
+    size = num_tasks + 1
+    # Bordered systems: rows in S: K_S α - λ 1 = 0; rows outside S: α_i = 0; last row: Σ α_S = 1.
+    inside = subsets[:, :, None] * subsets[:, None, :]
+    top_left = k[None] * inside + tf.linalg.diag(1.0 - subsets)
+    top = tf.concat([top_left, -subsets[:, :, None]], axis=2)
+    bottom = tf.concat([subsets, tf.zeros_like(subsets[:, :1])], axis=1)[:, None, :]
+    matrices = tf.concat([top, bottom], axis=1)  # [N, T + 1, T + 1]
+    rhs = tf.one_hot(num_tasks, size, dtype=tf.float64)
+    # A subset of affinely dependent gradients has a singular system: the 1e-13·I keeps LU from failing,
+    # and the residual against the exact system rejects what it made up. Every kept candidate is a
+    # feasible point, and the optimum is the min-norm point of an affinely independent subset
+    # (Carathéodory), whose system is regular: the smallest kept value is the optimum.
+    regular = matrices + 1e-13 * tf.eye(size, dtype=tf.float64)
+    solutions = tf.linalg.solve(regular, tf.broadcast_to(rhs, tf.shape(matrices)[:2])[:, :, None])[:, :, 0]
+    alphas = tf.where(tf.math.is_finite(solutions[:, :num_tasks]), solutions[:, :num_tasks], -1.0)
+    residual = tf.norm(tf.linalg.matvec(matrices, solutions) - rhs[None], axis=1)
+    accurate = residual <= 1e-9  # K is scaled to entries <= 1 and the right side is e_T; NaN compares False
+    feasible = allowed & tf.reduce_all(alphas >= -1e-9, axis=1) & accurate
+    values = tf.einsum("ni,ij,nj->n", alphas, k, alphas)
+    best = tf.argmin(tf.where(feasible, values, tf.constant(float("inf"), tf.float64)))
+    alpha = tf.maximum(tf.gather(alphas, best), 0.0) * mask
+    count = tf.reduce_sum(mask)
+    uniform = mask / tf.maximum(count, 1.0)
+    alpha = alpha / tf.maximum(tf.reduce_sum(alpha), 1e-300)
+    # No feasible candidate can only mean no present task; all-zero gradients: uniform (any α is optimal).
+    alpha = tf.where(tf.reduce_any(feasible) & (scale > 0), alpha, uniform)
+    return tf.cast(alpha, dtype)
+
+
+def _subsets(num_tasks: int) -> list[list[float]]:
+    return [[float(bits >> i & 1) for i in range(num_tasks)] for bits in range(1, 2**num_tasks)]
+
+
+class _Subsets(dict):
+    """T -> the 2^T − 1 non-empty subsets of range(T) as 0/1 rows, built once per T."""
+
+    def __missing__(self, num_tasks: int) -> list[list[float]]:
+        self[num_tasks] = _subsets(num_tasks)
+        return self[num_tasks]
+
+
+SUBSETS = _Subsets()
 
 
 @WEIGHTINGS.register("mgda")
