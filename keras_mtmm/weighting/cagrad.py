@@ -11,39 +11,89 @@ import tensorflow as tf
 
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
+from keras_mtmm.weighting.mgda import SUBSETS, bordered_systems
 
 
-def cagrad_direction(task_gradients: tf.Tensor, present: tf.Tensor, c: float, iterations: int = 20):
-    """CAGrad's update `g = g0 + (c‖g0‖/‖g_w‖) g_w`, and its coefficients on the task gradients.
+def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
+    """CAGrad's coefficients on the task gradients: `d = Σ_i coefficients_i g_i`, exactly.
 
-    g0 is the mean gradient of the present tasks; `g_w = Σ_i w_i g_i` with w
-    on the simplex (over present tasks) minimising `g_w·g0 + c‖g0‖‖g_w‖`,
-    found by gradient steps on softmax logits over the Gram matrix (as the
-    authors' code does).
+    Liu et al., "Conflict-Averse Gradient Descent for Multi-task Learning",
+    NeurIPS 2021, Eq. (2) and Algorithm 1: g0 = Σ_i m_i g_i (the mean over the
+    present tasks), `w = argmin_{w ∈ simplex} g_w·g0 + c‖g0‖‖g_w‖` with
+    `g_w = Σ_i w_i g_i`, and `d = g0 + (c‖g0‖/‖g_w‖) g_w`. keras_mtmm returns this
+    d as the paper defines it (no division by 1 + c², LibMTL's `rescale=1`).
+
+    The inner problem is solved exactly from the Gram matrix K = G Gᵀ, not by
+    gradient steps (whose result depended on the gradients' scale). On a face S
+    of the simplex whose gradients are affinely independent, the stationarity
+    conditions `b_S + t K_S w_S = λ1, 1ᵀw_S = 1` (b = K m, t = c‖g0‖/‖g_w‖) are
+    linear for a fixed t, with solution `w = u + v/t`: u is the face's affine
+    min-norm point (`K_S u = β1, 1ᵀu = 1`) and v solves `K_S v = α1 − b_S,
+    1ᵀv = 0`. Since uᵀKv = 0, ‖g_w‖² = uᵀKu + vᵀKv/t², and ‖g_w‖ = c‖g0‖/t gives
+    `t² = (c²‖g0‖² − vᵀKv) / uᵀKu` in closed form. Every subset of the present
+    tasks is solved at once (two batched LU solves in float64); the candidates
+    with w ≥ 0 are feasible points, the optimum is among them (its support can
+    be taken affinely independent, Carathéodory), and the smallest objective
+    wins. K is divided by its largest present diagonal entry first: the result
+    scales with the gradients exactly. T is static; eager, `tf.function` and XLA.
+
+    Args:
+        gram: `[T, T]` Gram matrix of the task gradients.
+        present: `[T]`, 1 for tasks in the batch, 0 for absent ones (coefficient 0).
+        c: the radius factor, >= 0 (0: plain averaging).
 
     Returns:
-        `(g [P], coefficients [T])` with `g = Σ_i coefficients_i g_i`.
+        `[T]` coefficients: `m + (c‖g0‖/‖g_w‖) w`, or `m` where c = 0, g0 = 0, or
+        the worst-case direction is 0 (no finite step).
     """
-    dtype = task_gradients.dtype
-    count = tf.maximum(tf.reduce_sum(present), 1.0)
-    mean_weights = present / count
+    dtype = gram.dtype
+    num_tasks = gram.shape[0]
+    mask = tf.cast(present, tf.float64)
+    k = tf.cast(gram, tf.float64) * mask[:, None] * mask[None, :]
+    scale = tf.reduce_max(tf.linalg.diag_part(k))
+    k = k / tf.where(scale > 0, scale, 1.0)
+    mean = mask / tf.maximum(tf.reduce_sum(mask), 1.0)
+    b = tf.linalg.matvec(k, mean)
+    radius = c * tf.sqrt(tf.maximum(tf.tensordot(mean, b, 1), 0.0))
+    subsets = tf.constant(SUBSETS[num_tasks], tf.float64)
+    allowed = tf.reduce_all(subsets <= mask[None, :], axis=1)
+    matrices = bordered_systems(k, subsets)
+    size = num_tasks + 1
+    right = tf.stack(
+        [
+            tf.broadcast_to(tf.one_hot(num_tasks, size, dtype=tf.float64), tf.shape(matrices)[:2]),
+            tf.concat([-b[None, :] * subsets, tf.zeros_like(subsets[:, :1])], axis=1),
+        ],
+        axis=2,
+    )  # [N, T + 1, 2]: the right sides of u's and v's systems
+    solutions = tf.linalg.solve(matrices + 1e-13 * tf.eye(size, dtype=tf.float64), right)
+    residual = tf.reduce_max(tf.abs(tf.matmul(matrices, solutions) - right), axis=[1, 2])
+    u, v = solutions[:, :num_tasks, 0], solutions[:, :num_tasks, 1]
+    u_norm = tf.einsum("ni,ij,nj->n", u, k, u)
+    v_norm = tf.einsum("ni,ij,nj->n", v, k, v)
+    t_squared = (radius**2 - v_norm) / tf.where(u_norm > 1e-12, u_norm, 1.0)
+    ok = allowed & (residual <= 1e-9) & (u_norm > 1e-12) & (t_squared > 0)
+    t = tf.sqrt(tf.where(ok, t_squared, 1.0))
+    w = u + v / t[:, None]
+    ok &= tf.reduce_all(w >= -1e-9, axis=1) & tf.reduce_all(tf.math.is_finite(w), axis=1)
+    objective = tf.linalg.matvec(w, b) + radius * tf.sqrt(tf.maximum(tf.einsum("ni,ij,nj->n", w, k, w), 0.0))
+    best = tf.argmin(tf.where(ok, objective, tf.constant(float("inf"), tf.float64)))
+    w = tf.maximum(tf.gather(w, best), 0.0) * mask
+    w = w / tf.maximum(tf.reduce_sum(w), 1e-300)
+    gw_norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(k, w), 1), 0.0))
+    step = radius / tf.where(gw_norm > 0, gw_norm, 1.0)
+    usable = tf.reduce_any(ok) & (radius > 0) & (gw_norm > 0)
+    return tf.cast(tf.where(usable, mean + step * w, mean), dtype)
+
+
+def cagrad_direction(task_gradients: tf.Tensor, present: tf.Tensor, c: float):
+    """CAGrad's update `d = g0 + (c‖g0‖/‖g_w‖) g_w` and its coefficients (`cagrad_weights`).
+
+    Returns:
+        `(d [P], coefficients [T])` with `d = Σ_i coefficients_i g_i`.
+    """
     gram = tf.matmul(task_gradients, task_gradients, transpose_b=True)
-    g0_norm = tf.sqrt(tf.maximum(tf.tensordot(mean_weights, tf.linalg.matvec(gram, mean_weights), 1), 0.0))
-    radius = c * g0_norm
-    logits = tf.where(present > 0, tf.zeros_like(present), tf.fill(tf.shape(present), tf.constant(-1e9, dtype)))
-    learning_rate = 1.0
-    for _ in range(iterations):
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            w = tf.nn.softmax(logits)
-            gw_dot_g0 = tf.tensordot(w, tf.linalg.matvec(gram, mean_weights), 1)
-            gw_norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(gram, w), 1), 1e-20))
-            objective = gw_dot_g0 + radius * gw_norm
-        logits = logits - learning_rate * tape.gradient(objective, logits)
-    w = tf.stop_gradient(tf.nn.softmax(logits))
-    gw_norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(gram, w), 1), 1e-20))
-    scale = radius / gw_norm
-    coefficients = mean_weights + scale * w
+    coefficients = cagrad_weights(gram, present, c)
     return tf.linalg.matvec(task_gradients, coefficients, transpose_a=True), coefficients
 
 

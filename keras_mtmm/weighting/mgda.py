@@ -52,12 +52,7 @@ def min_norm_weights(gram: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
     subsets = tf.constant(SUBSETS[num_tasks], tf.float64)  # [N, T], every non-empty subset
     allowed = tf.reduce_all((subsets <= mask[None, :]), axis=1)  # subsets of the present tasks only
     size = num_tasks + 1
-    # Bordered systems: rows in S: K_S α - λ 1 = 0; rows outside S: α_i = 0; last row: Σ α_S = 1.
-    inside = subsets[:, :, None] * subsets[:, None, :]
-    top_left = k[None] * inside + tf.linalg.diag(1.0 - subsets)
-    top = tf.concat([top_left, -subsets[:, :, None]], axis=2)
-    bottom = tf.concat([subsets, tf.zeros_like(subsets[:, :1])], axis=1)[:, None, :]
-    matrices = tf.concat([top, bottom], axis=1)  # [N, T + 1, T + 1]
+    matrices = bordered_systems(k, subsets)
     rhs = tf.one_hot(num_tasks, size, dtype=tf.float64)
     # A subset of affinely dependent gradients has a singular system: the 1e-13·I keeps LU from failing,
     # and the residual against the exact system rejects what it made up. Every kept candidate is a
@@ -78,6 +73,19 @@ def min_norm_weights(gram: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
     # No feasible candidate can only mean no present task; all-zero gradients: uniform (any α is optimal).
     alpha = tf.where(tf.reduce_any(feasible) & (scale > 0), alpha, uniform)
     return tf.cast(alpha, dtype)
+
+
+def bordered_systems(k: tf.Tensor, subsets: tf.Tensor) -> tf.Tensor:
+    """`[N, T + 1, T + 1]`: for each 0/1 subset row S, `[[K_S, −1_S], [1_Sᵀ, 0]]` with identity rows outside S.
+
+    Rows in S: `(K x)_S − μ 1 = ...`; rows outside S: `x_i = ...`; the last row: `Σ_S x = ...`.
+    It is regular exactly when the gradients of S are affinely independent.
+    """
+    inside = subsets[:, :, None] * subsets[:, None, :]
+    top_left = k[None] * inside + tf.linalg.diag(1.0 - subsets)
+    top = tf.concat([top_left, -subsets[:, :, None]], axis=2)
+    bottom = tf.concat([subsets, tf.zeros_like(subsets[:, :1])], axis=1)[:, None, :]
+    return tf.concat([top, bottom], axis=1)
 
 
 def _subsets(num_tasks: int) -> list[list[float]]:
