@@ -12,6 +12,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 
 from __future__ import annotations
 
+from keras_mtmm.weighting import aggregators
 from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
@@ -32,6 +33,7 @@ __all__ = [
     "StaticWeighting",
     "UncertaintyWeighting",
     "WeightingStrategy",
+    "aggregators",
     "build_weighting",
     "resolve_task_weights",
 ]

@@ -10,32 +10,16 @@ import keras
 import tensorflow as tf
 
 from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.weighting.aggregators import pcgrad
 from keras_mtmm.weighting.gradient import GradientWeighting
 
 
 def project_conflicting(task_gradients: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
-    """PCGrad's surgery: returns the sum of the projected task gradients, `[P]`.
+    """PCGrad's surgery for a given task order: the sum of the projected task gradients, `[P]`.
 
-    For each task gradient g_i, for j in `order` (j ≠ i): if `g_i·g_j < 0`,
-    `g_i ← g_i − (g_i·g_j / ‖g_j‖²) g_j`. Zero gradients (absent tasks) are skipped.
-
-    Args:
-        task_gradients: `[T, P]`, T static.
-        order: a permutation of range(T) (random each step in training).
+    `keras_mtmm.weighting.aggregators.pcgrad` without its weights (see there).
     """
-    num_tasks = task_gradients.shape[0]
-    projected = []
-    for i in range(num_tasks):
-        g_i = task_gradients[i]
-        for position in range(num_tasks):
-            j = order[position]
-            g_j = tf.gather(task_gradients, j)
-            dot = tf.reduce_sum(g_i * g_j)
-            norm_sq = tf.reduce_sum(g_j * g_j)
-            conflict = tf.logical_and(tf.logical_and(tf.not_equal(j, i), dot < 0), norm_sq > 0)
-            g_i = tf.where(conflict, g_i - dot / tf.maximum(norm_sq, 1e-20) * g_j, g_i)
-        projected.append(g_i)
-    return tf.add_n(projected)
+    return pcgrad(task_gradients, order=order)[0]
 
 
 @WEIGHTINGS.register("pcgrad")
@@ -56,7 +40,7 @@ class PCGrad(GradientWeighting):
 
     def shared_gradient(self, task_gradients, task_losses, present):
         order = keras.random.shuffle(tf.range(self.num_tasks), seed=self.seed_generator)
-        return project_conflicting(task_gradients, order), tf.ones([self.num_tasks], task_gradients.dtype)
+        return pcgrad(task_gradients, order=order, present=present)
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}

@@ -1,0 +1,126 @@
+"""Gradient aggregators: pure functions on the matrix of per-task gradients, for any training loop.
+
+    from keras_mtmm.weighting import aggregators
+    direction, weights = aggregators.cagrad(G, c=0.5)   # G: [T, D] per-task gradients
+
+Each `<name>(G, ..., present=None) -> (direction [D], weights [T])` takes the
+task gradients as rows of `G` (a tensor or array, float32 or float64) and
+returns the update direction and the task weights it applies, `direction =
+Σ_i weights_i G_i` (every method here is a linear combination of the task
+gradients). `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
+they get weight 0 and do not change the others'. Each runs eagerly, in
+`tf.function` and under XLA; T must be static. The training strategies of the
+same names (`weighting.strategy`) call these functions.
+
+Not here, because they are not functions of G alone: GradNorm (it learns its
+weights from the loss history), uncertainty weighting, DWA and RLW (loss
+weights, no per-task gradients).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_mtmm.weighting.cagrad import cagrad_weights
+from keras_mtmm.weighting.mgda import min_norm_weights
+
+__all__ = ["cagrad", "mean", "mgda", "pcgrad", "sum"]
+
+
+def _inputs(G, present):
+    G = tf.convert_to_tensor(G)
+    if not G.dtype.is_floating:
+        G = tf.cast(G, tf.float32)
+    if G.shape.rank != 2 or G.shape[0] is None:
+        raise ValueError(f"aggregators: G must be [T, D] with a static T, got shape {G.shape}")
+    num_tasks = G.shape[0]
+    present = tf.ones([num_tasks], G.dtype) if present is None else tf.cast(tf.convert_to_tensor(present), G.dtype)
+    return G * present[:, None], present
+
+
+def _combine(G, weights):
+    return tf.linalg.matvec(G, weights, transpose_a=True), weights
+
+
+def mean(G, present=None):
+    """The mean of the present tasks' gradients (Σ_i G_i / #present)."""
+    G, present = _inputs(G, present)
+    return _combine(G, present / tf.maximum(tf.reduce_sum(present), 1.0))
+
+
+def sum(G, present=None):  # noqa: A001 (the API's name)
+    """The sum of the present tasks' gradients: what `weighting.strategy: static` with weights 1 trains on."""
+    G, present = _inputs(G, present)
+    return _combine(G, present)
+
+
+def pcgrad(G, order=None, seed=None, present=None):
+    """PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020, Algorithm 1).
+
+    For each task i, for j in `order` (j ≠ i, one order for every i, as the
+    paper's Algorithm 1 draws it once per step): if `g_i·g_j < 0`,
+    `g_i ← g_i − (g_i·g_j / ‖g_j‖²) g_j`, where g_j is the *original* gradient of
+    task j; the direction is the sum of the projected g_i. A task is never
+    projected on itself (LibMTL's implementation also tries j = i, which does
+    nothing since g_i·g_i ≥ 0). Computed on the T×T Gram matrix, tracking each
+    projected g_i as a combination of the original gradients, so the weights
+    come out exactly. Absent and zero gradients are skipped.
+
+    Args:
+        G: `[T, D]` task gradients.
+        order: a permutation of range(T) (tensor or list); default: a random one,
+            from `seed` (stateless, `[2]` ints or one int) if given.
+        seed: see `order`.
+        present: `[T]` 1/0.
+    """
+    G, present = _inputs(G, present)
+    num_tasks = G.shape[0]
+    if order is None:
+        if seed is None:
+            order = tf.random.shuffle(tf.range(num_tasks))
+        else:
+            seed = tf.constant([int(seed), 0]) if isinstance(seed, int) else tf.convert_to_tensor(seed)
+            order = tf.argsort(tf.random.stateless_uniform([num_tasks], seed))
+    order = tf.cast(tf.convert_to_tensor(order), tf.int32)
+    gram = tf.cast(tf.matmul(G, G, transpose_b=True), tf.float64)
+    rows = []
+    for i in range(num_tasks):
+        row = tf.one_hot(i, num_tasks, dtype=tf.float64)  # projected g_i = row · G
+        for position in range(num_tasks):
+            j = order[position]
+            dot = tf.tensordot(row, gram[:, j], 1)
+            norm_sq = gram[j, j]
+            conflict = (j != i) & (dot < 0) & (norm_sq > 0)
+            row = tf.where(
+                conflict,
+                row - dot / tf.where(norm_sq > 0, norm_sq, 1.0) * tf.one_hot(j, num_tasks, dtype=tf.float64),
+                row,
+            )
+        rows.append(row)
+    weights = tf.cast(tf.add_n(rows), G.dtype) * present
+    return _combine(G, weights)
+
+
+def cagrad(G, c: float = 0.4, present=None):
+    """CAGrad (Liu et al., NeurIPS 2021, Eq. 2): `d = g0 + (c‖g0‖/‖g_w‖) g_w`, solved exactly.
+
+    See `keras_mtmm.weighting.cagrad.cagrad_weights` for the method: no
+    division by 1 + c² (LibMTL's `rescale=1`), any gradient scale.
+    """
+    if c < 0:
+        raise ValueError(f"aggregators.cagrad: c must be >= 0, got {c}")
+    G, present = _inputs(G, present)
+    return _combine(G, cagrad_weights(tf.matmul(G, G, transpose_b=True), present, c))
+
+
+def mgda(G, present=None):
+    """MGDA (Sener & Koltun, NeurIPS 2018, Eq. 3): the min-norm point of the convex hull of the gradients.
+
+    Exact (`keras_mtmm.weighting.mgda.min_norm_weights`). Applied to whatever G
+    holds: the training strategy `mgda` passes gradients of the shared
+    *representation* (MGDA-UB, the paper's Section 3.3), which needs one
+    Jacobian of a small tensor instead of per-task gradients of every shared
+    parameter.
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, min_norm_weights(tf.matmul(G, G, transpose_b=True), present))
