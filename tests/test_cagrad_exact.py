@@ -107,6 +107,8 @@ def test_edge_cases_give_no_nan():
     np.testing.assert_allclose(_direction(g, 0.0)[0], g.mean(axis=0), atol=1e-12)  # c = 0: the mean
     assert np.isfinite(_direction(np.zeros((3, 2)), 0.5)[0]).all()
     np.testing.assert_allclose(_direction(np.array([[1.0, 2.0], [1.0, 2.0]]), 0.5)[0], [1.5, 3.0], atol=1e-12)
+    # A zero gradient puts 0 in the hull: g_w = 0 is optimal and every d of the ball maximises min_i g_i·d.
+    np.testing.assert_allclose(_direction(np.array([[1.0, 0.0], [0.0, 0.0]]), 0.5)[0], [0.5, 0.0], atol=1e-12)
     d, _ = _direction(np.array([[1.0, 0.0], [-1.0, 0.0]]), 0.5)  # antiparallel: g0 = 0
     np.testing.assert_allclose(d, [0.0, 0.0], atol=1e-12)
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
-from keras_mtmm.weighting.mgda import SUBSETS, bordered_systems
+from keras_mtmm.weighting.mgda import SUBSETS, bordered_systems, min_norm_weights
 
 
 def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
@@ -44,7 +44,8 @@ def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
 
     Returns:
         `[T]` coefficients: `m + (c‖g0‖/‖g_w‖) w`, or `m` where c = 0, g0 = 0, or
-        the worst-case direction is 0 (no finite step).
+        the optimal g_w is 0 (0 in the hull: every d of the ball is then optimal,
+        and g0 is the one nearest g0).
     """
     dtype = gram.dtype
     num_tasks = gram.shape[0]
@@ -82,7 +83,13 @@ def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
     w = w / tf.maximum(tf.reduce_sum(w), 1e-300)
     gw_norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(k, w), 1), 0.0))
     step = radius / tf.where(gw_norm > 0, gw_norm, 1.0)
-    usable = tf.reduce_any(ok) & (radius > 0) & (gw_norm > 0)
+    # With 0 in the hull of the gradients and no candidate below F = 0, the optimum is g_w = 0, where every
+    # d of the ball is a maximiser of the paper's max-min problem: take the one nearest g0, g0 itself.
+    alpha = min_norm_weights(k, mask)
+    zero_optimal = (tf.tensordot(alpha, tf.linalg.matvec(k, alpha), 1) <= 1e-12) & (
+        tf.reduce_min(tf.where(ok, objective, tf.constant(float("inf"), tf.float64))) >= -1e-12
+    )
+    usable = tf.reduce_any(ok) & (radius > 0) & (gw_norm > 0) & ~zero_optimal
     return tf.cast(tf.where(usable, mean + step * w, mean), dtype)
 
 
