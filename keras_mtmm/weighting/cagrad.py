@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
-from keras_mtmm.weighting.mgda import SUBSETS, bordered_systems, min_norm_weights
+from keras_mtmm.weighting.mgda import SUBSETS, bordered_systems
 
 
 def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
@@ -85,8 +85,11 @@ def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
     step = radius / tf.where(gw_norm > 0, gw_norm, 1.0)
     # With 0 in the hull of the gradients and no candidate below F = 0, the optimum is g_w = 0, where every
     # d of the ball is a maximiser of the paper's max-min problem: take the one nearest g0, g0 itself.
-    alpha = min_norm_weights(k, mask)
-    zero_optimal = (tf.tensordot(alpha, tf.linalg.matvec(k, alpha), 1) <= 1e-12) & (
+    # 0 is in the hull exactly when some face's affine min-norm point u (solved above) is feasible and 0.
+    zero_in_hull = tf.reduce_any(
+        allowed & (residual <= 1e-9) & tf.reduce_all(u >= -1e-9, axis=1) & (tf.abs(u_norm) <= 1e-12)
+    )
+    zero_optimal = zero_in_hull & (
         tf.reduce_min(tf.where(ok, objective, tf.constant(float("inf"), tf.float64))) >= -1e-12
     )
     usable = tf.reduce_any(ok) & (radius > 0) & (gw_norm > 0) & ~zero_optimal
