@@ -43,6 +43,22 @@ class WeightingLogger(keras.callbacks.Callback):
             self.weighting.on_epoch_end(epoch, {task: float(value) for task, value in losses.items()})
 
 
+class DataPass(keras.callbacks.Callback):
+    """Sets the variable a per-epoch training dataset reads to the epoch's number, as each epoch begins.
+
+    With `ExecutionPlan.epoch_passes`, epoch e trains on data pass e of the
+    cache (`data.pipeline.make_dataset(pass_number=...)`): Keras makes the
+    epoch's iterator after `on_epoch_begin`, so the pass is read then.
+    """
+
+    def __init__(self, pass_number):
+        super().__init__()
+        self.pass_number = pass_number
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.pass_number.assign(int(epoch))
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """Writes `history.json` after every epoch; a resumed run continues the same file.
 

@@ -10,8 +10,12 @@ and said in the run log and `metadata.json` (`execution`):
   memory available); streamed or mixed data, and distributed runs, are not.
 - `steps_per_execution: auto`: up to `MAX_STEPS_PER_EXECUTION` steps per
   call into TensorFlow, for epochs of `MIN_STEPS_FOR_MULTI` steps or more.
-  The training stream is one endless sequence of epochs, and Keras runs
-  whole executions, so the number must divide the epoch (and
+  When the epoch is one pass over the cached data (`cache` on, no
+  `training.steps_per_epoch`, no `checkpoint_every`, one device), each epoch
+  gets a dataset of its own pass, which ends where the pass does, so an
+  execution may stop short at the end of the epoch (`epoch_passes`): any
+  number works. Otherwise the training data is one endless stream, Keras
+  runs whole executions from it, and the number must divide the epoch (and
   `checkpoint_every`): the largest such divisor is taken.
 - `jit_compile: auto`: XLA where an accelerator is present, as Keras
   decides, and no TF Hub module is in the model; on CPU-only machines off
@@ -46,6 +50,8 @@ class ExecutionPlan:
     jit_compile: bool
     deterministic: bool
     reasons: dict[str, str]
+    # One dataset per epoch (its pass over the cache), not one stream over all epochs (see the module doc).
+    epoch_passes: bool = False
 
     def describe(self) -> str:
         """One log line: `execution: cache on (...), 21 steps per execution (...), XLA off (...), ...`."""
@@ -98,15 +104,25 @@ def resolve_cache(setting, size_bytes: int | None, streamed: bool, distribute: s
     return bool(setting), "training.cache"
 
 
-def resolve_steps_per_execution(setting, steps_per_epoch: int | None, checkpoint_every: int, distribute: str):
+def resolve_steps_per_execution(
+    setting, steps_per_epoch: int | None, checkpoint_every: int, distribute: str, epoch_passes: bool = False
+):
     """(steps, reason): `training.steps_per_execution` (`auto`: up to 32), as a divisor of the epoch.
 
     Keras runs whole executions from the endless training stream: a number that
     does not divide the epoch would train each epoch on more batches than it has.
+    With `epoch_passes` (each epoch its own dataset, which ends with the epoch)
+    the last execution of an epoch stops short, and any number works.
     """
     if distribute == "multi_worker":
         return 1, "multi_worker runs its own loop, one step per call"
     limit = MAX_STEPS_PER_EXECUTION if setting == "auto" else setting
+    if epoch_passes and steps_per_epoch:
+        if setting != "auto":
+            return setting, "training.steps_per_execution"
+        if steps_per_epoch < MIN_STEPS_FOR_MULTI:
+            return 1, f"auto: an epoch of {steps_per_epoch} steps is too short to gain from more"
+        return min(limit, steps_per_epoch), f"auto: up to {limit}, the last execution of an epoch stops at its end"
     if not steps_per_epoch:
         return limit, "auto" if setting == "auto" else "training.steps_per_execution"
     whole = math.gcd(steps_per_epoch, checkpoint_every) if checkpoint_every else steps_per_epoch
@@ -164,10 +180,27 @@ def plan_execution(config, preprocessor, train_split, steps_per_epoch: int | Non
         skip_bad = config.data.on_bad_record == "skip"
         size, _ = prepared_size(preprocessor, train_split, training.batch_size, skip_bad)
     cache, cache_reason = resolve_cache(training.cache, size, streamed, training.distribute)
+    epoch_passes = epoch_is_one_pass(config, cache, steps_per_epoch)
     steps, steps_reason = resolve_steps_per_execution(
-        training.steps_per_execution, steps_per_epoch, training.checkpoint_every, training.distribute
+        training.steps_per_execution, steps_per_epoch, training.checkpoint_every, training.distribute, epoch_passes
     )
     hub = [name for name, modality in config.modalities.items() if modality.encoder.type == "hub"]
     jit, jit_reason = resolve_jit_compile(training.jit_compile, training.distribute, hub)
     reasons = {"cache": cache_reason, "steps_per_execution": steps_reason, "jit_compile": jit_reason}
-    return ExecutionPlan(cache, steps, jit, training.deterministic, reasons)
+    return ExecutionPlan(cache, steps, jit, training.deterministic, reasons, epoch_passes)
+
+
+def epoch_is_one_pass(config, cache: bool, steps_per_epoch: int | None) -> bool:
+    """Whether each epoch can be its own dataset: one pass over the cached training data.
+
+    Not with `training.steps_per_epoch` (an epoch is not a pass), `checkpoint_every`
+    (a resumed run re-enters the stream inside an epoch) or distribution.
+    """
+    training = config.training
+    return bool(
+        cache
+        and steps_per_epoch
+        and not training.steps_per_epoch
+        and not training.checkpoint_every
+        and training.distribute == "none"
+    )

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.callbacks import HistoryWriter, ResumableEarlyStopping, WeightingLogger, read_history
+from keras_mtmm.callbacks import DataPass, HistoryWriter, ResumableEarlyStopping, WeightingLogger, read_history
 from keras_mtmm.checkpointing import (
     AtomicModelCheckpoint,
     NonFiniteGuard,
@@ -170,7 +170,8 @@ def train(
     backup_dir = run_dir / "backup"
 
     def training_stream(skip_batches: int):
-        """The training batches from `skip_batches` on: one deterministic stream over all epochs."""
+        """The training batches from `skip_batches` on: one deterministic stream over all epochs
+        (with `plan.epoch_passes`: each iteration the pass of the epoch `pass_number` holds)."""
         if isinstance(splits["train"], StreamSplit):
             data, _ = mixed(steps_per_epoch)
             return data.skip(skip_batches) if skip_batches else data
@@ -181,11 +182,12 @@ def train(
             shuffle=True,
             seed=config.seed,
             shuffle_buffer=training.shuffle_buffer,
-            repeat=steps_per_epoch is not None,
+            repeat=steps_per_epoch is not None and not plan.epoch_passes,
             cache=plan.cache,
             skip_bad=skip_bad,
             valid_rows=valid_rows.get("train"),
-            skip_batches=skip_batches,
+            skip_batches=0 if plan.epoch_passes else skip_batches,
+            pass_number=pass_number if plan.epoch_passes else None,
         )
 
     def mixed(steps):
@@ -295,7 +297,9 @@ def train(
     step_checkpoint = StepCheckpoint(
         backup_dir, steps_per_epoch or 0, training.checkpoint_every, start_step, resume_metrics
     )
+    pass_number = tf.Variable(0, dtype=tf.int64, trainable=False)  # the epoch's pass (plan.epoch_passes)
     callbacks = [
+        DataPass(pass_number),
         NonFiniteGuard(list(config.tasks), run_dir),  # first: a diverged step is never saved
         weighting_logger,
         HistoryWriter(history_path),
@@ -331,7 +335,7 @@ def train(
                     validation_data=validation_data,
                     initial_epoch=first_epoch,
                     epochs=last_epoch,
-                    steps_per_epoch=steps,
+                    steps_per_epoch=None if plan.epoch_passes else steps,  # a pass's dataset ends with the epoch
                     callbacks=callbacks,
                     shuffle=False,  # the dataset reshuffles itself every epoch
                     verbose=verbose,

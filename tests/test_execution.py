@@ -126,3 +126,49 @@ def test_a_run_records_what_it_chose(tiny_run):
     assert plan["deterministic"] is True and plan["reasons"]["cache"].startswith("auto: ")
     line = ExecutionPlan(**plan).describe()
     assert line.startswith("execution: cache on (auto: ") and "1 step per execution (auto: an epoch of 5" in line
+
+
+def test_an_epoch_pass_dataset_gives_the_streams_pass_of_its_epoch_and_ends_with_it():
+    from keras_mtmm.data.pipeline import _batches
+
+    rows, batch_size, passes = 50, 8, 7
+    stream = [b["x"].tolist() for b in _cached_stream(rows, batch_size).take(passes * 3).as_numpy_iterator()]
+    number = tf.Variable(0, dtype=tf.int64)
+    examples = tf.data.Dataset.from_tensor_slices({"x": tf.range(rows), "y": tf.range(rows) * 10})
+    dataset = _batches(examples, lambda e: e, rows, batch_size, True, 5, rows, False, True, 0, number)
+    assert int(dataset.cardinality()) == passes  # Keras knows the epoch's length
+    for epoch in (2, 0, 1):  # read when each iteration starts, in any order (a resumed run starts later)
+        number.assign(epoch)
+        assert [b["x"].tolist() for b in dataset.as_numpy_iterator()] == stream[epoch * passes : (epoch + 1) * passes]
+
+
+@pytest.mark.parametrize(
+    ("setting", "steps_per_epoch", "expected"),
+    [("auto", 438, 32), ("auto", MIN_STEPS_FOR_MULTI - 1, 1), (7, 438, 7), (64, 100, 64)],
+)
+def test_with_one_dataset_per_epoch_the_steps_per_execution_need_not_divide_it(setting, steps_per_epoch, expected):
+    steps, reason = resolve_steps_per_execution(setting, steps_per_epoch, 0, "none", epoch_passes=True)
+    assert steps == expected, reason
+
+
+def test_an_execution_that_does_not_divide_the_epoch_trains_the_epochs_steps_exactly(
+    tmp_path, tiny_config_factory, tiny_run
+):
+    """144 training rows, batch 32: 5 steps an epoch, as 2 executions of 3 steps, the second stopping at 2.
+
+    The same steps on the same batches as the session's tiny run (1 step per execution): the same losses.
+    """
+    import json
+
+    from keras_mtmm.training import train
+
+    result = train(
+        tiny_config_factory("training.steps_per_execution=3"), output_dir=tmp_path / "run", export_dir=None, verbose=0
+    )
+    plan = json.loads((result.run_dir / "metadata.json").read_text())["execution"]
+    assert plan["epoch_passes"] is True and plan["steps_per_execution"] == 3
+    assert int(result.training_model.optimizer.iterations.numpy()) == 2 * 5
+    reference = json.loads((tiny_run.run_dir / "metadata.json").read_text())["execution"]
+    assert reference["steps_per_execution"] == 1
+    for key in ("loss", "val_loss", "shape_loss", "price_loss"):
+        np.testing.assert_allclose(result.history[key], tiny_run.history[key], rtol=1e-5, err_msg=key)

@@ -24,6 +24,7 @@ def make_dataset(
     skip_bad: bool = False,
     valid_rows: int | None = None,
     skip_batches: int = 0,
+    pass_number: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of `(inputs, targets, masks)` dicts for `Model.fit`/`evaluate`.
 
@@ -54,6 +55,10 @@ def make_dataset(
             `repeat`, the stream is the same for a seed in every process, so
             the run continues where it stopped). Skipped before preprocessing
             unless `cache` is on.
+        pass_number: (with `cache`, instead of `repeat`) a variable holding the
+            number of the data pass to give: each iteration of the dataset is
+            that one pass over the cache, in the order the repeated stream gives
+            it, and ends with it. The training loop sets it to the epoch.
     """
     rows = num_rows(table)
     if rows == 0:
@@ -71,7 +76,18 @@ def make_dataset(
     if not isinstance(table, dict):
         rows = valid_rows if skip_bad and valid_rows is not None else None
         return _record_dataset(
-            preprocessor, table, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows, skip_batches
+            preprocessor,
+            table,
+            batch_size,
+            shuffle,
+            seed,
+            shuffle_buffer,
+            repeat,
+            cache,
+            skip_bad,
+            rows,
+            skip_batches,
+            pass_number,
         )
     raw = preprocessor.raw_inputs(table)
     targets, masks = preprocessor.encode_labels(table)
@@ -87,11 +103,12 @@ def make_dataset(
         repeat,
         cache,
         skip_batches,
+        pass_number,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat, cache, skip_batches):
+def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat, cache, skip_batches, pass_number=None):
     """examples -> (shuffle) -> batch -> prepare, once or as an endless stream of data passes.
 
     A repeated stream gives data pass `p` its own order, seeded by (seed, p), with no shuffle
@@ -112,20 +129,25 @@ def _batches(examples, prepare, rows, batch_size, shuffle, seed, buffer, repeat,
         return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     if cache:
-        return _cached(map_prepared(examples.batch(batch_size)), batch_size, shuffle, seed, repeat, skip_batches)
+        prepared = map_prepared(examples.batch(batch_size))
+        return _cached(prepared, batch_size, shuffle, seed, repeat, skip_batches, pass_number)
+    if pass_number is not None:
+        raise ValueError("make_dataset: pass_number needs cache=True")
     if not repeat:
         ordered = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True) if shuffle else examples
         return map_prepared(ordered.batch(batch_size))
     return map_prepared(_passes(one_pass, skip_batches, passes))
 
 
-def _cached(prepared, batch_size: int, shuffle: bool, seed: int, repeat: bool, skip_batches: int):
+def _cached(prepared, batch_size: int, shuffle: bool, seed: int, repeat: bool, skip_batches: int, pass_number=None):
     """The examples of `prepared` preprocessed once, kept in memory, and reshuffled example by example.
 
     One pass over `prepared` (in order) fills NumPy arrays; each data pass then
     gathers its batches from them by a permutation of the row indices (seeded by
     `(seed, pass)`, as `_pass_shuffle` orders an uncached stream), so an epoch
-    costs no preprocessing, and batches are not fixed once and for all.
+    costs no preprocessing, and batches are not fixed once and for all. With
+    `pass_number` (a variable), each iteration is the one pass it names, read
+    when the iteration starts; its length is known (`assert_cardinality`).
     """
     tensors = _materialize(prepared)
     rows = int(tf.nest.flatten(tensors)[0].shape[0])
@@ -140,7 +162,14 @@ def _cached(prepared, batch_size: int, shuffle: bool, seed: int, repeat: bool, s
             order = tf.random.experimental.stateless_shuffle(indices, seed=pass_seed)
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-    if repeat:
+    if pass_number is not None:
+        batches = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(
+            lambda _: one_pass(pass_number.read_value())
+        )
+        if skip_batches:
+            batches = batches.skip(skip_batches)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size) - skip_batches))
+    elif repeat:
         batches = _passes(one_pass, skip_batches, -(-rows // batch_size))
     elif shuffle:
         batches = tf.data.Dataset.range(rows).shuffle(rows, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
@@ -211,7 +240,18 @@ def _repeat_and_skip(dataset, repeat: bool, skip_batches: int):
 
 
 def _record_dataset(
-    preprocessor, split, batch_size, shuffle, seed, shuffle_buffer, repeat, cache, skip_bad, rows, skip_batches=0
+    preprocessor,
+    split,
+    batch_size,
+    shuffle,
+    seed,
+    shuffle_buffer,
+    repeat,
+    cache,
+    skip_bad,
+    rows,
+    skip_batches=0,
+    pass_number=None,
 ):
     """Serialized records -> (shuffle) -> batch -> parse + labels + preprocessing, in parallel."""
     records = split.valid_records() if skip_bad else split.records()
@@ -223,7 +263,9 @@ def _record_dataset(
 
     rows = split.rows if not skip_bad else rows
     buffer = min(shuffle_buffer, split.rows)
-    dataset = _batches(records, features, rows, batch_size, shuffle, seed, buffer, repeat, cache, skip_batches)
+    dataset = _batches(
+        records, features, rows, batch_size, shuffle, seed, buffer, repeat, cache, skip_batches, pass_number
+    )
     if rows is not None and not repeat:  # Keras then knows the epoch's length, as it does for a table
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
