@@ -47,7 +47,7 @@ def run_seed(config_path: Path, seed: int, overrides: list[str], workdir: Path) 
     with contextlib.redirect_stdout(io.StringIO()):
         mtl = train(config, output_dir=workdir / f"mtl_{seed}", export=False, verbose=0)
         mtl_seconds = time.perf_counter() - started
-        singles = train_baselines(config, workdir / f"single_{seed}", verbose=0)
+        singles = train_baselines(config, workdir / f"single_{seed}", verbose=0)[seed]
     comparison = compare(mtl.metrics, {task: result.metrics for task, result in singles.items()})
     return {
         "seed": seed,

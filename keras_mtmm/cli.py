@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_argument(
         "--output-dir", default=None, help="where the runs go (default: training.output_dir/<name>/baselines)"
     )
+    baselines.add_argument("--seeds", type=int, default=1, metavar="N", help="N seeds (<dir>/seed-<s>/<task>/)")
     baselines.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     baselines.set_defaults(handler=_baselines)
 
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--single-task-baselines", action="store_true", help="also train one model per task and report Δm"
     )
+    seeds_help = "N seeds: the config's and the N-1 after it (others in <run>/seeds/); Δm as mean ± std"
+    train.add_argument("--seeds", type=int, default=1, metavar="N", help=seeds_help)
     export = commands.add_parser("export", help="export a finished run folder's checkpoint as a new SavedModel version")
     export.add_argument("--run", required=True, help="the run folder (holds best.keras, config.yaml, preprocessor/)")
     export.add_argument("--export-dir", default=None, help="model repository root (default: the run's export.dir)")
@@ -244,10 +247,11 @@ def _verbosity(args):
 
 
 def _train(args) -> int:
-    from keras_mtmm.baselines import train_baselines
+    from keras_mtmm.baselines import seed_list, train_baselines, train_other_seeds
     from keras_mtmm.training import train
 
     config = _load(args)
+    seeds = seed_list(config, args.seeds)
     result = train(
         config,
         output_dir=args.output_dir,
@@ -257,16 +261,19 @@ def _train(args) -> int:
         labels=args.label,
         keep=args.keep,
     )
+    train_other_seeds(config, result.run_dir, seeds[1:], verbose=_verbosity(args))
     if args.single_task_baselines:
         from keras_mtmm.data.tables import load_splits
         from keras_mtmm.evaluation import compare_with_baselines, write_report
         from keras_mtmm.transfer import format_comparison
 
         folder = result.run_dir / "baselines"
-        train_baselines(config, folder, verbose=_verbosity(args))
+        train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds)
         if result.metrics is not None:
             test_table = load_splits(config)["test"]
-            transfer = compare_with_baselines(result.metrics, folder, test_table, "test", 256, "libmtl")
+            transfer = compare_with_baselines(
+                result.metrics, folder, test_table, "test", 256, "libmtl", result.run_dir / "best.keras", config
+            )
             write_report(transfer, result.run_dir / "transfer.json")
             print(format_comparison(transfer))
     if not args.no_report and result.chief:
@@ -357,11 +364,12 @@ def _prepare(args) -> int:
 
 
 def _baselines(args) -> int:
-    from keras_mtmm.baselines import train_baselines
+    from keras_mtmm.baselines import seed_list, train_baselines
 
     config = _load(args)
+    seeds = seed_list(config, args.seeds)
     folder = Path(args.output_dir) if args.output_dir else Path(config.training.output_dir) / config.name / "baselines"
-    train_baselines(config, folder, verbose=_verbosity(args))
+    train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds)
     print(f"single-task baselines in {folder}; compare with: python evaluate.py --model MODEL --baselines {folder}")
     return 0
 

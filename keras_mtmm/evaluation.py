@@ -214,8 +214,10 @@ def evaluate_model(
         output: where to write the metrics JSON; the first rows' predictions,
             targets and label masks go beside it (`evaluation_dump_path`), for `mtmm report`.
         batch_size: examples per prediction call.
-        baselines: a folder of single-task runs (`<folder>/<task>/best.keras`,
-            from `mtmm baselines`): adds a "transfer" section (Δm, negative transfer).
+        baselines: a folder of single-task runs (`<folder>/<task>/best.keras`, or
+            `<folder>/seed-<s>/<task>/` for several seeds, from `mtmm baselines`): adds a
+            "transfer" section (Δm, negative transfer; mean ± std over seeds, with the
+            other seeds of the multi-task run beside `model_path`, `train.py --seeds N`).
         delta_m_form: `libmtl` (higher is better) or `flat` (lower is better).
         quiet: do not print the table.
         robustness: add a "robustness" section: every task's metrics with all
@@ -240,7 +242,9 @@ def evaluate_model(
     if not quiet:
         print(format_table(report))
     if baselines is not None:
-        report["transfer"] = compare_with_baselines(report, baselines, table, split, batch_size, delta_m_form)
+        report["transfer"] = compare_with_baselines(
+            report, baselines, table, split, batch_size, delta_m_form, model_path, config
+        )
         if not quiet:
             from keras_mtmm.transfer import format_comparison
 
@@ -368,26 +372,8 @@ def raw_inputs(table: dict[str, np.ndarray], metadata: dict) -> dict[str, np.nda
     return modality_inputs(table, modalities)
 
 
-def compare_with_baselines(
-    report: dict, folder: str | Path, table: dict[str, np.ndarray], split: str, batch_size: int, form: str
-) -> dict:
-    """Score each task's single-task baseline on the same rows and compare (Δm, negative transfer).
+def compare_with_baselines(report, folder, table, split, batch_size, form, model_path=None, config=None) -> dict:
+    """Δm against single-task baselines, over seeds: see `keras_mtmm.transfer_seeds.compare_with_baselines`."""
+    from keras_mtmm.transfer_seeds import compare_with_baselines as compare_runs
 
-    The table is the one the multi-task model was scored on: it is loaded
-    once, not once per baseline.
-    """
-    from keras_mtmm.transfer import FORMS, compare
-
-    if form not in FORMS:
-        raise UserError("--delta-m-form", f"unknown form '{form}'", f"choose one of: {', '.join(FORMS)}")
-    folder = Path(folder)
-    checkpoints = {task: folder / task / "best.keras" for task in report["tasks"]}
-    for task, checkpoint in checkpoints.items():
-        if not checkpoint.is_file():
-            raise UserError(
-                "--baselines",
-                f"no single-task baseline for task '{task}' ({checkpoint} is missing)",
-                "train them with `mtmm baselines --config ... --output-dir FOLDER`",
-            )
-    baseline_reports = {task: score_model(path, table, split, batch_size) for task, path in checkpoints.items()}
-    return compare(report, baseline_reports, form=form)
+    return compare_runs(report, folder, table, split, batch_size, form, model_path, config)

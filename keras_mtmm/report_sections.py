@@ -6,7 +6,6 @@ place (`Page.skipped`).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_mtmm.errors import UserError
@@ -236,6 +235,9 @@ def transfer_section(run: Run, page: Page, transfer: dict | None, source: str) -
         else ("flat form: lower is better, < 0: multi-task beats single-task")
     )
     delta_m = number(transfer["delta_m"], "delta_m", "transfer", digits=2, signed=True)
+    if "delta_m_std" in transfer:
+        delta_m += f" ± {number(transfer['delta_m_std'], 'delta_m_std', 'transfer', digits=2)}"
+        better += f"; mean ± std over {transfer['comparisons']} seeds, {transfer.get('negative_transfer_rule', '')}"
     body = f"<p><b>Δm = {delta_m}%</b> ({esc(form)} form; {esc(better)}). Source: {esc(source)}.</p>"
     negative = transfer.get("negative_transfer") or []
     if negative:
@@ -248,8 +250,9 @@ def transfer_section(run: Run, page: Page, transfer: dict | None, source: str) -
 
 
 def load_transfer(run: Run, baselines) -> tuple[dict | None, str]:
-    """The comparison: from `baselines` (single-task run folders), else transfer.json, else metrics.json's."""
-    from keras_mtmm.transfer import compare
+    """The comparison: from `baselines` (single-task run folders, one or several seeds), else transfer.json,
+    else metrics.json's. The run's other seeds (`<run>/seeds/seed-<s>/metrics.json`) join the multi-task side."""
+    from keras_mtmm import transfer_seeds as seeded
 
     if baselines is not None:
         if run.metrics is None:
@@ -257,19 +260,25 @@ def load_transfer(run: Run, baselines) -> tuple[dict | None, str]:
                 "--baselines", f"the run {run.dir} has no metrics.json to compare", "train with a test split"
             )
         reports = {}
-        for task in run.metrics["tasks"]:
-            path = Path(baselines) / task / "metrics.json"
-            if not path.is_file():
-                raise UserError(
-                    "--baselines",
-                    f"no single-task baseline for task '{task}' ({path} is missing)",
-                    "train them with `mtmm baselines --config ... --output-dir DIR`",
-                )
-            reports[task] = read_json(path)
-        try:
-            return compare(run.metrics, reports), f"{baselines}/<task>/metrics.json"
+        for seed, folder in seeded.baseline_seed_folders(baselines).items():
+            reports[seed] = {}
+            for task in run.metrics["tasks"]:
+                path = folder / task / "metrics.json"
+                if not path.is_file():
+                    raise UserError(
+                        "--baselines",
+                        f"no single-task baseline for task '{task}' ({path} is missing)",
+                        "train them with `mtmm baselines --config ... --output-dir DIR`",
+                    )
+                reports[seed][task] = read_json(path)
+        others = {s: p / "metrics.json" for s, p in seeded.extra_seed_runs(run.dir).items()}
+        mtl = {seeded.run_seed(run.dir): run.metrics, **{s: read_json(p) for s, p in others.items() if p.is_file()}}
+        try:  # seed by seed, each run's metrics.json scored on its own seed's split
+            seeds, mtl_reports, single_reports = seeded.pair_by_seed(mtl, reports)
+            transfer = seeded.compare_over_seeds(mtl_reports, single_reports, seeds={"seeds": seeds})
+            return transfer, f"{baselines} (metrics.json)"
         except ValueError as error:
-            raise UserError("--baselines", str(error), "check that the baselines were trained on this config") from None
+            raise UserError("--baselines", str(error), "train both on this config, with the same --seeds N") from None
     if run.transfer is not None:
         return run.transfer, "transfer.json"
     if run.metrics is not None and "transfer" in run.metrics:

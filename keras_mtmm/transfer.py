@@ -197,13 +197,18 @@ def format_comparison(result: dict) -> str:
                 (task, name, _number(values["mtl"]), _number(values["single"]), _gain(values["relative_gain"]), "")
             )
         flag = "NEGATIVE TRANSFER" if entry["negative_transfer"] else ""
-        rows.append((task, "(task delta)", "", "", _gain(entry["delta"]), flag))
+        if not flag and entry["delta"] < 0 and "delta_se" in entry:
+            flag = "worse, within the noise"
+        gain = _gain(entry["delta"]) + (f" ± {entry['delta_std']:.2f}" if "delta_std" in entry else "")
+        rows.append((task, "(task delta)", "", "", gain, flag))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [_row(row, widths) for row in rows]
     lines.insert(1, _row(tuple("-" * width for width in widths), widths))
     for skip in result.get("skipped", []):
         lines.append(f"skipped {skip['task']}/{skip['metric']}: {skip['reason']}")
-    lines.append(_delta_m_line(result["form"], result["delta_m"]))
+    lines.append(_delta_m_line(result["form"], result["delta_m"], result.get("delta_m_std"), result.get("comparisons")))
+    if "negative_transfer_rule" in result:
+        lines.append(f"negative transfer: {result['negative_transfer_rule']}")
     return "\n".join(lines)
 
 
@@ -311,11 +316,13 @@ def _row(cells: tuple[str, ...], widths: list[int]) -> str:
     return "  ".join(aligned).rstrip()
 
 
-def _delta_m_line(form: str, delta_m: float) -> str:
-    """The Δm line: value, form and which direction is better."""
+def _delta_m_line(form: str, delta_m: float, std: float | None = None, comparisons: int | None = None) -> str:
+    """The Δm line: value (± std over seeds), form and which direction is better."""
+    value = f"{_gain(delta_m)} ± {std:.2f}%" if std is not None else f"{_gain(delta_m)}%"
+    seeds = f"mean ± std over {comparisons} seeds; " if std is not None else ("one seed; " if comparisons else "")
     if form == "libmtl":
-        return f"Δm = {_gain(delta_m)}% (LibMTL form: mean over tasks; HIGHER is better, > 0 = MTL beats single-task)"
+        return f"Δm = {value} ({seeds}LibMTL form: mean over tasks; HIGHER is better, > 0 = MTL beats single-task)"
     return (
-        f"Δm = {_gain(delta_m)}% (flat form, as in CAGrad/Nash-MTL: mean over all metrics, sign flipped; "
+        f"Δm = {value} ({seeds}flat form, as in CAGrad/Nash-MTL: mean over all metrics, sign flipped; "
         "LOWER is better, < 0 = MTL beats single-task)"
     )

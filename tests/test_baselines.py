@@ -8,6 +8,7 @@ import pytest
 
 from keras_mtmm.baselines import single_task_config, train_baselines
 from keras_mtmm.evaluation import evaluate_model
+from keras_mtmm.transfer import compare
 
 
 def test_single_task_config_keeps_everything_but_the_other_tasks(tiny_config_factory):
@@ -20,23 +21,44 @@ def test_single_task_config_keeps_everything_but_the_other_tasks(tiny_config_fac
     assert list(config.tasks) == ["shape", "premium", "price"], "the original config is untouched"
 
 
-def test_evaluate_with_baselines_reports_delta_m(tiny_run, tiny_config_factory, tmp_path):
+def test_two_seeds_each_side_give_delta_m_mean_and_std_seed_by_seed(tiny_run, tiny_config_factory, tmp_path):
+    """`train.py --seeds 2` and `mtmm baselines --seeds 2`, then `evaluate.py --baselines`: each seed's two sides
+    on that seed's test split (one step per extra run: the arithmetic is checked, not what they learned)."""
+    import shutil
+
+    from keras_mtmm.baselines import train_other_seeds
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run)  # the session's run is seed 42
+    config = tiny_config_factory("training.epochs=1", "training.steps_per_epoch=1")
+    train_other_seeds(config, run, [43])
     folder = tmp_path / "baselines"
-    # One step each: Δm's arithmetic is checked against the baselines' own scores, whatever they learned.
-    results = train_baselines(tiny_config_factory("training.epochs=1", "training.steps_per_epoch=1"), folder)
-    assert sorted(results) == ["premium", "price", "shape"]
+    results = train_baselines(config, folder, seeds=[42, 43])
+    assert sorted(p.name for p in folder.iterdir()) == ["seed-42", "seed-43"]
+    assert sorted(p.name for p in (folder / "seed-43").iterdir()) == ["premium", "price", "shape"]
     output = tmp_path / "metrics.json"
-    report = evaluate_model(tiny_run.export_path, baselines=folder, output=output)
+    report = evaluate_model(run / "best.keras", baselines=folder, output=output)
     transfer = json.loads(output.read_text())["transfer"]
-    assert transfer == report["transfer"] and transfer["form"] == "libmtl"
-    for task, result in results.items():
-        single = result.metrics["tasks"][task]  # the baseline scored itself on the same test split
+    assert transfer == report["transfer"] and transfer["form"] == "libmtl" and transfer["comparisons"] == 2
+    assert transfer["seeds"]["seeds"] == [42, 43]
+    mtl = {42: report, 43: json.loads((run / "seeds" / "seed-43" / "metrics.json").read_text())}
+    # Every run scored itself on its seed's test split when it trained: the same rows as the comparison's.
+    per_seed = [compare(mtl[seed], {t: r.metrics for t, r in results[seed].items()}) for seed in (42, 43)]
+    for task in ("premium", "price", "shape"):
         for metric, values in transfer["tasks"][task]["metrics"].items():
-            assert values["single"] == pytest.approx(single[metric], rel=1e-4, abs=1e-6), (task, metric)
-            assert values["mtl"] == pytest.approx(report["tasks"][task][metric], rel=1e-9)
-    deltas = [transfer["tasks"][t]["delta"] for t in transfer["tasks"]]
-    assert transfer["delta_m"] == pytest.approx(sum(deltas) / len(deltas))
-    assert transfer["negative_transfer"] == [t for t in transfer["tasks"] if transfer["tasks"][t]["delta"] < 0]
+            single = [c["tasks"][task]["metrics"][metric]["single"] for c in per_seed]
+            assert values["single"] == pytest.approx(sum(single) / 2, rel=1e-4, abs=1e-6), (task, metric)
+    deltas = [c["delta_m"] for c in per_seed]
+    assert transfer["delta_m_per_seed"] == pytest.approx(deltas, rel=1e-3, abs=1e-4)
+    assert transfer["delta_m"] == pytest.approx(sum(deltas) / 2, rel=1e-3, abs=1e-4)
+    assert transfer["delta_m_std"] == pytest.approx(abs(deltas[0] - deltas[1]) / 2**0.5, rel=1e-3, abs=1e-4)
+    for task, entry in transfer["tasks"].items():
+        assert entry["negative_transfer"] == (entry["delta"] + 2 * entry["delta_se"] < 0), task
+    from keras_mtmm.errors import UserError
+
+    (folder / "seed-43").rename(tmp_path / "away")  # a seed the baselines lack is refused, not compared across
+    with pytest.raises(UserError, match=r"seeds \[42, 43\] and the baselines \[42\]"):
+        evaluate_model(run / "best.keras", baselines=folder, quiet=True)
 
 
 def test_missing_baseline_is_a_user_error(tiny_run, tmp_path):

@@ -200,3 +200,75 @@ def test_format_flags_negative_transfer_on_the_task_row():
 
 def test_doctests():
     assert doctest.testmod(transfer).failed == 0
+
+
+def _report(**task_values):
+    return {"tasks": {task: {"accuracy": value} for task, value in task_values.items()}}
+
+
+def test_over_seeds_delta_m_is_the_mean_and_std_of_the_seeds_and_flags_beyond_two_standard_errors():
+    from keras_mtmm.transfer_seeds import compare_over_seeds
+
+    # Task a: gains -10, -12, -8 % (mean -10, std 2, se 1.155): worse beyond the noise, flagged.
+    # Task b: gains -30, +20, -20 % (mean -10, std 26.46, se 15.3): within the noise, not flagged.
+    mtl = [_report(a=0.90, b=0.70), _report(a=0.88, b=1.20), _report(a=0.92, b=0.80)]
+    single = [{t: _report(a=1.0, b=1.0) for t in "ab"}] * 3
+    result = compare_over_seeds(mtl, single, seeds={"multi_task": [0, 1, 2], "single_task": [0, 1, 2]})
+    assert result["comparisons"] == 3 and result["seeds"]["multi_task"] == [0, 1, 2]
+    a, b = result["tasks"]["a"], result["tasks"]["b"]
+    assert a["delta_per_seed"] == pytest.approx([-10, -12, -8]) and b["delta_per_seed"] == pytest.approx([-30, 20, -20])
+    assert a["delta"] == pytest.approx(-10) and a["delta_std"] == pytest.approx(2.0)
+    assert a["delta_se"] == pytest.approx(2 / 3**0.5) and b["delta_std"] == pytest.approx(700**0.5)
+    assert a["negative_transfer"] and not b["negative_transfer"] and result["negative_transfer"] == ["a"]
+    assert result["delta_m_per_seed"] == pytest.approx([-20, 4, -14])
+    assert result["delta_m"] == pytest.approx(-10) and result["delta_m_std"] == pytest.approx(156**0.5)
+    assert a["metrics"]["accuracy"]["mtl"] == pytest.approx(0.9) and a["metrics"]["accuracy"]["single"] == 1.0
+    assert "-2 standard errors over 3 seeds" in result["negative_transfer_rule"]
+    text = format_comparison(result)
+    assert "Δm = -10.00 ± 12.49% (mean ± std over 3 seeds; LibMTL form" in text
+    assert "NEGATIVE TRANSFER" in text.splitlines()[2] or "NEGATIVE TRANSFER" in text
+    b_row = next(line for line in text.splitlines() if line.startswith("b") and "task delta" in line)
+    assert "worse, within the noise" in b_row and "-10.00 ± 26.46" in b_row
+
+
+def test_over_seeds_one_seed_each_side_is_compare_and_says_so():
+    from keras_mtmm.transfer_seeds import compare_over_seeds
+
+    mtl, single = _report(a=0.9), {"a": _report(a=1.0)}
+    result = compare_over_seeds([mtl], [single])
+    assert result["delta_m"] == compare(mtl, single)["delta_m"] == pytest.approx(-10)
+    assert result["negative_transfer"] == ["a"] and "delta_m_std" not in result
+    assert "no noise estimate" in result["negative_transfer_rule"]
+    assert "Δm = -10.00% (one seed; LibMTL form" in format_comparison(result)
+
+
+def test_over_seeds_pairs_seed_by_seed_and_refuses_seeds_one_side_lacks():
+    from keras_mtmm.transfer_seeds import compare_over_seeds, pair_by_seed
+
+    mtl = {43: _report(a=0.9), 42: _report(a=0.8)}
+    single = {42: {"a": _report(a=1.0)}, 43: {"a": _report(a=0.9)}}
+    seeds, mtl_reports, single_reports = pair_by_seed(mtl, single)
+    assert seeds == [42, 43] and compare_over_seeds(mtl_reports, single_reports)["delta_m_per_seed"] == [
+        pytest.approx(-20),
+        pytest.approx(0),
+    ]
+    # One run each side (a baselines folder without seeds): paired whatever the seeds, as before seeds existed.
+    assert pair_by_seed({42: mtl[42]}, {None: single[42]})[0] == [42]
+    with pytest.raises(ValueError, match=r"multi-task runs have seeds \[42\] and the baselines \[42, 43\]"):
+        pair_by_seed({42: mtl[42]}, single)
+    with pytest.raises(ValueError, match="give one pair per seed"):
+        compare_over_seeds([_report(a=0.9)] * 2, [{"a": _report(a=1.0)}] * 3)
+
+
+def test_seed_folders_are_found_and_a_plain_baselines_folder_is_one_seed(tmp_path):
+    from keras_mtmm.transfer_seeds import baseline_seed_folders, extra_seed_runs, seed_of
+
+    assert baseline_seed_folders(tmp_path) == {None: tmp_path}
+    for seed in (43, 42, 100):
+        (tmp_path / f"seed-{seed}").mkdir()
+    (tmp_path / "seed-x").mkdir()
+    assert list(baseline_seed_folders(tmp_path)) == [42, 43, 100]
+    assert seed_of(tmp_path / "seed-7") == 7 and seed_of(tmp_path / "seed-x") is None
+    assert extra_seed_runs(tmp_path) == {}
+    (tmp_path / "seeds" / "seed-5").mkdir(parents=True)
+    assert extra_seed_runs(tmp_path) == {5: tmp_path / "seeds" / "seed-5"}
