@@ -7,11 +7,19 @@ returns `{task_name: [batch, units]}`, the input of that task's head.
 from __future__ import annotations
 
 from keras_mtmm.sharing.cross_stitch import CrossStitch
+from keras_mtmm.sharing.dselect_k import DSelectK
 from keras_mtmm.sharing.hard import HardSharing
 from keras_mtmm.sharing.mmoe import MMoE
 from keras_mtmm.sharing.ple import PLE
 
-__all__ = ["PLE", "CrossStitch", "HardSharing", "MMoE", "build_sharing"]
+__all__ = [
+    "PLE",
+    "CrossStitch",
+    "DSelectK",
+    "HardSharing",
+    "MMoE",
+    "build_sharing",
+]
 
 
 def build_sharing(sharing, task_names: list[str], name: str):
@@ -31,6 +39,20 @@ def build_sharing(sharing, task_names: list[str], name: str):
             num_experts=sharing.num_experts,
             expert_units=sharing.expert_units,
             tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+    if sharing.type == "dselect_k":
+        return DSelectK(
+            task_names,
+            num_experts=sharing.num_experts,
+            num_selected=sharing.dselect_k,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            gamma=sharing.dselect_gamma,
+            entropy_weight=sharing.dselect_entropy_weight,
+            per_example=sharing.dselect_per_example,
             dropout=sharing.dropout,
             activation=sharing.activation,
             name=name,
