@@ -165,6 +165,8 @@ class SharingConfig:
       at most `dselect_k` of them (smooth-step width `dselect_gamma`, entropy
       weight `dselect_entropy_weight`; static per-task gates unless
       `dselect_per_example`).
+    - `mtan`: the cnn image encoder's conv blocks shared, read by each task
+      through its own attention masks; fused per task; one tower per task.
     Every type ends in one tower (`tower_units`) per task. `activation` is the
     hidden layers' (experts, trunk, columns, towers): `gelu` (default), `relu`
     or `silu`. GELU units cannot die as ReLU units can (a tower of 8 ReLU units

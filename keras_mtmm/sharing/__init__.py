@@ -1,7 +1,9 @@
 """How parameters are shared between tasks: one file per sharing type.
 
 Every sharing layer takes the fused feature vector `[batch, features]` and
-returns `{task_name: [batch, units]}`, the input of that task's head.
+returns `{task_name: [batch, units]}`, the input of that task's head. MTAN
+shares earlier, in the image encoder's conv blocks (`mtan.py`): its layer
+takes each task's own fused vector, `{task_name: [batch, features]}`.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from keras_mtmm.sharing.cross_stitch import CrossStitch
 from keras_mtmm.sharing.dselect_k import DSelectK
 from keras_mtmm.sharing.hard import HardSharing
 from keras_mtmm.sharing.mmoe import MMoE
+from keras_mtmm.sharing.mtan import MTAN, TaskAttentionImageEncoder
 from keras_mtmm.sharing.ple import PLE
 
 __all__ = [
+    "MTAN",
     "PLE",
     "CrossStitch",
     "DSelectK",
     "HardSharing",
     "MMoE",
+    "TaskAttentionImageEncoder",
     "build_sharing",
 ]
 
@@ -73,6 +78,14 @@ def build_sharing(sharing, task_names: list[str], name: str):
         return CrossStitch(
             task_names,
             column_units=sharing.shared_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+    if sharing.type == "mtan":
+        return MTAN(
+            task_names,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             activation=sharing.activation,
