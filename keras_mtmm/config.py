@@ -161,6 +161,12 @@ class SharingConfig:
       `num_levels: 1`.
     - `cross_stitch`: one column per task with layers of `shared_units`,
       mixed by a learned T×T matrix after each layer.
+    - `dselect_k`: MMoE's experts, each task's gate a differentiable choice of
+      at most `dselect_k` of them (smooth-step width `dselect_gamma`, entropy
+      weight `dselect_entropy_weight`; static per-task gates unless
+      `dselect_per_example`).
+    - `mtan`: the cnn image encoder's conv blocks shared, read by each task
+      through its own attention masks; fused per task; one tower per task.
     Every type ends in one tower (`tower_units`) per task. `activation` is the
     hidden layers' (experts, trunk, columns, towers): `gelu` (default), `relu`
     or `silu`. GELU units cannot die as ReLU units can (a tower of 8 ReLU units
@@ -178,6 +184,10 @@ class SharingConfig:
     num_task_experts: int = 1
     num_levels: int = 1
     activation: str = "gelu"
+    dselect_k: int = 2
+    dselect_gamma: float = 1.0
+    dselect_entropy_weight: float = 0.1
+    dselect_per_example: bool = False
 
 
 @dataclass

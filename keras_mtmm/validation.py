@@ -12,6 +12,7 @@ from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
 from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
+from keras_mtmm.validation_sharing import validate_sharing
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
 GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
@@ -56,7 +57,7 @@ def validate_config(config, check_files: bool = True) -> None:
             raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
     _validate_fusion(config)
 
-    _validate_sharing(config.sharing, len(config.tasks), registries)
+    validate_sharing(config, registries)
 
     if not config.tasks:
         raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
@@ -274,45 +275,6 @@ def _validate_optimizer(training) -> None:
         raise ConfigError(
             "training.warmup_steps", "warm-up is part of the cosine schedule", "set training.lr_schedule: cosine"
         )
-
-
-def _validate_sharing(sharing, num_tasks: int, registries: Any) -> None:
-    from keras_mtmm.encoders.layers import ACTIVATIONS
-
-    registries.SHARINGS.get(sharing.type, "sharing.type")
-    for key in ("shared_units", "tower_units", "expert_units"):
-        for i, units in enumerate(getattr(sharing, key)):
-            _check_positive(f"sharing.{key}[{i}]", units)
-    _check_rate("sharing.dropout", sharing.dropout)
-    if sharing.activation not in ACTIVATIONS:
-        raise ConfigError(
-            "sharing.activation",
-            f"unknown activation {sharing.activation!r}",
-            choice_hint(sharing.activation, ACTIVATIONS),
-        )
-    if sharing.type in ("mmoe", "ple") and not sharing.expert_units:
-        raise ConfigError("sharing.expert_units", "experts need at least one layer", "e.g. expert_units: [64]")
-    if sharing.type == "mmoe":
-        _check_positive("sharing.num_experts", sharing.num_experts)
-    if sharing.type == "ple":
-        _check_positive("sharing.num_levels", sharing.num_levels)
-        for key in ("num_shared_experts", "num_task_experts"):
-            if getattr(sharing, key) < 0:
-                raise ConfigError(f"sharing.{key}", f"expected 0 or more, got {getattr(sharing, key)}", "e.g. 1")
-        if sharing.num_shared_experts + sharing.num_task_experts < 1:
-            raise ConfigError(
-                "sharing.num_task_experts",
-                "each task's gate needs at least one expert, got 0 shared and 0 task experts",
-                "set num_shared_experts or num_task_experts to 1 or more",
-            )
-        if sharing.num_levels > 1 and sharing.num_shared_experts < 1:
-            raise ConfigError(
-                "sharing.num_shared_experts",
-                "stacked PLE levels pass information through the shared experts, got 0",
-                "set num_shared_experts >= 1 or num_levels: 1",
-            )
-    if sharing.type == "cross_stitch" and not sharing.shared_units:
-        raise ConfigError("sharing.shared_units", "cross-stitch needs at least one column layer", "e.g. [64, 32]")
 
 
 def _validate_weighting(config, registries: Any) -> None:
