@@ -207,7 +207,8 @@ class WeightingConfig:
     Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
     `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
-    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`).
+    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
+    `graddrop` (`graddrop_leak`).
     """
 
     strategy: str = "static"
@@ -215,6 +216,7 @@ class WeightingConfig:
     alpha: float = 1.5
     gradnorm_learning_rate: float = 0.025
     cagrad_c: float = 0.4
+    graddrop_leak: float = 0.0
 
 
 @dataclass

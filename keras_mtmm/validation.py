@@ -14,7 +14,7 @@ from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop")
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -341,6 +341,10 @@ def _validate_weighting(config, registries: Any) -> None:
         )
     if weighting.cagrad_c < 0:
         raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
+    if not 0.0 <= weighting.graddrop_leak <= 1.0:
+        raise ConfigError(
+            "weighting.graddrop_leak", f"expected a fraction in [0, 1], got {weighting.graddrop_leak}", "e.g. 0.0"
+        )
 
 
 def _validate_task(name: str, task, config, registries: Any) -> None:

@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`.
+  `mgda`, `gradnorm`, `graddrop`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -16,6 +16,7 @@ from keras_mtmm.weighting import aggregators
 from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
+from keras_mtmm.weighting.graddrop import GradDrop
 from keras_mtmm.weighting.gradnorm import GradNorm
 from keras_mtmm.weighting.mgda import MGDA
 from keras_mtmm.weighting.pcgrad import PCGrad
@@ -26,6 +27,7 @@ from keras_mtmm.weighting.uncertainty import UncertaintyWeighting
 __all__ = [
     "CAGrad",
     "DynamicWeightAverage",
+    "GradDrop",
     "GradNorm",
     "MGDA",
     "PCGrad",
@@ -69,4 +71,6 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         return GradNorm(
             names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"
         )
+    if strategy == "graddrop":
+        return GradDrop(names, weights, leak=weighting.graddrop_leak, seed=seed, name="weighting")
     raise ValueError(f"no builder for weighting strategy {strategy!r}")

@@ -3,11 +3,12 @@
     from keras_mtmm.weighting import aggregators
     direction, weights = aggregators.cagrad(G, c=0.5)   # G: [T, D] per-task gradients
 
-Each `<name>(G, ..., present=None) -> (direction [D], weights [T])` takes the
-task gradients as rows of `G` (a tensor or array, float32 or float64) and
-returns the update direction and the task weights it applies, `direction =
-Σ_i weights_i G_i` (every method here is a linear combination of the task
-gradients). `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
+Each `<name>(G, ..., present=None) -> (direction [D], weights [T] or None)`
+takes the task gradients as rows of `G` (a tensor or array, float32 or
+float64) and returns the update direction and the task weights it applies,
+`direction = Σ_i weights_i G_i`; `weights` is None for a method whose
+direction is not a linear combination of the task gradients (`graddrop`
+keeps or drops each coordinate of each gradient). `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
 they get weight 0 and do not change the others'. Each runs eagerly, in
 `tf.function` and under XLA; T must be static. The training strategies of the
 same names (`weighting.strategy`) call these functions.
@@ -19,12 +20,14 @@ weights, no per-task gradients).
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.weighting.cagrad import cagrad_weights
+from keras_mtmm.weighting.graddrop import graddrop_direction, open_uniform
 from keras_mtmm.weighting.mgda import min_norm_weights
 
-__all__ = ["cagrad", "mean", "mgda", "pcgrad", "sum"]
+__all__ = ["cagrad", "graddrop", "mean", "mgda", "pcgrad", "sum"]
 
 
 def _inputs(G, present):
@@ -124,3 +127,31 @@ def mgda(G, present=None):
     """
     G, present = _inputs(G, present)
     return _combine(G, min_norm_weights(tf.matmul(G, G, transpose_b=True), present))
+
+
+def graddrop(G, leak=0.0, uniform=None, seed=None, present=None):
+    """GradDrop (Chen et al., "Just Pick a Sign", NeurIPS 2020, Eq. 1–3): per coordinate, one sign survives.
+
+    With `P = ½(1 + Σ_i g_i / Σ_i |g_i|)` per coordinate and a uniform draw U,
+    task i keeps the coordinate where `[P > U]·[g_i > 0] + [P < U]·[g_i < 0]`;
+    the direction is the sum of what is kept (plus `leak` times the rest). Where
+    every task's gradient has the same sign, that is the plain sum. See
+    `keras_mtmm.weighting.graddrop.graddrop_direction`.
+
+    Args:
+        G: `[T, D]` task gradients (the columns are what GradDrop picks signs for).
+        leak: scalar or `[T]` in [0, 1] (0: the paper's GradDrop).
+        uniform: `[D]` draws in (0, 1); default: drawn, from `seed` (stateless,
+            an int or `[2]` ints) if given.
+        seed: see `uniform`.
+        present: `[T]` 1/0.
+
+    Returns:
+        `(direction [D], None)`: not a linear combination of the rows of G.
+    """
+    if not tf.is_tensor(leak) and np.any((np.asarray(leak) < 0) | (np.asarray(leak) > 1)):
+        raise ValueError(f"aggregators.graddrop: leak must be in [0, 1], got {leak}")
+    G, present = _inputs(G, present)
+    if uniform is None:
+        uniform = open_uniform(tf.shape(G)[1:], seed, G.dtype)
+    return graddrop_direction(G, uniform, leak, present), None
