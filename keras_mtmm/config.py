@@ -208,7 +208,7 @@ class WeightingConfig:
     `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
     `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
-    `graddrop` (`graddrop_leak`).
+    `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`).
     """
 
     strategy: str = "static"
@@ -217,6 +217,7 @@ class WeightingConfig:
     gradnorm_learning_rate: float = 0.025
     cagrad_c: float = 0.4
     graddrop_leak: float = 0.0
+    gradvac_beta: float = 0.5
 
 
 @dataclass

@@ -14,7 +14,7 @@ from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop")
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac")
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -344,6 +344,10 @@ def _validate_weighting(config, registries: Any) -> None:
     if not 0.0 <= weighting.graddrop_leak <= 1.0:
         raise ConfigError(
             "weighting.graddrop_leak", f"expected a fraction in [0, 1], got {weighting.graddrop_leak}", "e.g. 0.0"
+        )
+    if not 0.0 <= weighting.gradvac_beta <= 1.0:
+        raise ConfigError(
+            "weighting.gradvac_beta", f"expected an EMA rate in [0, 1], got {weighting.gradvac_beta}", "e.g. 0.5"
         )
 
 

@@ -29,6 +29,7 @@ TWO_BY_TWO = [
 # Strategy -> (its extra --set overrides: non-default hyperparameters, the layer config entries they set).
 STRATEGIES = {
     "graddrop": (["weighting.graddrop_leak=0.1"], {"leak": 0.1}),
+    "gradvac": (["weighting.gradvac_beta=0.25"], {"beta": 0.25}),
 }
 
 

@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`, `graddrop`.
+  `mgda`, `gradnorm`, `graddrop`, `gradvac`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -18,6 +18,7 @@ from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
 from keras_mtmm.weighting.graddrop import GradDrop
 from keras_mtmm.weighting.gradnorm import GradNorm
+from keras_mtmm.weighting.gradvac import GradVac
 from keras_mtmm.weighting.mgda import MGDA
 from keras_mtmm.weighting.pcgrad import PCGrad
 from keras_mtmm.weighting.rlw import RandomLossWeighting
@@ -29,6 +30,7 @@ __all__ = [
     "DynamicWeightAverage",
     "GradDrop",
     "GradNorm",
+    "GradVac",
     "MGDA",
     "PCGrad",
     "RandomLossWeighting",
@@ -73,4 +75,6 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         )
     if strategy == "graddrop":
         return GradDrop(names, weights, leak=weighting.graddrop_leak, seed=seed, name="weighting")
+    if strategy == "gradvac":
+        return GradVac(names, weights, beta=weighting.gradvac_beta, seed=seed, name="weighting")
     raise ValueError(f"no builder for weighting strategy {strategy!r}")

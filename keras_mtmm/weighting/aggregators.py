@@ -8,7 +8,10 @@ takes the task gradients as rows of `G` (a tensor or array, float32 or
 float64) and returns the update direction and the task weights it applies,
 `direction = Σ_i weights_i G_i`; `weights` is None for a method whose
 direction is not a linear combination of the task gradients (`graddrop`
-keeps or drops each coordinate of each gradient). `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
+keeps or drops each coordinate of each gradient). A method with state
+across steps takes it as an argument and returns its next value third:
+`gradvac(G, targets) -> (direction, weights, new_targets)`; pass the new
+value to the next call. `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
 they get weight 0 and do not change the others'. Each runs eagerly, in
 `tf.function` and under XLA; T must be static. The training strategies of the
 same names (`weighting.strategy`) call these functions.
@@ -25,9 +28,10 @@ import tensorflow as tf
 
 from keras_mtmm.weighting.cagrad import cagrad_weights
 from keras_mtmm.weighting.graddrop import graddrop_direction, open_uniform
+from keras_mtmm.weighting.gradvac import gradvac_weights, task_orders
 from keras_mtmm.weighting.mgda import min_norm_weights
 
-__all__ = ["cagrad", "graddrop", "mean", "mgda", "pcgrad", "sum"]
+__all__ = ["cagrad", "graddrop", "gradvac", "mean", "mgda", "pcgrad", "sum"]
 
 
 def _inputs(G, present):
@@ -155,3 +159,40 @@ def graddrop(G, leak=0.0, uniform=None, seed=None, present=None):
     if uniform is None:
         uniform = open_uniform(tf.shape(G)[1:], seed, G.dtype)
     return graddrop_direction(G, uniform, leak, present), None
+
+
+def gradvac(G, targets=None, beta: float = 0.5, order=None, seed=None, present=None):
+    """GradVac (Wang et al., "Gradient Vaccine", ICLR 2021, Algorithm 1, Eq. 6), exact, with its targets.
+
+    Each g_i is moved, pair by pair in random order, until its cosine with g_j
+    reaches the EMA target φ̂_ij where it was below; the direction is the sum.
+    See `keras_mtmm.weighting.gradvac.gradvac_weights` for the conventions
+    (the paper's unconditional EMA update, pairs with a zero gradient
+    skipped). Computed on the Gram matrix, so the weights are exact; with zero
+    targets it is PCGrad.
+
+        targets = None                     # zeros: the paper's start
+        for G in steps:
+            direction, weights, targets = aggregators.gradvac(G, targets, beta=0.5)
+
+    Args:
+        G: `[T, D]` task gradients.
+        targets: `[T, T]` φ̂ from the previous call (None: zeros).
+        beta: the EMA rate β in [0, 1].
+        order: the visiting order: `[T]` (one for every task, as `pcgrad` takes it)
+            or `[T, T]` (row i for task i); default: a random permutation per task,
+            from `seed` (stateless, an int or `[2]` ints) if given.
+        seed: see `order`.
+        present: `[T]` 1/0 (an absent task's targets stay as they were).
+
+    Returns:
+        `(direction [D], weights [T], new targets [T, T])`.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"aggregators.gradvac: beta must be in [0, 1], got {beta}")
+    G, present = _inputs(G, present)
+    num_tasks = G.shape[0]
+    targets = tf.zeros([num_tasks, num_tasks], G.dtype) if targets is None else tf.convert_to_tensor(targets, G.dtype)
+    gram = tf.matmul(G, G, transpose_b=True)
+    weights, targets = gradvac_weights(gram, targets, present, beta, task_orders(num_tasks, order, seed))
+    return (*_combine(G, weights), targets)
