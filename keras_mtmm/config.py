@@ -208,7 +208,8 @@ class WeightingConfig:
     `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
     `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
-    `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`).
+    `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`
+    (`db_mtl_beta`, `db_mtl_beta_sigma`).
     """
 
     strategy: str = "static"
@@ -218,6 +219,8 @@ class WeightingConfig:
     cagrad_c: float = 0.4
     graddrop_leak: float = 0.0
     gradvac_beta: float = 0.5
+    db_mtl_beta: float = 0.9
+    db_mtl_beta_sigma: float = 0.0
 
 
 @dataclass

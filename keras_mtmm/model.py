@@ -13,6 +13,8 @@ predictions.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from keras_mtmm.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
@@ -165,7 +167,8 @@ def compile_model(
         names = list(task_config.metrics or task_type.default_metrics)
         metrics[task] = task_type.keras_metrics(names, max(len(preprocessor.classes(task)), 1), task_config.top_k)
     task_types = {task: task_config.type for task, task_config in config.tasks.items()}
-    weighting = build_weighting(config.weighting, task_types, task_weights, seed)
+    parameters = sum(math.prod(variable.shape) for variable in network.trainable_variables)
+    weighting = build_weighting(config.weighting, task_types, task_weights, seed, num_parameters=parameters)
     model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
     model.compile(
         optimizer=build_optimizer(config.training, steps_per_epoch),

@@ -14,7 +14,7 @@ from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac")
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac", "db_mtl")
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -348,6 +348,14 @@ def _validate_weighting(config, registries: Any) -> None:
     if not 0.0 <= weighting.gradvac_beta <= 1.0:
         raise ConfigError(
             "weighting.gradvac_beta", f"expected an EMA rate in [0, 1], got {weighting.gradvac_beta}", "e.g. 0.5"
+        )
+    if not 0.0 <= weighting.db_mtl_beta < 1.0:
+        raise ConfigError(
+            "weighting.db_mtl_beta", f"expected an EMA rate in [0, 1), got {weighting.db_mtl_beta}", "e.g. 0.9"
+        )
+    if weighting.db_mtl_beta_sigma < 0:
+        raise ConfigError(
+            "weighting.db_mtl_beta_sigma", f"expected >= 0, got {weighting.db_mtl_beta_sigma}", "e.g. 0 (constant β)"
         )
 
 

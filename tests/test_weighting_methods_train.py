@@ -30,6 +30,7 @@ TWO_BY_TWO = [
 STRATEGIES = {
     "graddrop": (["weighting.graddrop_leak=0.1"], {"leak": 0.1}),
     "gradvac": (["weighting.gradvac_beta=0.25"], {"beta": 0.25}),
+    "db_mtl": (["weighting.db_mtl_beta=0.8", "weighting.db_mtl_beta_sigma=0.5"], {"beta": 0.8, "beta_sigma": 0.5}),
 }
 
 

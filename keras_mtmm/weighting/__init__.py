@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`, `graddrop`, `gradvac`.
+  `mgda`, `gradnorm`, `graddrop`, `gradvac`, `db_mtl`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 from keras_mtmm.weighting import aggregators
 from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
+from keras_mtmm.weighting.db_mtl import DBMTL
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
 from keras_mtmm.weighting.graddrop import GradDrop
 from keras_mtmm.weighting.gradnorm import GradNorm
@@ -27,6 +28,7 @@ from keras_mtmm.weighting.uncertainty import UncertaintyWeighting
 
 __all__ = [
     "CAGrad",
+    "DBMTL",
     "DynamicWeightAverage",
     "GradDrop",
     "GradNorm",
@@ -43,7 +45,9 @@ __all__ = [
 ]
 
 
-def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[str, float], seed: int):
+def build_weighting(
+    weighting, task_types: dict[str, str], base_weights: dict[str, float], seed: int, num_parameters: int = 0
+):
     """Build the weighting layer a `WeightingConfig` names.
 
     Args:
@@ -51,6 +55,8 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         task_types: task name -> task type, in task order.
         base_weights: the resolved w_i (configured, or inverse_size's).
         seed: the experiment seed (random strategies).
+        num_parameters: the network's trainable parameter count (sizes the
+            per-parameter state of `db_mtl`).
     """
     names = list(task_types)
     weights = [base_weights[task] for task in names]
@@ -77,4 +83,13 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         return GradDrop(names, weights, leak=weighting.graddrop_leak, seed=seed, name="weighting")
     if strategy == "gradvac":
         return GradVac(names, weights, beta=weighting.gradvac_beta, seed=seed, name="weighting")
+    if strategy == "db_mtl":
+        return DBMTL(
+            names,
+            num_parameters,
+            weights,
+            beta=weighting.db_mtl_beta,
+            beta_sigma=weighting.db_mtl_beta_sigma,
+            name="weighting",
+        )
     raise ValueError(f"no builder for weighting strategy {strategy!r}")

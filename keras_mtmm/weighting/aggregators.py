@@ -10,8 +10,9 @@ float64) and returns the update direction and the task weights it applies,
 direction is not a linear combination of the task gradients (`graddrop`
 keeps or drops each coordinate of each gradient). A method with state
 across steps takes it as an argument and returns its next value third:
-`gradvac(G, targets) -> (direction, weights, new_targets)`; pass the new
-value to the next call. `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
+`gradvac(G, targets) -> (direction, weights, new_targets)`,
+`db_mtl(G, ema, step) -> (direction, weights, new_ema)`; pass the new value
+to the next call. `present` (`[T]`, 1/0) leaves tasks absent from a batch out:
 they get weight 0 and do not change the others'. Each runs eagerly, in
 `tf.function` and under XLA; T must be static. The training strategies of the
 same names (`weighting.strategy`) call these functions.
@@ -27,11 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.weighting.cagrad import cagrad_weights
+from keras_mtmm.weighting.db_mtl import LOG_EPSILON, db_mtl_update
 from keras_mtmm.weighting.graddrop import graddrop_direction, open_uniform
 from keras_mtmm.weighting.gradvac import gradvac_weights, task_orders
 from keras_mtmm.weighting.mgda import min_norm_weights
 
-__all__ = ["cagrad", "graddrop", "gradvac", "mean", "mgda", "pcgrad", "sum"]
+__all__ = ["cagrad", "db_mtl", "graddrop", "gradvac", "mean", "mgda", "pcgrad", "sum"]
 
 
 def _inputs(G, present):
@@ -196,3 +198,37 @@ def gradvac(G, targets=None, beta: float = 0.5, order=None, seed=None, present=N
     gram = tf.matmul(G, G, transpose_b=True)
     weights, targets = gradvac_weights(gram, targets, present, beta, task_orders(num_tasks, order, seed))
     return (*_combine(G, weights), targets)
+
+
+def db_mtl(G, ema=None, step=1, beta: float = 0.9, beta_sigma: float = 0.0, losses=None, present=None):
+    """DB-MTL (Lin et al., "Dual-Balancing for Multi-Task Learning", 2023): EMA gradients at the largest norm.
+
+    `ĝ_i ← β_t ĝ_i + (1 − β_t) g_i` with `β_t = β / step^σ`, then
+    `direction = max_j ‖ĝ_j‖ · Σ_i ĝ_i / ‖ĝ_i‖`, where g_i is the gradient of
+    `log(L_i + ε)`. See `keras_mtmm.weighting.db_mtl.db_mtl_update`.
+
+        ema = None
+        for step, (G, L) in enumerate(steps, start=1):   # G: gradients of the losses L
+            direction, alpha, ema = aggregators.db_mtl(G, ema, step, losses=L)
+
+    Args:
+        G: `[T, D]` gradients of the log-losses, or of the losses if `losses` is given.
+        ema: `[T, D]` ĝ from the previous call (None: zeros, the first step).
+        step: the number of this step, from 1 (only matters with beta_sigma > 0).
+        beta: β in [0, 1) (0: no EMA).
+        beta_sigma: σ >= 0.
+        losses: `[T]` the task losses L_i: G's rows are then divided by L_i + ε,
+            the chain rule of the log transform.
+        present: `[T]` 1/0 (an absent task's ĝ stays as it was).
+
+    Returns:
+        `(direction [D], weights [T], new ema [T, D])`: the weights are α, the factors on
+        the rows of the *new EMA* (`direction = Σ_i α_i ĝ_i`; on the rows of G with beta = 0).
+    """
+    if not 0.0 <= beta < 1.0 or beta_sigma < 0:
+        raise ValueError(f"aggregators.db_mtl: beta in [0, 1) and beta_sigma >= 0 expected, got {beta}, {beta_sigma}")
+    G, present = _inputs(G, present)
+    if losses is not None:
+        G = G / (tf.cast(tf.convert_to_tensor(losses), G.dtype) + LOG_EPSILON)[:, None]
+    ema = tf.zeros_like(G) if ema is None else tf.convert_to_tensor(ema, G.dtype)
+    return db_mtl_update(G, ema, step, beta, beta_sigma, present)
