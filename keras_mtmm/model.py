@@ -264,7 +264,12 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data):
         if not self.weighting.uses_gradients:
-            return super().train_step(data)
+            logs = super().train_step(data)
+            if getattr(self.weighting, "updates_after_step", False):  # FAMO: the batch's losses after the step
+                x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+                _, present, global_losses = self.task_loss_vector(y, self(x, training=True), sample_weight)
+                self.weighting.after_step(keras.ops.stop_gradient(global_losses), present)
+            return logs
         import tensorflow as tf
 
         from keras_mtmm.distributed import num_replicas

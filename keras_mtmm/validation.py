@@ -14,6 +14,7 @@ from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
+FAMO_UPDATES = ("same_batch", "next_batch")  # keras_mtmm.weighting.famo.UPDATES (not imported: no TF here)
 GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac", "db_mtl")
 
 
@@ -356,6 +357,18 @@ def _validate_weighting(config, registries: Any) -> None:
     if weighting.db_mtl_beta_sigma < 0:
         raise ConfigError(
             "weighting.db_mtl_beta_sigma", f"expected >= 0, got {weighting.db_mtl_beta_sigma}", "e.g. 0 (constant β)"
+        )
+    if weighting.famo_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.famo_learning_rate", f"expected > 0, got {weighting.famo_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.famo_gamma < 0:
+        raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
+    if weighting.famo_update not in FAMO_UPDATES:
+        raise ConfigError(
+            "weighting.famo_update",
+            f"unknown value {weighting.famo_update!r}",
+            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
         )
 
 

@@ -26,17 +26,25 @@ TWO_BY_TWO = [
     "training.steps_per_epoch=2",
 ]
 
-# Strategy -> (its extra --set overrides: non-default hyperparameters, the layer config entries they set).
-STRATEGIES = {
-    "graddrop": (["weighting.graddrop_leak=0.1"], {"leak": 0.1}),
-    "gradvac": (["weighting.gradvac_beta=0.25"], {"beta": 0.25}),
-    "db_mtl": (["weighting.db_mtl_beta=0.8", "weighting.db_mtl_beta_sigma=0.5"], {"beta": 0.8, "beta_sigma": 0.5}),
+# Case -> (strategy, its extra --set overrides: non-default hyperparameters, the layer config entries they set).
+CASES = {
+    "graddrop": ("graddrop", ["weighting.graddrop_leak=0.1"], {"leak": 0.1}),
+    "gradvac": ("gradvac", ["weighting.gradvac_beta=0.25"], {"beta": 0.25}),
+    "db_mtl": (
+        "db_mtl",
+        ["weighting.db_mtl_beta=0.8", "weighting.db_mtl_beta_sigma=0.5"],
+        {"beta": 0.8, "beta_sigma": 0.5},
+    ),
+    "famo": ("famo", ["weighting.famo_learning_rate=0.05"], {"learning_rate": 0.05, "update": "same_batch"}),
+    "famo_next_batch": ("famo", ["weighting.famo_update=next_batch"], {"update": "next_batch"}),
 }
 
+LEARNED_STATE = {"gradvac": "targets", "db_mtl": "ema", "famo": "logits"}
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_trains_reloads_and_exports(tmp_path, tiny_config_factory, strategy):
-    overrides, settings = STRATEGIES[strategy]
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_trains_reloads_and_exports(tmp_path, tiny_config_factory, case):
+    strategy, overrides, settings = CASES[case]
     config = tiny_config_factory(*TWO_BY_TWO, f"weighting.strategy={strategy}", *overrides)
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)
     assert np.isfinite(result.history["loss"]).all()
@@ -53,6 +61,9 @@ def test_trains_reloads_and_exports(tmp_path, tiny_config_factory, strategy):
     assert type(loaded.weighting) is type(trained.weighting)
     assert loaded.weighting.get_config() == trained.weighting.get_config()
     assert {key: trained.weighting.get_config()[key] for key in settings} == settings
+    state = LEARNED_STATE.get(strategy)
+    if state is not None:  # two steps moved it from its zeros
+        assert np.abs(keras.ops.convert_to_numpy(getattr(trained.weighting, state))).max() > 0, state
     for before, after in zip(trained.weighting.weights, loaded.weighting.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(before), keras.ops.convert_to_numpy(after))
     reloaded = loaded.predict(inputs, verbose=0)
@@ -78,10 +89,11 @@ def batch(tmp_path_factory, tiny_config_factory):
     return preprocessor, inputs, targets, masks
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, tiny_config_factory, strategy):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, tiny_config_factory, case):
     preprocessor, inputs, targets, masks = batch
-    config = tiny_config_factory(f"weighting.strategy={strategy}")
+    strategy, overrides, _ = CASES[case]
+    config = tiny_config_factory(f"weighting.strategy={strategy}", *overrides)
     keras.utils.set_random_seed(0)
     model = compile_model(build_model(config, preprocessor), config, preprocessor, {t: 1.0 for t in config.tasks})
     masks = {**masks, "price": np.zeros_like(masks["price"])}

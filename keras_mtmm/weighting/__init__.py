@@ -3,7 +3,7 @@
 One file per strategy, each a Keras layer (its state is saved with the model):
 
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
-  `uncertainty`, `dwa`, `rlw`;
+  `uncertainty`, `dwa`, `rlw`, `famo`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
   `mgda`, `gradnorm`, `graddrop`, `gradvac`, `db_mtl`.
 
@@ -17,6 +17,7 @@ from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.db_mtl import DBMTL
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
+from keras_mtmm.weighting.famo import FAMO
 from keras_mtmm.weighting.graddrop import GradDrop
 from keras_mtmm.weighting.gradnorm import GradNorm
 from keras_mtmm.weighting.gradvac import GradVac
@@ -30,6 +31,7 @@ __all__ = [
     "CAGrad",
     "DBMTL",
     "DynamicWeightAverage",
+    "FAMO",
     "GradDrop",
     "GradNorm",
     "GradVac",
@@ -90,6 +92,15 @@ def build_weighting(
             weights,
             beta=weighting.db_mtl_beta,
             beta_sigma=weighting.db_mtl_beta_sigma,
+            name="weighting",
+        )
+    if strategy == "famo":
+        return FAMO(
+            names,
+            weights,
+            learning_rate=weighting.famo_learning_rate,
+            gamma=weighting.famo_gamma,
+            update=weighting.famo_update,
             name="weighting",
         )
     raise ValueError(f"no builder for weighting strategy {strategy!r}")

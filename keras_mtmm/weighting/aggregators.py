@@ -18,8 +18,10 @@ they get weight 0 and do not change the others'. Each runs eagerly, in
 same names (`weighting.strategy`) call these functions.
 
 Not here, because they are not functions of G alone: GradNorm (it learns its
-weights from the loss history), uncertainty weighting, DWA and RLW (loss
-weights, no per-task gradients).
+weights from the loss history), uncertainty weighting, DWA, RLW and FAMO
+(loss weights, no per-task gradients; FAMO's update formulas are pure
+functions in `keras_mtmm.weighting.famo`: `famo_weights`,
+`famo_logit_gradient`, `adam_step`).
 """
 
 from __future__ import annotations
