@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
+from keras_mtmm.errors import ConfigError
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.training import train
@@ -42,7 +43,13 @@ CASES = {
 LEARNED_STATE = {"gradvac": "targets", "db_mtl": "ema", "famo": "logits"}
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# famo_next_batch trains with `pytest -m slow` (about 20-30 s each on 2 cores); the others by default.
+TRAIN_CASES = [pytest.param(c, marks=pytest.mark.slow if c == "famo_next_batch" else ()) for c in sorted(CASES)]
+# The absent-task check by default for the stateful gradient strategies, the others with -m slow.
+ABSENT_CASES = [pytest.param(c, marks=() if c in ("db_mtl", "gradvac") else pytest.mark.slow) for c in sorted(CASES)]
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES)
 def test_trains_reloads_and_exports(tmp_path, tiny_config_factory, case):
     strategy, overrides, settings = CASES[case]
     config = tiny_config_factory(*TWO_BY_TWO, f"weighting.strategy={strategy}", *overrides)
@@ -89,7 +96,7 @@ def batch(tmp_path_factory, tiny_config_factory):
     return preprocessor, inputs, targets, masks
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", ABSENT_CASES)
 def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, tiny_config_factory, case):
     preprocessor, inputs, targets, masks = batch
     strategy, overrides, _ = CASES[case]
@@ -109,3 +116,23 @@ def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, t
     assert any(not np.array_equal(a, b) for a, b in zip(shared_before, trunk.get_weights()))
     for variable in model.weighting.weights:
         assert np.isfinite(keras.ops.convert_to_numpy(variable)).all(), variable.path
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("weighting.graddrop_leak=1.5", "weighting.graddrop_leak"),
+        ("weighting.gradvac_beta=-0.1", "weighting.gradvac_beta"),
+        ("weighting.db_mtl_beta=1.0", "weighting.db_mtl_beta"),
+        ("weighting.db_mtl_beta_sigma=-1", "weighting.db_mtl_beta_sigma"),
+        ("weighting.famo_learning_rate=0", "weighting.famo_learning_rate"),
+        ("weighting.famo_gamma=-0.001", "weighting.famo_gamma"),
+        ("weighting.famo_update=same_bach", "weighting.famo_update"),
+    ],
+)
+def test_bad_hyperparameters_name_their_key(tiny_config_factory, override, key):
+    with pytest.raises(ConfigError) as raised:
+        tiny_config_factory(override)
+    assert key in str(raised.value)
+    if override.endswith("same_bach"):
+        assert "did you mean 'same_batch'" in str(raised.value)
