@@ -215,9 +215,13 @@ class WeightingConfig:
     """How task losses are combined into `L = Σ_i w_i L_i`.
 
     Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
-    `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
+    `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`,
+    `famo` (`famo_learning_rate`, `famo_gamma`, `famo_update`: `same_batch`,
+    one extra forward pass per step, or `next_batch`).
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
-    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`).
+    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
+    `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`
+    (`db_mtl_beta`, `db_mtl_beta_sigma`).
     """
 
     strategy: str = "static"
@@ -225,6 +229,13 @@ class WeightingConfig:
     alpha: float = 1.5
     gradnorm_learning_rate: float = 0.025
     cagrad_c: float = 0.4
+    graddrop_leak: float = 0.0
+    gradvac_beta: float = 0.5
+    db_mtl_beta: float = 0.9
+    db_mtl_beta_sigma: float = 0.0
+    famo_learning_rate: float = 0.025
+    famo_gamma: float = 1e-3
+    famo_update: str = "same_batch"
 
 
 @dataclass

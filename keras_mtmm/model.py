@@ -14,6 +14,8 @@ per task, and the fusion layer runs once per task.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from keras_mtmm.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
@@ -178,7 +180,8 @@ def compile_model(
         names = list(task_config.metrics or task_type.default_metrics)
         metrics[task] = task_type.keras_metrics(names, max(len(preprocessor.classes(task)), 1), task_config.top_k)
     task_types = {task: task_config.type for task, task_config in config.tasks.items()}
-    weighting = build_weighting(config.weighting, task_types, task_weights, seed)
+    parameters = sum(math.prod(variable.shape) for variable in network.trainable_variables)
+    weighting = build_weighting(config.weighting, task_types, task_weights, seed, num_parameters=parameters)
     model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
     model.compile(
         optimizer=build_optimizer(config.training, steps_per_epoch),
@@ -274,7 +277,12 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data):
         if not self.weighting.uses_gradients:
-            return super().train_step(data)
+            logs = super().train_step(data)
+            if getattr(self.weighting, "updates_after_step", False):  # FAMO: the batch's losses after the step
+                x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+                _, present, global_losses = self.task_loss_vector(y, self(x, training=True), sample_weight)
+                self.weighting.after_step(keras.ops.stop_gradient(global_losses), present)
+            return logs
         import tensorflow as tf
 
         from keras_mtmm.distributed import num_replicas

@@ -15,7 +15,8 @@ from keras_mtmm.validation_encoders import validate_hub_options, validate_image_
 from keras_mtmm.validation_sharing import validate_sharing
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
+FAMO_UPDATES = ("same_batch", "next_batch")  # keras_mtmm.weighting.famo.UPDATES (not imported: no TF here)
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac", "db_mtl")
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -303,6 +304,34 @@ def _validate_weighting(config, registries: Any) -> None:
         )
     if weighting.cagrad_c < 0:
         raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
+    if not 0.0 <= weighting.graddrop_leak <= 1.0:
+        raise ConfigError(
+            "weighting.graddrop_leak", f"expected a fraction in [0, 1], got {weighting.graddrop_leak}", "e.g. 0.0"
+        )
+    if not 0.0 <= weighting.gradvac_beta <= 1.0:
+        raise ConfigError(
+            "weighting.gradvac_beta", f"expected an EMA rate in [0, 1], got {weighting.gradvac_beta}", "e.g. 0.5"
+        )
+    if not 0.0 <= weighting.db_mtl_beta < 1.0:
+        raise ConfigError(
+            "weighting.db_mtl_beta", f"expected an EMA rate in [0, 1), got {weighting.db_mtl_beta}", "e.g. 0.9"
+        )
+    if weighting.db_mtl_beta_sigma < 0:
+        raise ConfigError(
+            "weighting.db_mtl_beta_sigma", f"expected >= 0, got {weighting.db_mtl_beta_sigma}", "e.g. 0 (constant β)"
+        )
+    if weighting.famo_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.famo_learning_rate", f"expected > 0, got {weighting.famo_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.famo_gamma < 0:
+        raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
+    if weighting.famo_update not in FAMO_UPDATES:
+        raise ConfigError(
+            "weighting.famo_update",
+            f"unknown value {weighting.famo_update!r}",
+            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
+        )
 
 
 def _validate_task(name: str, task, config, registries: Any) -> None:
