@@ -216,8 +216,7 @@ class WeightingConfig:
 
     Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
     `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`,
-    `famo` (`famo_learning_rate`, `famo_gamma`, `famo_update`: `same_batch`,
-    one extra forward pass per step, or `next_batch`).
+    `famo` (`famo_learning_rate`, `famo_gamma`, `famo_update`: `same_batch` or `next_batch`).
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
     `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
     `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`

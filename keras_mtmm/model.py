@@ -14,8 +14,6 @@ per task, and the fusion layer runs once per task.
 
 from __future__ import annotations
 
-import math
-
 import keras
 
 from keras_mtmm.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
@@ -180,7 +178,7 @@ def compile_model(
         names = list(task_config.metrics or task_type.default_metrics)
         metrics[task] = task_type.keras_metrics(names, max(len(preprocessor.classes(task)), 1), task_config.top_k)
     task_types = {task: task_config.type for task, task_config in config.tasks.items()}
-    parameters = sum(math.prod(variable.shape) for variable in network.trainable_variables)
+    parameters = sum(int(keras.ops.size(variable)) for variable in network.trainable_variables)
     weighting = build_weighting(config.weighting, task_types, task_weights, seed, num_parameters=parameters)
     model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
     model.compile(
