@@ -280,7 +280,15 @@ def _validate_optimizer(training) -> None:
 
 def _validate_weighting(config, registries: Any) -> None:
     weighting = config.weighting
-    registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    strategy = registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    limit = getattr(strategy, "max_tasks", None)
+    if limit is not None and len(config.tasks) > limit:
+        raise ConfigError(
+            "weighting.strategy",
+            f"'{weighting.strategy}' solves its subproblem exactly over the 2^T supports of the simplex, "
+            f"for at most {limit} tasks; {len(config.tasks)} are configured",
+            "use pcgrad, nash_mtl or another strategy, or fewer tasks",
+        )
     if weighting.strategy in GRADIENT_STRATEGIES and len(config.tasks) < 2:
         raise ConfigError(
             "weighting.strategy",
