@@ -207,7 +207,8 @@ class WeightingConfig:
     Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
     `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
-    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`).
+    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
+    `nash_mtl`.
     """
 
     strategy: str = "static"

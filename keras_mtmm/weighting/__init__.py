@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`.
+  `mgda`, `gradnorm`, `nash_mtl`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -18,6 +18,7 @@ from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
 from keras_mtmm.weighting.gradnorm import GradNorm
 from keras_mtmm.weighting.mgda import MGDA
+from keras_mtmm.weighting.nash_mtl import NashMTL
 from keras_mtmm.weighting.pcgrad import PCGrad
 from keras_mtmm.weighting.rlw import RandomLossWeighting
 from keras_mtmm.weighting.static import StaticWeighting, resolve_task_weights
@@ -28,6 +29,7 @@ __all__ = [
     "DynamicWeightAverage",
     "GradNorm",
     "MGDA",
+    "NashMTL",
     "PCGrad",
     "RandomLossWeighting",
     "StaticWeighting",
@@ -65,6 +67,8 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         return CAGrad(names, weights, c=weighting.cagrad_c, name="weighting")
     if strategy == "mgda":
         return MGDA(names, weights, name="weighting")
+    if strategy == "nash_mtl":
+        return NashMTL(names, weights, name="weighting")
     if strategy == "gradnorm":
         return GradNorm(
             names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"

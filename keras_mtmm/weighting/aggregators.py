@@ -23,8 +23,9 @@ import tensorflow as tf
 
 from keras_mtmm.weighting.cagrad import cagrad_weights
 from keras_mtmm.weighting.mgda import min_norm_weights
+from keras_mtmm.weighting.nash_mtl import nash_weights
 
-__all__ = ["cagrad", "mean", "mgda", "pcgrad", "sum"]
+__all__ = ["cagrad", "mean", "mgda", "nash_mtl", "pcgrad", "sum"]
 
 
 def _inputs(G, present):
@@ -40,6 +41,12 @@ def _inputs(G, present):
 
 def _combine(G, weights):
     return tf.linalg.matvec(G, weights, transpose_a=True), weights
+
+
+def _gram64(G):
+    """The Gram matrix `G Gᵀ` computed in float64 (float32 rounding would limit what the solvers can reach)."""
+    wide = tf.cast(G, tf.float64)
+    return tf.matmul(wide, wide, transpose_b=True)
 
 
 def mean(G, present=None):
@@ -124,3 +131,14 @@ def mgda(G, present=None):
     """
     G, present = _inputs(G, present)
     return _combine(G, min_norm_weights(tf.matmul(G, G, transpose_b=True), present))
+
+
+def nash_mtl(G, present=None):
+    """Nash-MTL (Navon et al., ICML 2022, Eq. 3): α > 0 with `(GGᵀ)α = 1/α`, `d = Σ_i α_i g_i`, exactly.
+
+    See `keras_mtmm.weighting.nash_mtl.nash_weights`: ‖d‖² = #tasks at every
+    gradient scale; weights 0 where no direction improves every task (0 in the
+    convex hull of the gradients) and for zero gradients.
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, tf.cast(nash_weights(_gram64(G), present), G.dtype))
