@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`, `nash_mtl`.
+  `mgda`, `gradnorm`, `nash_mtl`, `imtl`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -17,6 +17,7 @@ from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
 from keras_mtmm.weighting.gradnorm import GradNorm
+from keras_mtmm.weighting.imtl import IMTL
 from keras_mtmm.weighting.mgda import MGDA
 from keras_mtmm.weighting.nash_mtl import NashMTL
 from keras_mtmm.weighting.pcgrad import PCGrad
@@ -28,6 +29,7 @@ __all__ = [
     "CAGrad",
     "DynamicWeightAverage",
     "GradNorm",
+    "IMTL",
     "MGDA",
     "NashMTL",
     "PCGrad",
@@ -69,6 +71,8 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         return MGDA(names, weights, name="weighting")
     if strategy == "nash_mtl":
         return NashMTL(names, weights, name="weighting")
+    if strategy == "imtl":
+        return IMTL(names, weights, name="weighting")
     if strategy == "gradnorm":
         return GradNorm(
             names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"

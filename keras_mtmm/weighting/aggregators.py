@@ -22,10 +22,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_mtmm.weighting.cagrad import cagrad_weights
+from keras_mtmm.weighting.imtl import imtl_weights
 from keras_mtmm.weighting.mgda import min_norm_weights
 from keras_mtmm.weighting.nash_mtl import nash_weights
 
-__all__ = ["cagrad", "mean", "mgda", "nash_mtl", "pcgrad", "sum"]
+__all__ = ["cagrad", "imtl", "mean", "mgda", "nash_mtl", "pcgrad", "sum"]
 
 
 def _inputs(G, present):
@@ -142,3 +143,13 @@ def nash_mtl(G, present=None):
     """
     G, present = _inputs(G, present)
     return _combine(G, tf.cast(nash_weights(_gram64(G), present), G.dtype))
+
+
+def imtl(G, present=None):
+    """IMTL-G (Liu et al., ICLR 2021, Section 3.2): Σα = 1 and d = Σ_i α_i g_i projects equally on every g_i/‖g_i‖.
+
+    Exact (`keras_mtmm.weighting.imtl.imtl_weights`, which also says what
+    degenerate gradients get); the weights may be negative, as in the paper.
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, tf.cast(imtl_weights(_gram64(G), present), G.dtype))
