@@ -13,11 +13,11 @@ from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.training import train
-from keras_mtmm.weighting import IMTL, NashMTL, aggregators
+from keras_mtmm.weighting import IMTL, NashMTL, UPGrad, aggregators
 from tests.test_sharing_weighting_matrix import TWO_BY_TWO
 
-STRATEGIES = ["nash_mtl", "imtl"]
-CLASSES = {"nash_mtl": NashMTL, "imtl": IMTL}
+STRATEGIES = ["nash_mtl", "imtl", "upgrad"]
+CLASSES = {"nash_mtl": NashMTL, "imtl": IMTL, "upgrad": UPGrad}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

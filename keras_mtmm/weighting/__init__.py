@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`, `nash_mtl`, `imtl`.
+  `mgda`, `gradnorm`, `nash_mtl`, `imtl`, `upgrad`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -24,6 +24,7 @@ from keras_mtmm.weighting.pcgrad import PCGrad
 from keras_mtmm.weighting.rlw import RandomLossWeighting
 from keras_mtmm.weighting.static import StaticWeighting, resolve_task_weights
 from keras_mtmm.weighting.uncertainty import UncertaintyWeighting
+from keras_mtmm.weighting.upgrad import UPGrad
 
 __all__ = [
     "CAGrad",
@@ -36,6 +37,7 @@ __all__ = [
     "RandomLossWeighting",
     "StaticWeighting",
     "UncertaintyWeighting",
+    "UPGrad",
     "WeightingStrategy",
     "aggregators",
     "build_weighting",
@@ -73,6 +75,8 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         return NashMTL(names, weights, name="weighting")
     if strategy == "imtl":
         return IMTL(names, weights, name="weighting")
+    if strategy == "upgrad":
+        return UPGrad(names, weights, name="weighting")
     if strategy == "gradnorm":
         return GradNorm(
             names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"

@@ -25,8 +25,9 @@ from keras_mtmm.weighting.cagrad import cagrad_weights
 from keras_mtmm.weighting.imtl import imtl_weights
 from keras_mtmm.weighting.mgda import min_norm_weights
 from keras_mtmm.weighting.nash_mtl import nash_weights
+from keras_mtmm.weighting.upgrad import upgrad_weights
 
-__all__ = ["cagrad", "imtl", "mean", "mgda", "nash_mtl", "pcgrad", "sum"]
+__all__ = ["cagrad", "imtl", "mean", "mgda", "nash_mtl", "pcgrad", "sum", "upgrad"]
 
 
 def _inputs(G, present):
@@ -153,3 +154,13 @@ def imtl(G, present=None):
     """
     G, present = _inputs(G, present)
     return _combine(G, tf.cast(imtl_weights(_gram64(G), present), G.dtype))
+
+
+def upgrad(G, present=None):
+    """UPGrad (Quinton & Rey 2024): the mean of the gradients each projected onto the dual cone {x : G x ≥ 0}.
+
+    Exact (`keras_mtmm.weighting.upgrad.upgrad_weights`): G·d ≥ 0 for every
+    task, no regularisation of the Gram matrix (TorchJD adds 1e-4 to its diagonal).
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, tf.cast(upgrad_weights(_gram64(G), present), G.dtype))
