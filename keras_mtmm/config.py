@@ -208,7 +208,7 @@ class WeightingConfig:
     `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
     `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
-    `nash_mtl`, `imtl`, `upgrad`.
+    `nash_mtl`, `imtl`, `upgrad`, `aligned_mtl`.
     """
 
     strategy: str = "static"

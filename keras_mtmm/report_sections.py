@@ -15,7 +15,7 @@ from keras_mtmm.report_html import Page, esc, number, read_json, section, table
 if TYPE_CHECKING:
     from keras_mtmm.report import Run
 
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "nash_mtl", "imtl", "upgrad")
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "nash_mtl", "imtl", "upgrad", "aligned_mtl")
 NOT_METRICS = ("loss", "labelled")
 
 

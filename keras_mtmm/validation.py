@@ -14,7 +14,7 @@ from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "nash_mtl", "imtl", "upgrad")
+GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "nash_mtl", "imtl", "upgrad", "aligned_mtl")
 
 
 def validate_config(config, check_files: bool = True) -> None:

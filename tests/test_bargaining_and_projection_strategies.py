@@ -13,11 +13,11 @@ from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.training import train
-from keras_mtmm.weighting import IMTL, NashMTL, UPGrad, aggregators
+from keras_mtmm.weighting import IMTL, AlignedMTL, NashMTL, UPGrad, aggregators
 from tests.test_sharing_weighting_matrix import TWO_BY_TWO
 
-STRATEGIES = ["nash_mtl", "imtl", "upgrad"]
-CLASSES = {"nash_mtl": NashMTL, "imtl": IMTL, "upgrad": UPGrad}
+STRATEGIES = ["nash_mtl", "imtl", "upgrad", "aligned_mtl"]
+CLASSES = {"nash_mtl": NashMTL, "imtl": IMTL, "upgrad": UPGrad, "aligned_mtl": AlignedMTL}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -30,7 +30,13 @@ def test_registered_round_trips_and_computes_what_its_aggregator_does(strategy):
     gradients = tf.constant(rng.normal(size=(3, 6)) + rng.normal(size=6), tf.float32)
     present = tf.constant([1.0, 0.0, 1.0])
     shared, weights = layer.shared_gradient(gradients, tf.ones([3]), present)
-    expected, expected_weights = getattr(aggregators, strategy)(gradients, present=present)
+    if strategy == "aligned_mtl":
+        # It gets the gradients of w_i·L_i, aligns those of L_i and applies w as the task importances.
+        base = tf.constant([1.0, 2.0, 0.5])
+        expected, alpha = aggregators.aligned_mtl(gradients / base[:, None], task_weights=base, present=present)
+        expected_weights = alpha / base
+    else:
+        expected, expected_weights = getattr(aggregators, strategy)(gradients, present=present)
     np.testing.assert_allclose(shared.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(weights.numpy(), expected_weights.numpy(), rtol=1e-5, atol=1e-6)
     assert weights.numpy()[1] == 0.0

@@ -5,7 +5,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`, `nash_mtl`, `imtl`, `upgrad`.
+  `mgda`, `gradnorm`, `nash_mtl`, `imtl`, `upgrad`, `aligned_mtl`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -13,6 +13,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 from __future__ import annotations
 
 from keras_mtmm.weighting import aggregators
+from keras_mtmm.weighting.aligned_mtl import AlignedMTL
 from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
@@ -27,6 +28,7 @@ from keras_mtmm.weighting.uncertainty import UncertaintyWeighting
 from keras_mtmm.weighting.upgrad import UPGrad
 
 __all__ = [
+    "AlignedMTL",
     "CAGrad",
     "DynamicWeightAverage",
     "GradNorm",
@@ -77,6 +79,8 @@ def build_weighting(weighting, task_types: dict[str, str], base_weights: dict[st
         return IMTL(names, weights, name="weighting")
     if strategy == "upgrad":
         return UPGrad(names, weights, name="weighting")
+    if strategy == "aligned_mtl":
+        return AlignedMTL(names, weights, name="weighting")
     if strategy == "gradnorm":
         return GradNorm(
             names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"

@@ -19,15 +19,17 @@ weights, no per-task gradients).
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.weighting.aligned_mtl import aligned_weights
 from keras_mtmm.weighting.cagrad import cagrad_weights
 from keras_mtmm.weighting.imtl import imtl_weights
 from keras_mtmm.weighting.mgda import min_norm_weights
 from keras_mtmm.weighting.nash_mtl import nash_weights
 from keras_mtmm.weighting.upgrad import upgrad_weights
 
-__all__ = ["cagrad", "imtl", "mean", "mgda", "nash_mtl", "pcgrad", "sum", "upgrad"]
+__all__ = ["aligned_mtl", "cagrad", "imtl", "mean", "mgda", "nash_mtl", "pcgrad", "sum", "upgrad"]
 
 
 def _inputs(G, present):
@@ -164,3 +166,20 @@ def upgrad(G, present=None):
     """
     G, present = _inputs(G, present)
     return _combine(G, tf.cast(upgrad_weights(_gram64(G), present), G.dtype))
+
+
+def aligned_mtl(G, task_weights=None, present=None):
+    """Aligned-MTL (Senushkin et al., CVPR 2023, Algorithm 1): `d = Ĝᵀw`, Ĝ = B G with equal singular values.
+
+    `B = sqrt(λ_min) V Λ^{-1/2} Vᵀ` from `GGᵀ = VΛVᵀ` over the eigenvalues above
+    `λ_max·T·ε` (ε: G's machine epsilon), the weights `α = B w`; w: the task
+    importances (`task_weights`, 1 each by default, as LibMTL). See
+    `keras_mtmm.weighting.aligned_mtl.aligned_weights`.
+    """
+    G, present = _inputs(G, present)
+    if task_weights is not None:
+        task_weights = tf.cast(tf.convert_to_tensor(task_weights), tf.float64)
+        if task_weights.shape != (G.shape[0],):
+            raise ValueError(f"aggregators.aligned_mtl: task_weights must be [{G.shape[0]}], got {task_weights.shape}")
+    epsilon = float(np.finfo(G.dtype.as_numpy_dtype).eps)
+    return _combine(G, tf.cast(aligned_weights(_gram64(G), present, task_weights, epsilon), G.dtype))
