@@ -49,7 +49,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 RESULTS = Path(__file__).resolve().parent / "results" / "weighting_overhead.json"
 
-STRATEGIES = ("static", "inverse_size", "uncertainty", "dwa", "rlw", "pcgrad", "cagrad", "mgda", "gradnorm")
+STRATEGIES = (
+    "static",
+    "inverse_size",
+    "uncertainty",
+    "dwa",
+    "rlw",
+    "pcgrad",
+    "cagrad",
+    "mgda",
+    "gradnorm",
+    "nash_mtl",
+    "imtl",
+    "upgrad",
+    "aligned_mtl",
+)
 
 EXTRA_TASKS = {
     "shape_2": {"type": "multiclass", "label": "shape", "weight": 1.0, "metrics": ["accuracy"]},
@@ -62,7 +76,16 @@ TASK_SETS = {
 }
 
 # The targets at T = 3: step time at most this many times static's.
-TARGETS_AT_3 = {"gradnorm": 2.0, "pcgrad": 2.5, "mgda": 2.5, "cagrad": 2.5}
+TARGETS_AT_3 = {
+    "gradnorm": 2.0,
+    "pcgrad": 2.5,
+    "mgda": 2.5,
+    "cagrad": 2.5,
+    "nash_mtl": 2.5,
+    "imtl": 2.5,
+    "upgrad": 2.5,
+    "aligned_mtl": 2.5,
+}
 
 
 class BatchClock(keras.callbacks.Callback):
