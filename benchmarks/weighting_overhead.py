@@ -64,6 +64,10 @@ STRATEGIES = (
     "graddrop",
     "gradvac",
     "db_mtl",
+    "nash_mtl",
+    "imtl",
+    "upgrad",
+    "aligned_mtl",
 )
 # Benchmark entries that are a strategy with other settings: name -> config overrides.
 VARIANTS = {"famo_next_batch": ["weighting.strategy=famo", "weighting.famo_update=next_batch"]}
@@ -89,6 +93,10 @@ TARGETS_AT_3 = {
     "db_mtl": 2.5,
     "famo": 1.2,
     "famo_next_batch": 1.2,
+    "nash_mtl": 2.5,
+    "imtl": 2.5,
+    "upgrad": 2.5,
+    "aligned_mtl": 2.5,
 }
 
 

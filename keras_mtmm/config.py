@@ -220,7 +220,7 @@ class WeightingConfig:
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
     `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
     `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`
-    (`db_mtl_beta`, `db_mtl_beta_sigma`).
+    (`db_mtl_beta`, `db_mtl_beta_sigma`), `nash_mtl`, `imtl`, `upgrad`, `aligned_mtl`.
     """
 
     strategy: str = "static"

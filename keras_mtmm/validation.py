@@ -16,7 +16,19 @@ from keras_mtmm.validation_sharing import validate_sharing
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
 FAMO_UPDATES = ("same_batch", "next_batch")  # keras_mtmm.weighting.famo.UPDATES (not imported: no TF here)
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac", "db_mtl")
+GRADIENT_STRATEGIES = (
+    "pcgrad",
+    "cagrad",
+    "mgda",
+    "gradnorm",
+    "graddrop",
+    "gradvac",
+    "db_mtl",
+    "nash_mtl",
+    "imtl",
+    "upgrad",
+    "aligned_mtl",
+)
 
 
 def validate_config(config, check_files: bool = True) -> None:

@@ -5,7 +5,8 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 - loss-only, through the model's `compute_loss`: `static`, `inverse_size`,
   `uncertainty`, `dwa`, `rlw`, `famo`;
 - gradient-based, through the model's `train_step`: `pcgrad`, `cagrad`,
-  `mgda`, `gradnorm`, `graddrop`, `gradvac`, `db_mtl`.
+  `mgda`, `gradnorm`, `graddrop`, `gradvac`, `db_mtl`, `nash_mtl`, `imtl`, `upgrad`,
+  `aligned_mtl`.
 
 `build_weighting` unpacks the config into one of them.
 """
@@ -13,6 +14,7 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 from __future__ import annotations
 
 from keras_mtmm.weighting import aggregators
+from keras_mtmm.weighting.aligned_mtl import AlignedMTL
 from keras_mtmm.weighting.base import WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.db_mtl import DBMTL
@@ -21,13 +23,17 @@ from keras_mtmm.weighting.famo import FAMO
 from keras_mtmm.weighting.graddrop import GradDrop
 from keras_mtmm.weighting.gradnorm import GradNorm
 from keras_mtmm.weighting.gradvac import GradVac
+from keras_mtmm.weighting.imtl import IMTL
 from keras_mtmm.weighting.mgda import MGDA
+from keras_mtmm.weighting.nash_mtl import NashMTL
 from keras_mtmm.weighting.pcgrad import PCGrad
 from keras_mtmm.weighting.rlw import RandomLossWeighting
 from keras_mtmm.weighting.static import StaticWeighting, resolve_task_weights
 from keras_mtmm.weighting.uncertainty import UncertaintyWeighting
+from keras_mtmm.weighting.upgrad import UPGrad
 
 __all__ = [
+    "AlignedMTL",
     "CAGrad",
     "DBMTL",
     "DynamicWeightAverage",
@@ -35,11 +41,14 @@ __all__ = [
     "GradDrop",
     "GradNorm",
     "GradVac",
+    "IMTL",
     "MGDA",
+    "NashMTL",
     "PCGrad",
     "RandomLossWeighting",
     "StaticWeighting",
     "UncertaintyWeighting",
+    "UPGrad",
     "WeightingStrategy",
     "aggregators",
     "build_weighting",
@@ -77,6 +86,14 @@ def build_weighting(
         return CAGrad(names, weights, c=weighting.cagrad_c, name="weighting")
     if strategy == "mgda":
         return MGDA(names, weights, name="weighting")
+    if strategy == "nash_mtl":
+        return NashMTL(names, weights, name="weighting")
+    if strategy == "imtl":
+        return IMTL(names, weights, name="weighting")
+    if strategy == "upgrad":
+        return UPGrad(names, weights, name="weighting")
+    if strategy == "aligned_mtl":
+        return AlignedMTL(names, weights, name="weighting")
     if strategy == "gradnorm":
         return GradNorm(
             names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"

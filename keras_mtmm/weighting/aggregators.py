@@ -29,13 +29,30 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.weighting.aligned_mtl import aligned_weights
 from keras_mtmm.weighting.cagrad import cagrad_weights
 from keras_mtmm.weighting.db_mtl import LOG_EPSILON, db_mtl_update
 from keras_mtmm.weighting.graddrop import graddrop_direction, open_uniform
 from keras_mtmm.weighting.gradvac import gradvac_weights, task_orders
+from keras_mtmm.weighting.imtl import imtl_weights
 from keras_mtmm.weighting.mgda import min_norm_weights
+from keras_mtmm.weighting.nash_mtl import nash_weights
+from keras_mtmm.weighting.upgrad import upgrad_weights
 
-__all__ = ["cagrad", "db_mtl", "graddrop", "gradvac", "mean", "mgda", "pcgrad", "sum"]
+__all__ = [
+    "aligned_mtl",
+    "cagrad",
+    "db_mtl",
+    "graddrop",
+    "gradvac",
+    "imtl",
+    "mean",
+    "mgda",
+    "nash_mtl",
+    "pcgrad",
+    "sum",
+    "upgrad",
+]
 
 
 def _inputs(G, present):
@@ -51,6 +68,12 @@ def _inputs(G, present):
 
 def _combine(G, weights):
     return tf.linalg.matvec(G, weights, transpose_a=True), weights
+
+
+def _gram64(G):
+    """The Gram matrix `G Gᵀ` computed in float64 (float32 rounding would limit what the solvers can reach)."""
+    wide = tf.cast(G, tf.float64)
+    return tf.matmul(wide, wide, transpose_b=True)
 
 
 def mean(G, present=None):
@@ -234,3 +257,51 @@ def db_mtl(G, ema=None, step=1, beta: float = 0.9, beta_sigma: float = 0.0, loss
         G = G / (tf.cast(tf.convert_to_tensor(losses), G.dtype) + LOG_EPSILON)[:, None]
     ema = tf.zeros_like(G) if ema is None else tf.convert_to_tensor(ema, G.dtype)
     return db_mtl_update(G, ema, step, beta, beta_sigma, present)
+
+
+def nash_mtl(G, present=None):
+    """Nash-MTL (Navon et al., ICML 2022, Eq. 3): α > 0 with `(GGᵀ)α = 1/α`, `d = Σ_i α_i g_i`, exactly.
+
+    See `keras_mtmm.weighting.nash_mtl.nash_weights`: ‖d‖² = #tasks at every
+    gradient scale; weights 0 where no direction improves every task (0 in the
+    convex hull of the gradients) and for zero gradients.
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, tf.cast(nash_weights(_gram64(G), present), G.dtype))
+
+
+def imtl(G, present=None):
+    """IMTL-G (Liu et al., ICLR 2021, Section 3.2): Σα = 1 and d = Σ_i α_i g_i projects equally on every g_i/‖g_i‖.
+
+    Exact (`keras_mtmm.weighting.imtl.imtl_weights`, which also says what
+    degenerate gradients get); the weights may be negative, as in the paper.
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, tf.cast(imtl_weights(_gram64(G), present), G.dtype))
+
+
+def upgrad(G, present=None):
+    """UPGrad (Quinton & Rey 2024): the mean of the gradients each projected onto the dual cone {x : G x ≥ 0}.
+
+    Exact (`keras_mtmm.weighting.upgrad.upgrad_weights`): G·d ≥ 0 for every
+    task, no regularisation of the Gram matrix (TorchJD adds 1e-4 to its diagonal).
+    """
+    G, present = _inputs(G, present)
+    return _combine(G, tf.cast(upgrad_weights(_gram64(G), present), G.dtype))
+
+
+def aligned_mtl(G, task_weights=None, present=None):
+    """Aligned-MTL (Senushkin et al., CVPR 2023, Algorithm 1): `d = Ĝᵀw`, Ĝ = B G with equal singular values.
+
+    `B = sqrt(λ_min) V Λ^{-1/2} Vᵀ` from `GGᵀ = VΛVᵀ` over the eigenvalues above
+    `λ_max·T·ε` (ε: G's machine epsilon), the weights `α = B w`; w: the task
+    importances (`task_weights`, 1 each by default, as LibMTL). See
+    `keras_mtmm.weighting.aligned_mtl.aligned_weights`.
+    """
+    G, present = _inputs(G, present)
+    if task_weights is not None:
+        task_weights = tf.cast(tf.convert_to_tensor(task_weights), tf.float64)
+        if task_weights.shape != (G.shape[0],):
+            raise ValueError(f"aggregators.aligned_mtl: task_weights must be [{G.shape[0]}], got {task_weights.shape}")
+    epsilon = float(np.finfo(G.dtype.as_numpy_dtype).eps)
+    return _combine(G, tf.cast(aligned_weights(_gram64(G), present, task_weights, epsilon), G.dtype))
