@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
+from keras_mtmm.weighting.mgda import MAX_ENUMERATED_TASKS
 
 
 def upgrad_weights(gram: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
@@ -81,6 +82,10 @@ class _AllSubsets(dict):
     """T -> the 2^T subsets of range(T), the empty one included, as 0/1 rows, built once per T."""
 
     def __missing__(self, num_tasks: int) -> list[list[float]]:
+        if num_tasks > MAX_ENUMERATED_TASKS:
+            raise ValueError(
+                f"upgrad enumerates the 2^T active sets: at most {MAX_ENUMERATED_TASKS} tasks, got {num_tasks}"
+            )
         self[num_tasks] = [[float(bits >> i & 1) for i in range(num_tasks)] for bits in range(2**num_tasks)]
         return self[num_tasks]
 
@@ -101,6 +106,8 @@ class UPGrad(GradientWeighting):
         task_names: the tasks, in order.
         task_weights: base weights w_i (gradients are of w_i·L_i).
     """
+
+    max_tasks = MAX_ENUMERATED_TASKS  # the exact solver's 2^T active sets
 
     def shared_gradient(self, task_gradients, task_losses, present):
         wide = tf.cast(task_gradients, tf.float64)
