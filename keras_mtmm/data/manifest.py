@@ -58,11 +58,11 @@ def _entries(part, source_name: str) -> list[dict]:
         return [{"source": source_name, "rows": int(num_rows(part))}]
     row_files = part.row_files()
     if row_files is None:
-        return [{"source": source_name, "row_ids": part.row_ids, "rows": sorted(int(r) for r in rows)}]
+        return [{"source": source_name, "row_ids": part.row_ids, "rows": np.sort(rows).tolist()}]
     entries = []
     for source in part.sources:
         mine = rows[row_files == source]
-        entries.append({"source": source, "row_ids": part.row_ids, "rows": sorted(int(r) for r in mine)})
+        entries.append({"source": source, "row_ids": part.row_ids, "rows": np.sort(mine).tolist()})
     return entries
 
 
