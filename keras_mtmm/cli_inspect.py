@@ -110,6 +110,7 @@ def _inspect_checkpoint(args) -> int:
     from keras_mtmm.inspection import (
         format_gates,
         format_modality_weights,
+        format_selected_experts,
         fusion_summary,
         gate_summary,
         mixing_summary,
@@ -132,6 +133,8 @@ def _inspect_checkpoint(args) -> int:
     summary["modality_weights"] = fusion_summary(network, preprocessor, table)
     print(format_gates(summary["gates"]))
     print(format_modality_weights(summary["modality_weights"]))
+    if "selected_experts" in summary:
+        print(format_selected_experts(summary["selected_experts"]))
     for key in ("cross_stitch", "fusion_weights"):
         if key in summary:
             print(f"{key}: {json.dumps(summary[key])}")

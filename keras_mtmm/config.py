@@ -122,6 +122,12 @@ class SharingConfig:
       `num_levels: 1`.
     - `cross_stitch`: one column per task with layers of `shared_units`,
       mixed by a learned T×T matrix after each layer.
+    - `dselect_k`: MMoE's experts, each task's gate a differentiable choice of
+      at most `dselect_k` of them (smooth-step width `dselect_gamma`, entropy
+      weight `dselect_entropy_weight`; static per-task gates unless
+      `dselect_per_example`).
+    - `mtan`: the cnn image encoder's conv blocks shared, read by each task
+      through its own attention masks; fused per task; one tower per task.
     Every type ends in one tower (`tower_units`) per task. `activation` is the
     hidden layers' (experts, trunk, columns, towers): `gelu` (default), `relu`
     or `silu`. GELU units cannot die as ReLU units can (a tower of 8 ReLU units
@@ -139,6 +145,10 @@ class SharingConfig:
     num_task_experts: int = 1
     num_levels: int = 1
     activation: str = "gelu"
+    dselect_k: int = 2
+    dselect_gamma: float = 1.0
+    dselect_entropy_weight: float = 0.1
+    dselect_per_example: bool = False
 
 
 @dataclass
@@ -166,9 +176,12 @@ class WeightingConfig:
     """How task losses are combined into `L = Σ_i w_i L_i`.
 
     Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
-    `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`.
+    `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`,
+    `famo` (`famo_learning_rate`, `famo_gamma`, `famo_update`: `same_batch` or `next_batch`).
     Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
-    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`).
+    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
+    `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`
+    (`db_mtl_beta`, `db_mtl_beta_sigma`), `nash_mtl`, `imtl`, `upgrad`, `aligned_mtl`.
     """
 
     strategy: str = "static"
@@ -176,6 +189,13 @@ class WeightingConfig:
     alpha: float = 1.5
     gradnorm_learning_rate: float = 0.025
     cagrad_c: float = 0.4
+    graddrop_leak: float = 0.0
+    gradvac_beta: float = 0.5
+    db_mtl_beta: float = 0.9
+    db_mtl_beta_sigma: float = 0.0
+    famo_learning_rate: float = 0.025
+    famo_gamma: float = 1e-3
+    famo_update: str = "same_batch"
 
 
 @dataclass

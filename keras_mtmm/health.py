@@ -48,7 +48,10 @@ def probe_network(network):
     outputs = dict(zip(network.output_names, network.outputs))
     for layer in network.layers:
         if layer.name.endswith("_encoder"):
-            outputs[ENCODER_OUTPUT + layer.name.removesuffix("_encoder")] = layer.output
+            output = layer.output
+            if isinstance(output, (list, tuple, dict)):  # one vector per task (MTAN): all of their units
+                output = keras.layers.Concatenate()(list(output.values() if isinstance(output, dict) else output))
+            outputs[ENCODER_OUTPUT + layer.name.removesuffix("_encoder")] = output
     return keras.Model(network.inputs, outputs, name=f"{network.name}_probe")
 
 

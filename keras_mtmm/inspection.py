@@ -3,6 +3,7 @@
 - MMoE / PLE: the mean softmax gate weight of each task over each expert on a
   data split (which experts each task uses);
 - cross-stitch: the learned T×T mixing matrices;
+- DSelect-k: the experts each task's (static) gate ends up using;
 - fusion: the modality weights each task used (weighted, late, gated,
   attention; per task when task-conditioned), averaged over the split's
   examples after leaving out missing modalities; for cross-attention, the
@@ -92,12 +93,27 @@ def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_si
         encoded, present = arguments(batch, training=False)
         weights = {}
         for task, layer in layers.items():
-            values = layer.modality_weight_values(encoded, present)
+            values = layer.modality_weight_values(_task_features(encoded, task, tasks), present)
             weights[task] = values[task] if isinstance(values, dict) else values
         return weights
 
     means = _mean_over_split(weigh, preprocessor, table, batch_size)
     return {task: dict(zip(modalities, map(float, values))) for task, values in means.items()}
+
+
+def _task_features(encoded: list, task: str, tasks: list[str]) -> list:
+    """The encoder outputs task `task` is fused from: an encoder with one vector per task (MTAN; Keras
+    gives its dict as a list in sorted-key order) contributes that task's."""
+    import keras
+
+    def own(value):
+        if isinstance(value, dict):
+            return value[task]
+        if isinstance(value, (list, tuple)):
+            return keras.tree.pack_sequence_as(dict.fromkeys(tasks), list(value))[task]
+        return value
+
+    return [own(value) for value in encoded]
 
 
 def _mean_over_split(weigh, preprocessor, table, batch_size: int) -> dict[str, np.ndarray]:
@@ -128,6 +144,8 @@ def mixing_summary(network) -> dict:
     sharing = _layer(network, "sharing")
     if sharing is not None and hasattr(sharing, "stitch_matrices"):
         summary["cross_stitch"] = [np.asarray(m).round(4).tolist() for m in sharing.stitch_matrices()]
+    if sharing is not None and hasattr(sharing, "selected_experts") and sharing.selected_experts():
+        summary["selected_experts"] = sharing.selected_experts()
     fusion = {}
     for layer in network.layers:
         if layer.name.startswith("fusion") and hasattr(layer, "current_weights"):
@@ -146,6 +164,15 @@ def format_modality_weights(summary: dict) -> str:
     else:
         rows, title, label = summary, "mean modality weight used (task × modality)", "task"
     return _table(title, label, rows)
+
+
+def format_selected_experts(selected: dict) -> str:
+    """One line per task: the experts its DSelect-k gate uses, with their weights."""
+    lines = ["experts each task uses (DSelect-k gates; 'still converging': some smooth-step is not yet 0 or 1)"]
+    for task, entry in selected.items():
+        experts = ", ".join(f"{name} {weight:.3f}" for name, weight in entry["experts"].items())
+        lines.append(f"  {task:<14}{experts}{'' if entry['saturated'] else '  (still converging)'}")
+    return "\n".join(lines)
 
 
 def format_gates(summary: dict) -> str:

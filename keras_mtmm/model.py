@@ -8,7 +8,8 @@ plus `modality_presence` [B, M], which tells fusion what to leave out;
 outputs are keyed by task name (probabilities for classification, values for
 regression). With decision-level (`late`) fusion each modality gets its own
 sharing block and heads, and `LateFusion` averages each task's per-modality
-predictions.
+predictions. With `sharing.type: mtan` a cnn image encoder gives one vector
+per task, and the fusion layer runs once per task.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.encoders import build_encoder
 from keras_mtmm.fusion import ModalityDropout, TokenMask, build_fusion
 from keras_mtmm.heads import TaskHead, get_task_type
-from keras_mtmm.registries import FUSIONS
+from keras_mtmm.registries import FUSIONS, SHARINGS
 from keras_mtmm.sharing import build_sharing
 
 
@@ -41,17 +42,20 @@ def build_model(config, preprocessor) -> keras.Model:
     fusion = config.fusion
     layer_class = FUSIONS.get(fusion.strategy, "fusion.strategy")
     sequences = getattr(layer_class, "takes_sequences", False)
-    features = {
-        name: build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=sequences)(
-            inputs[name]
-        )
-        for name, modality in config.modalities.items()
-    }
+    task_names = list(config.tasks)
+    # MTAN: each cnn image encoder becomes a shared conv base read through per-task attention ({task: vector}).
+    attended_encoder = getattr(SHARINGS.get(config.sharing.type, "sharing.type"), "build_image_encoder", None)
+    features = {}
+    for name, modality in config.modalities.items():
+        if attended_encoder is not None and modality.type == "image" and modality.encoder.type == "cnn":
+            encoder = attended_encoder(name, modality.encoder, task_names)
+        else:
+            encoder = build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=sequences)
+        features[name] = encoder(inputs[name])
     presence = inputs[PRESENCE_KEY]
     if fusion.modality_dropout:
         rates = [fusion.modality_dropout.get(name, 0.0) for name in config.modalities]
         presence = ModalityDropout(rates, seed=config.seed, name="modality_dropout")(presence)
-    task_names = list(config.tasks)
     if layer_class.is_decision_level:
         per_modality = {
             name: _heads(
@@ -74,10 +78,14 @@ def build_model(config, preprocessor) -> keras.Model:
                 for name in config.modalities
             ]
             fused = layer(feature_list, presence, token_masks=masks)
+        elif any(isinstance(feature, dict) for feature in feature_list):  # per-task features: one fusion per task
+            fused = {task: _own(layer([_own(f, task) for f in feature_list], presence), task) for task in task_names}
         else:
             fused = layer(feature_list, presence)
         sharing = _sharing(config, task_names, "sharing")
-        if isinstance(fused, dict):
+        if getattr(sharing, "takes_task_inputs", False):
+            towers = sharing(fused)
+        elif isinstance(fused, dict):
             # Task-conditioned fusion: one sharing block (shared weights), each task reading its own fused vector.
             towers = {task: sharing(fused[task])[task] for task in task_names}
         else:
@@ -101,6 +109,11 @@ def _fusion(config, name: str):
         num_heads=fusion.num_heads,
         task_names=list(config.tasks) if fusion.per_task else None,
     )
+
+
+def _own(value, task: str):
+    """A task's entry of a per-task dict; anything else is every task's."""
+    return value[task] if isinstance(value, dict) else value
 
 
 def _token_ids(config, name: str) -> bool:
@@ -165,7 +178,8 @@ def compile_model(
         names = list(task_config.metrics or task_type.default_metrics)
         metrics[task] = task_type.keras_metrics(names, max(len(preprocessor.classes(task)), 1), task_config.top_k)
     task_types = {task: task_config.type for task, task_config in config.tasks.items()}
-    weighting = build_weighting(config.weighting, task_types, task_weights, seed)
+    parameters = sum(int(keras.ops.size(variable)) for variable in network.trainable_variables)
+    weighting = build_weighting(config.weighting, task_types, task_weights, seed, num_parameters=parameters)
     model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
     model.compile(
         optimizer=build_optimizer(config.training, steps_per_epoch),
@@ -261,7 +275,12 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data):
         if not self.weighting.uses_gradients:
-            return super().train_step(data)
+            logs = super().train_step(data)
+            if getattr(self.weighting, "updates_after_step", False):  # FAMO: the batch's losses after the step
+                x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+                _, present, global_losses = self.task_loss_vector(y, self(x, training=True), sample_weight)
+                self.weighting.after_step(keras.ops.stop_gradient(global_losses), present)
+            return logs
         import tensorflow as tf
 
         from keras_mtmm.distributed import num_replicas

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from keras_mtmm.errors import UserError
 from keras_mtmm.report_html import Page, esc, number, read_json, section, table
+from keras_mtmm.validation import GRADIENT_STRATEGIES
 
 if TYPE_CHECKING:
     from keras_mtmm.report import Run
 
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
 NOT_METRICS = ("loss", "labelled")
 
 

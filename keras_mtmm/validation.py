@@ -13,9 +13,23 @@ from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
 from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
 from keras_mtmm.validation_data import validate_data
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
+from keras_mtmm.validation_sharing import validate_sharing
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-GRADIENT_STRATEGIES = ("pcgrad", "cagrad", "mgda", "gradnorm")
+FAMO_UPDATES = ("same_batch", "next_batch")  # keras_mtmm.weighting.famo.UPDATES (not imported: no TF here)
+GRADIENT_STRATEGIES = (
+    "pcgrad",
+    "cagrad",
+    "mgda",
+    "gradnorm",
+    "graddrop",
+    "gradvac",
+    "db_mtl",
+    "nash_mtl",
+    "imtl",
+    "upgrad",
+    "aligned_mtl",
+)
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -58,7 +72,7 @@ def validate_config(config, check_files: bool = True) -> None:
             raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
     _validate_fusion(config)
 
-    _validate_sharing(config.sharing, len(config.tasks), registries)
+    validate_sharing(config, registries)
 
     if not config.tasks:
         raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
@@ -256,48 +270,17 @@ def _validate_optimizer(training) -> None:
         )
 
 
-def _validate_sharing(sharing, num_tasks: int, registries: Any) -> None:
-    from keras_mtmm.encoders.layers import ACTIVATIONS
-
-    registries.SHARINGS.get(sharing.type, "sharing.type")
-    for key in ("shared_units", "tower_units", "expert_units"):
-        for i, units in enumerate(getattr(sharing, key)):
-            _check_positive(f"sharing.{key}[{i}]", units)
-    _check_rate("sharing.dropout", sharing.dropout)
-    if sharing.activation not in ACTIVATIONS:
-        raise ConfigError(
-            "sharing.activation",
-            f"unknown activation {sharing.activation!r}",
-            choice_hint(sharing.activation, ACTIVATIONS),
-        )
-    if sharing.type in ("mmoe", "ple") and not sharing.expert_units:
-        raise ConfigError("sharing.expert_units", "experts need at least one layer", "e.g. expert_units: [64]")
-    if sharing.type == "mmoe":
-        _check_positive("sharing.num_experts", sharing.num_experts)
-    if sharing.type == "ple":
-        _check_positive("sharing.num_levels", sharing.num_levels)
-        for key in ("num_shared_experts", "num_task_experts"):
-            if getattr(sharing, key) < 0:
-                raise ConfigError(f"sharing.{key}", f"expected 0 or more, got {getattr(sharing, key)}", "e.g. 1")
-        if sharing.num_shared_experts + sharing.num_task_experts < 1:
-            raise ConfigError(
-                "sharing.num_task_experts",
-                "each task's gate needs at least one expert, got 0 shared and 0 task experts",
-                "set num_shared_experts or num_task_experts to 1 or more",
-            )
-        if sharing.num_levels > 1 and sharing.num_shared_experts < 1:
-            raise ConfigError(
-                "sharing.num_shared_experts",
-                "stacked PLE levels pass information through the shared experts, got 0",
-                "set num_shared_experts >= 1 or num_levels: 1",
-            )
-    if sharing.type == "cross_stitch" and not sharing.shared_units:
-        raise ConfigError("sharing.shared_units", "cross-stitch needs at least one column layer", "e.g. [64, 32]")
-
-
 def _validate_weighting(config, registries: Any) -> None:
     weighting = config.weighting
-    registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    strategy = registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    limit = getattr(strategy, "max_tasks", None)
+    if limit is not None and len(config.tasks) > limit:
+        raise ConfigError(
+            "weighting.strategy",
+            f"'{weighting.strategy}' solves its subproblem exactly over the 2^T supports of the simplex, "
+            f"for at most {limit} tasks; {len(config.tasks)} are configured",
+            "use pcgrad, nash_mtl or another strategy, or fewer tasks",
+        )
     if weighting.strategy in GRADIENT_STRATEGIES and len(config.tasks) < 2:
         raise ConfigError(
             "weighting.strategy",
@@ -321,6 +304,34 @@ def _validate_weighting(config, registries: Any) -> None:
         )
     if weighting.cagrad_c < 0:
         raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
+    if not 0.0 <= weighting.graddrop_leak <= 1.0:
+        raise ConfigError(
+            "weighting.graddrop_leak", f"expected a fraction in [0, 1], got {weighting.graddrop_leak}", "e.g. 0.0"
+        )
+    if not 0.0 <= weighting.gradvac_beta <= 1.0:
+        raise ConfigError(
+            "weighting.gradvac_beta", f"expected an EMA rate in [0, 1], got {weighting.gradvac_beta}", "e.g. 0.5"
+        )
+    if not 0.0 <= weighting.db_mtl_beta < 1.0:
+        raise ConfigError(
+            "weighting.db_mtl_beta", f"expected an EMA rate in [0, 1), got {weighting.db_mtl_beta}", "e.g. 0.9"
+        )
+    if weighting.db_mtl_beta_sigma < 0:
+        raise ConfigError(
+            "weighting.db_mtl_beta_sigma", f"expected >= 0, got {weighting.db_mtl_beta_sigma}", "e.g. 0 (constant β)"
+        )
+    if weighting.famo_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.famo_learning_rate", f"expected > 0, got {weighting.famo_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.famo_gamma < 0:
+        raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
+    if weighting.famo_update not in FAMO_UPDATES:
+        raise ConfigError(
+            "weighting.famo_update",
+            f"unknown value {weighting.famo_update!r}",
+            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
+        )
 
 
 def _validate_task(name: str, task, config, registries: Any) -> None:

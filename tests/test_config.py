@@ -135,3 +135,16 @@ def test_exponent_floats_without_a_dot_are_numbers():
 
     assert load_config(DEMO_CONFIG, ["training.learning_rate=1e-3"]).training.learning_rate == 0.001
     assert load_config(DEMO_CONFIG, ["training.learning_rate=2E4"]).training.learning_rate == 20000.0
+
+
+@pytest.mark.parametrize("strategy", ["mgda", "cagrad", "upgrad"])
+def test_the_exact_enumerating_solvers_refuse_more_tasks_than_they_can_enumerate(strategy):
+    from keras_mtmm.weighting.mgda import MAX_ENUMERATED_TASKS
+
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    tasks = {f"t{i}": {"type": "regression", "label": "price"} for i in range(MAX_ENUMERATED_TASKS + 1)}
+    with pytest.raises(ConfigError, match=rf"at most {MAX_ENUMERATED_TASKS} tasks; 13 are configured"):
+        config_from_dict({**demo, "tasks": tasks, "weighting": {"strategy": strategy}})
+    fewer = dict(list(tasks.items())[:MAX_ENUMERATED_TASKS])
+    config = config_from_dict({**demo, "tasks": fewer, "weighting": {"strategy": strategy}})
+    assert config.weighting.strategy == strategy

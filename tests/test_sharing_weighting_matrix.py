@@ -26,10 +26,10 @@ DEFAULT_PAIRS = {("ple", "uncertainty"), ("cross_stitch", "pcgrad")}
 
 
 # Two pairs in the default run (each sharing type also trains and serves in test_sharing.py); the
-# other six with `pytest -m slow` (about 30 s each on 2 cores).
+# others with `pytest -m slow` (about 30 s each on 2 cores).
 PAIRS = [
     pytest.param(sharing, weighting, marks=() if (sharing, weighting) in DEFAULT_PAIRS else pytest.mark.slow)
-    for sharing in ("hard", "mmoe", "ple", "cross_stitch")
+    for sharing in ("hard", "mmoe", "ple", "cross_stitch", "dselect_k", "mtan")
     for weighting in ("uncertainty", "pcgrad")
 ]
 

@@ -1,17 +1,30 @@
 """How parameters are shared between tasks: one file per sharing type.
 
 Every sharing layer takes the fused feature vector `[batch, features]` and
-returns `{task_name: [batch, units]}`, the input of that task's head.
+returns `{task_name: [batch, units]}`, the input of that task's head. MTAN
+shares earlier, in the image encoder's conv blocks (`mtan.py`): its layer
+takes each task's own fused vector, `{task_name: [batch, features]}`.
 """
 
 from __future__ import annotations
 
 from keras_mtmm.sharing.cross_stitch import CrossStitch
+from keras_mtmm.sharing.dselect_k import DSelectK
 from keras_mtmm.sharing.hard import HardSharing
 from keras_mtmm.sharing.mmoe import MMoE
+from keras_mtmm.sharing.mtan import MTAN, TaskAttentionImageEncoder
 from keras_mtmm.sharing.ple import PLE
 
-__all__ = ["PLE", "CrossStitch", "HardSharing", "MMoE", "build_sharing"]
+__all__ = [
+    "MTAN",
+    "PLE",
+    "CrossStitch",
+    "DSelectK",
+    "HardSharing",
+    "MMoE",
+    "TaskAttentionImageEncoder",
+    "build_sharing",
+]
 
 
 def build_sharing(sharing, task_names: list[str], name: str):
@@ -35,6 +48,20 @@ def build_sharing(sharing, task_names: list[str], name: str):
             activation=sharing.activation,
             name=name,
         )
+    if sharing.type == "dselect_k":
+        return DSelectK(
+            task_names,
+            num_experts=sharing.num_experts,
+            num_selected=sharing.dselect_k,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            gamma=sharing.dselect_gamma,
+            entropy_weight=sharing.dselect_entropy_weight,
+            per_example=sharing.dselect_per_example,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
     if sharing.type == "ple":
         return PLE(
             task_names,
@@ -51,6 +78,14 @@ def build_sharing(sharing, task_names: list[str], name: str):
         return CrossStitch(
             task_names,
             column_units=sharing.shared_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+    if sharing.type == "mtan":
+        return MTAN(
+            task_names,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             activation=sharing.activation,

@@ -135,12 +135,15 @@ class MMoE(keras.layers.Layer):
             self.expert_kernels.append(kernel)
             self.expert_biases.append(bias)
             fan_in = units
-        # All task gates in one stack: kernel [T, in, E], bias [T, E].
+        self._build_gates(input_dim)
+        for tower in self.towers.values():
+            tower.build((input_shape[0], self.expert_units[-1]))
+
+    def _build_gates(self, input_dim: int) -> None:
+        """All task gates in one stack: kernel `[T, in, E]`, bias `[T, E]` (DSelect-k builds its own)."""
         self.gate_kernel, self.gate_bias = add_stacked_dense(
             self, "gate", (len(self.task_names),), input_dim, self.num_experts
         )
-        for tower in self.towers.values():
-            tower.build((input_shape[0], self.expert_units[-1]))
 
     def _experts(self, inputs, training=None):
         """All expert outputs, `[batch, E, expert_units[-1]]`."""

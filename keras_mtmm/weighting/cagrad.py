@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
-from keras_mtmm.weighting.mgda import SUBSETS, bordered_systems
+from keras_mtmm.weighting.mgda import MAX_ENUMERATED_TASKS, SUBSETS, bordered_systems
 
 
 def cagrad_weights(gram: tf.Tensor, present: tf.Tensor, c: float) -> tf.Tensor:
@@ -117,6 +117,8 @@ class CAGrad(GradientWeighting):
         task_weights: base weights w_i (gradients are of w_i·L_i).
         c: the radius factor (the paper uses 0.4–0.5); 0 gives plain averaging.
     """
+
+    max_tasks = MAX_ENUMERATED_TASKS  # the exact solver's 2^T supports
 
     def __init__(self, task_names: list[str], task_weights: list[float] | None = None, c: float = 0.4, **kwargs):
         super().__init__(task_names, task_weights, **kwargs)

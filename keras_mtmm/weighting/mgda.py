@@ -92,10 +92,20 @@ def _subsets(num_tasks: int) -> list[list[float]]:
     return [[float(bits >> i & 1) for i in range(num_tasks)] for bits in range(1, 2**num_tasks)]
 
 
+# The exact solvers enumerate the 2^T − 1 supports: 4,095 systems of 13×13 at T = 12, a few MB per step;
+# at T = 16 it would be 65,535 (150 MB). Beyond this, `weighting.strategy` validation refuses them.
+MAX_ENUMERATED_TASKS = 12
+
+
 class _Subsets(dict):
-    """T -> the 2^T − 1 non-empty subsets of range(T) as 0/1 rows, built once per T."""
+    """T -> the 2^T − 1 non-empty subsets of range(T) as 0/1 rows, built once per T (T ≤ MAX_ENUMERATED_TASKS)."""
 
     def __missing__(self, num_tasks: int) -> list[list[float]]:
+        if num_tasks > MAX_ENUMERATED_TASKS:
+            raise ValueError(
+                f"the exact solver enumerates the 2^T - 1 supports of the simplex: at most "
+                f"{MAX_ENUMERATED_TASKS} tasks, got {num_tasks}"
+            )
         self[num_tasks] = _subsets(num_tasks)
         return self[num_tasks]
 
@@ -112,6 +122,8 @@ class MGDA(GradientWeighting):
         task_names: the tasks, in order.
         task_weights: base weights w_i applied to the losses before α is found.
     """
+
+    max_tasks = MAX_ENUMERATED_TASKS  # the exact solver's 2^T supports
 
     needs_representation = True
 
