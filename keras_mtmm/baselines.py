@@ -22,13 +22,14 @@ def single_task_config(config, task: str):
 
 
 def train_baselines(
-    config, output_dir: str | Path, verbose: int | str = 0, seeds: list[int] | None = None
+    config, output_dir: str | Path, verbose: int | str = 0, seeds: list[int] | None = None, overwrite: bool = False
 ) -> dict[int, dict[str, TrainResult]]:
     """Train one single-task model per task and seed, for Δm and negative transfer: `{seed: {task: run}}`.
 
     One seed (the config's, or `seeds` of one): `<output_dir>/<task>/`. Several
     `seeds`: `<output_dir>/seed-<s>/<task>/`, which `evaluate.py --baselines`
-    reads as one comparison per seed (Δm as mean ± std).
+    reads as one comparison per seed (Δm as mean ± std). A finished baseline there is replaced only
+    with `overwrite`.
     """
     seeds = list(seeds) if seeds else [config.seed]
     results = {}
@@ -39,7 +40,9 @@ def train_baselines(
             print(f"single-task baseline: {task}" + (f" (seed {seed})" if len(seeds) > 1 else ""))
             single = single_task_config(config, task)
             single.seed = seed
-            results[seed][task] = train(single, output_dir=folder / task, export=False, verbose=verbose)
+            results[seed][task] = train(
+                single, output_dir=folder / task, export=False, verbose=verbose, overwrite=overwrite
+            )
     return results
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from keras_mtmm.cli_inspect import inspect_command
+from keras_mtmm.cli_start import quiet_tensorflow_start
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 # `mtmm inspect` averages gates and modality weights over at most this many rows of the split.
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--export-dir", default=None, help="model repository root (default: export.dir)")
     train.add_argument("--no-export", action="store_true", help="do not write a SavedModel")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder")
     train.add_argument(
         "--label", action="append", default=[], help="TF Serving version label for the new export (repeatable)"
     )
@@ -43,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="per-task metrics of an export or .keras model on a data split")
     evaluate.add_argument("--model", required=True, help="an exported version folder or a run folder's .keras file")
     _add_config_flags(evaluate, "experiment YAML (default: the one stored with the model)")
-    evaluate.add_argument("--split", default="test", help="train, validation or test (default: test)")
+    evaluate.add_argument("--split", default=None, help="train, validation or test (default: test)")
+    evaluate.add_argument(
+        "--data", default=None, metavar="FILE", help="score every row of this labelled CSV file instead of a split"
+    )
     evaluate.add_argument("--output", default=None, help="write the metrics JSON here")
     evaluate.add_argument("--batch-size", type=int, default=256, help="examples per prediction call")
     evaluate.add_argument("--baselines", default=None, help="folder of single-task runs (mtmm baselines): adds Δm")
@@ -60,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     baselines.add_argument("--seeds", type=int, default=1, metavar="N", help="N seeds (<dir>/seed-<s>/<task>/)")
     baselines.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    baselines.add_argument("--overwrite", action="store_true", help="replace finished baseline runs in the folder")
     baselines.set_defaults(handler=_baselines)
 
     inspect = commands.add_parser(
@@ -208,30 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def quiet_tensorflow_start() -> None:
-    """Import TensorFlow and find its devices with the C++ side's stderr muted.
-
-    TF 2.21 writes its start-up notes (oneDNN, CUDA stubs, CPU features,
-    cuInit on a machine without a GPU) straight to file descriptor 2 before
-    its log level applies, so every `error:` line would follow six lines of
-    noise. Python exceptions are unaffected (they print after the descriptor
-    is restored); `KERAS_MTMM_TF_LOGS=1` keeps the notes.
-    """
-    if os.environ.get("KERAS_MTMM_TF_LOGS") == "1" or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _load(args):
     from keras_mtmm.config import load_config
     from keras_mtmm.errors import ConfigError
@@ -260,6 +242,7 @@ def _train(args) -> int:
         verbose=_verbosity(args),
         labels=args.label,
         keep=args.keep,
+        overwrite=args.overwrite,
     )
     train_other_seeds(config, result.run_dir, seeds[1:], verbose=_verbosity(args))
     if args.single_task_baselines:
@@ -268,7 +251,7 @@ def _train(args) -> int:
         from keras_mtmm.transfer import format_comparison
 
         folder = result.run_dir / "baselines"
-        train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds)
+        train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds, overwrite=args.overwrite)
         if result.metrics is not None:
             test_table = load_splits(config)["test"]
             transfer = compare_with_baselines(
@@ -369,7 +352,7 @@ def _baselines(args) -> int:
     config = _load(args)
     seeds = seed_list(config, args.seeds)
     folder = Path(args.output_dir) if args.output_dir else Path(config.training.output_dir) / config.name / "baselines"
-    train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds)
+    train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds, overwrite=args.overwrite)
     print(f"single-task baselines in {folder}; compare with: python evaluate.py --model MODEL --baselines {folder}")
     return 0
 
@@ -390,6 +373,7 @@ def _evaluate(args) -> int:
         baselines=args.baselines,
         delta_m_form=args.delta_m_form,
         robustness=args.robustness,
+        data=args.data,
     )
     return 0
 

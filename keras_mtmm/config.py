@@ -20,53 +20,14 @@ from typing import Any
 
 import yaml
 
+from keras_mtmm.config_data import DataConfig, config_relative_paths  # noqa: F401 (DataConfig: part of the API)
 from keras_mtmm.config_types import build, deep_copy
 from keras_mtmm.config_yaml import MAX_YAML_NODES, load_yaml  # noqa: F401 (MAX_YAML_NODES: part of the API)
-from keras_mtmm.errors import ConfigError
+from keras_mtmm.errors import ConfigError, did_you_mean
 
 # The model input that says which modalities each example has (float32 [B, M], 1 = present);
 # no modality may take this name.
 PRESENCE_KEY = "modality_presence"
-
-
-@dataclass
-class DataConfig:
-    """Where the raw examples come from and how they are split and streamed.
-
-    - `source: demo` generates the built-in demo data; `source: csv` reads
-      `path` (image paths in the CSV are relative to the CSV's folder);
-      `source: tfrecord` streams the sharded TFRecords of the folder `path`,
-      written by `mtmm prepare` (its splits are the prepared ones).
-    - `adapt_rows`: the Preprocessor learns vocabularies and statistics from
-      at most this many training rows (the first ones), so huge data never
-      loads whole.
-    - `read_parallelism`: TFRecord shard files read at once.
-    - `on_bad_record`: `error` (stop, naming the file and row) or `skip` (leave
-      the record out and count it in the run summary) for an unreadable image.
-    - `max_file_bytes`: the largest image file a CSV cell may name (32 MiB);
-      an image must also be a regular file and declare at most 40 million
-      pixels.
-    - When tasks have their own data (`tasks.<t>.data`), `mixing` says how a
-      training step draws from the datasets: `joint` (every batch mixes
-      examples of all datasets) or `interleaved` (every batch comes from one
-      dataset); `sampler` gives the probabilities: `proportional` (to size),
-      `uniform`, `temperature` (p ∝ n^(1/temperature)) or `annealed`
-      (proportional at the first epoch to uniform at the last).
-    """
-
-    source: str = "demo"
-    path: str | None = None
-    num_examples: int = 4000
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    label_separator: str = "|"
-    adapt_rows: int = 100000
-    read_parallelism: int = 16
-    on_bad_record: str = "error"
-    max_file_bytes: int = 32 << 20
-    mixing: str = "joint"
-    sampler: str = "proportional"
-    temperature: float = 2.0
 
 
 @dataclass
@@ -351,7 +312,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(
             str(path), f"expected a mapping at the top level, got {type(raw).__name__}", "see configs/demo.yaml"
         )
-    return config_from_dict(raw, overrides)
+    # Paths the file names are relative to the file; `--set` paths (applied next) to the working folder.
+    return config_from_dict(config_relative_paths(raw, path.parent), overrides)
 
 
 def config_from_dict(
@@ -363,8 +325,10 @@ def config_from_dict(
     (TF Hub handles), for a config read back from an export.
     """
     raw = deep_copy(raw)
+    named = {kind: set(raw[kind]) if isinstance(raw.get(kind), dict) else set() for kind in ("tasks", "modalities")}
     for override in overrides or []:
         apply_override(raw, override)
+        check_named_member(raw, override, named)
     config = build(ExperimentConfig, raw, "")
     validate(config, check_files)
     return config
@@ -375,6 +339,25 @@ def validate(config: ExperimentConfig, check_files: bool = True) -> None:
     from keras_mtmm.validation import validate_config
 
     validate_config(config, check_files)
+
+
+def check_named_member(raw: dict[str, Any], override: str, named: dict[str, set]) -> None:
+    """`--set tasks.<t>.KEY=...` on a task (or modality) the config does not have, and that the override
+    does not create whole (with its `type`), is a typo: say so, and suggest the closest name."""
+    parts = override.partition("=")[0].strip().split(".")
+    if len(parts) < 3 or parts[0] not in named or parts[1] in named[parts[0]]:
+        return
+    block = raw[parts[0]].get(parts[1])
+    if isinstance(block, dict) and "type" in block:
+        return  # a new task or modality, given whole by --set flags
+    kind = {"tasks": "task", "modalities": "modality"}[parts[0]]
+    hint = did_you_mean(parts[1], named[parts[0]])
+    known = f"{parts[0]}: {', '.join(sorted(named[parts[0]])) or 'none'}"
+    raise ConfigError(
+        f"--set {override.partition('=')[0].strip()}",
+        f"no {kind} named {parts[1]!r}",
+        f"{hint} ({known})" if hint else f"{known}; a new {kind} needs {parts[0]}.{parts[1]}.type set first",
+    )
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

@@ -49,11 +49,25 @@ class UnknownLabel(DataError):
         super().__init__(where, f"label {label!r} (row {row}) is not one of the known classes {self.classes}", fix)
 
 
+class BadNumber(UnknownLabel):
+    """A regression label that is not a finite number, at row `row` (placed by `locate_label` as well)."""
+
+    def __init__(self, where: str, value, row: int, fix: str):
+        self.label, self.row, self.classes = value, row, []
+        DataError.__init__(self, where, f"expected a number, got {value!r} (row {row})", fix)
+
+
 def locate_label(error: UnknownLabel, table, column: str, task: str) -> UserError:
     """The error at the row's place in its source (`d.csv:62: column 'y'`) where the table knows it."""
     where = table.where(error.row) if hasattr(table, "where") else None
     if where is None:
         return error
+    if isinstance(error, BadNumber):
+        return DataError(
+            f"{where}: column '{column}'",
+            f"expected a number (task {task} is a regression), got {error.label!r}",
+            error.fix,
+        )
     split = getattr(table, "split", "")
     seen = f" (this row is in the {split} split)" if split and split != "train" else ""
     return DataError(

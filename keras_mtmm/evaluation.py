@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.manifest import join_row_ids, row_ids_of
 from keras_mtmm.data.tables import label_column
 from keras_mtmm.errors import DataError, UnknownLabel, UserError, locate_label
 from keras_mtmm.heads import get_task_type
 from keras_mtmm.run_files import evaluation_dump_path, write_evaluation_dump
+from keras_mtmm.tracing import traced_once
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -170,7 +172,7 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
     model = load_checkpoint(model_path)
     network = getattr(model, "network", model)
     # Raw inputs -> outputs in one traced function, as the export serves them (no per-batch retracing).
-    run = tf.function(lambda raw: network(preprocessor.transform(raw), training=False), reduce_retracing=True)
+    run = traced_once(lambda raw: network(preprocessor.transform(raw), training=False))
 
     def predict(batch):
         outputs = run({name: tf.constant(values) for name, values in batch.items()})
@@ -183,7 +185,7 @@ def in_memory_predictor(model, preprocessor):
     """raw inputs -> every output of `model` (NumPy), through one traced function, as the export serves."""
     import tensorflow as tf
 
-    run = tf.function(lambda raw: model(preprocessor.transform(raw), training=False), reduce_retracing=True)
+    run = traced_once(lambda raw: model(preprocessor.transform(raw), training=False))
 
     def predict(batch):
         outputs = run({name: tf.constant(values) for name, values in batch.items()})
@@ -196,15 +198,17 @@ def evaluate_model(
     model_path: str | Path,
     config_path: str | Path | None = None,
     overrides: list[str] | None = None,
-    split: str = "test",
+    split: str | None = "test",
     output: str | Path | None = None,
     batch_size: int = 256,
     baselines: str | Path | None = None,
     delta_m_form: str = "libmtl",
     quiet: bool = False,
     robustness: bool = False,
+    data: str | Path | None = None,
 ) -> dict:
-    """Evaluate a model on a split of its configured data; print and optionally write the report.
+    """Evaluate a model on a split of its configured data, or on every row of a labelled file; print and
+    optionally write the report.
 
     Args:
         model_path: an exported version folder or a `.keras` file in a run folder.
@@ -222,12 +226,17 @@ def evaluate_model(
         quiet: do not print the table.
         robustness: add a "robustness" section: every task's metrics with all
             modalities, and with each modality removed in turn.
+        data: a labelled CSV file to score every row of, instead of `split` (its image paths are
+            relative to it); the report's "split" is the file's path.
     """
     import yaml
 
     from keras_mtmm.config import config_from_dict, load_config
     from keras_mtmm.data.tables import load_splits
 
+    if data is not None and split is not None and split != "test":
+        raise UserError("--data", "scores a file, --split a split of the configured data", "pass one of them")
+    split = split or "test"
     if split not in SPLIT_NAMES:
         raise UserError("--split", f"unknown split '{split}'", f"choose one of: {', '.join(SPLIT_NAMES)}")
     kind, config_yaml, _ = read_model_files(model_path)
@@ -236,7 +245,14 @@ def evaluate_model(
     else:
         # An export carries its hub modules: the handles it was trained from need not exist here.
         config = config_from_dict(yaml.safe_load(config_yaml), overrides, check_files=kind != "export")
-    table = load_splits(config)[split]
+    if data is not None:
+        from keras_mtmm.data.tables import load_file
+
+        if baselines is not None:
+            raise UserError("--data", "Δm against baselines is computed on a split of the data", "pass --split")
+        table, split = load_file(data, config), str(data)
+    else:
+        table = load_splits(config)[split]
     dump = evaluation_dump_path(output) if output is not None else None
     report = score_model(model_path, table, split, batch_size, dump=dump)
     if not quiet:
@@ -321,7 +337,9 @@ def score_model(
 
     if num_rows(table) == 0:
         raise DataError(
-            f"data ({split} split)", "the split is empty", "evaluate another split or change data.*_fraction"
+            f"data ({split} split)",
+            "the split is empty",
+            "evaluate another split, change data.*_fraction, or score a file with --data FILE",
         )
     from keras_mtmm.data.pipeline import data_errors
 
@@ -344,8 +362,9 @@ def score_batches(
     predictions: dict[str, list] = {}
     targets: dict[str, list] = {}
     masks: dict[str, list] = {}
-    rows = 0
+    rows, origins = 0, []
     for table in tables:
+        origins.append(row_ids_of(table))  # where each row came from, for the dump
         inputs = raw_inputs(table, metadata)
         if transform is not None:
             inputs = transform(inputs)
@@ -358,7 +377,8 @@ def score_batches(
         rows += len(next(iter(inputs.values())))
     joined = [{task: np.concatenate(parts) for task, parts in d.items()} for d in (predictions, targets, masks)]
     if dump is not None:
-        write_evaluation_dump(dump, *joined, split)
+        row_ids, row_files = join_row_ids(origins)
+        write_evaluation_dump(dump, *joined, split, row_ids=row_ids, row_files=row_files)
     return metrics_report(model_name, split, rows, score_tasks(*joined, metadata))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.data.values import as_strings
-from keras_mtmm.errors import DataError, UnknownLabel
+from keras_mtmm.errors import BadNumber, DataError, UnknownLabel
 from keras_mtmm.registries import TASK_TYPES
 from keras_mtmm.scores import f1, mean_defined, roc_auc  # noqa: F401 (f1, roc_auc: re-exported)
 
@@ -370,11 +370,7 @@ class RegressionTask(TaskType):
                 if np.isinf(values[row]):
                     raise ValueError
             except (TypeError, ValueError):
-                raise DataError(
-                    where,
-                    f"expected a number, got {value!r} (row {row})",
-                    "fix the value or leave the cell empty for 'unlabelled'",
-                ) from None
+                raise BadNumber(where, value, row, "fix the value or leave the cell empty for 'unlabelled'") from None
         mask = np.isfinite(values).astype(np.float32)
         return np.where(mask > 0, values, 0.0).astype(np.float32)[:, None], mask
 

@@ -143,6 +143,8 @@ def write_evaluation_dump(
     masks: dict[str, np.ndarray],
     split: str,
     max_rows: int = EVALUATION_DUMP_ROWS,
+    row_ids: np.ndarray | None = None,
+    row_files: np.ndarray | None = None,
 ) -> Path:
     """Write the first `max_rows` rows' predictions, targets and label masks per task as a `.npz` file.
 
@@ -150,6 +152,10 @@ def write_evaluation_dump(
     from this file instead of running the model. Arrays are named
     `<task>__predictions`, `<task>__targets` and `<task>__mask`; `split`
     holds the split's name. Read it back with `read_evaluation_dump`.
+
+    Where the rows' places in their source are known, `row_ids` holds each
+    row's id as the split manifest writes it (`keras_mtmm.data.manifest`: a
+    1-based CSV line, or a 0-based row index) and `row_files` its CSV file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +164,10 @@ def write_evaluation_dump(
         arrays[f"{task}__predictions"] = np.asarray(predictions[task], dtype=np.float32)[:max_rows]
         arrays[f"{task}__targets"] = np.asarray(targets[task], dtype=np.float32)[:max_rows]
         arrays[f"{task}__mask"] = np.asarray(masks[task], dtype=np.float32)[:max_rows]
+    if row_ids is not None:
+        arrays["row_ids"] = np.asarray(row_ids, dtype=np.int64)[:max_rows]
+    if row_files is not None:
+        arrays["row_files"] = np.asarray(row_files, dtype=str)[:max_rows]
     staging = path.with_name(path.name + ".tmp.npz")  # np.savez appends .npz to other names
     np.savez_compressed(staging, **arrays)
     staging.replace(path)

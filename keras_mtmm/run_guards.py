@@ -25,9 +25,12 @@ def check_writable_folder(folder: str | Path, flag: str) -> None:
         )
 
 
-def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool) -> None:
-    """A resumed run must see the data it started with; a fresh one records what it trains on."""
+def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool, source: str = "data") -> None:
+    """A resumed run must see the data it started with; a fresh one records what it trains on: the
+    data's fingerprint, and which source rows went to which split (`split_manifest.json`; `source`
+    names data that is not read from files)."""
     from keras_mtmm.data import fingerprint
+    from keras_mtmm.data.manifest import FILE_NAME, write_split_manifest
 
     current = fingerprint.fingerprint(splits)
     stored = fingerprint.read(shared_run_dir / fingerprint.FILE_NAME) if resuming else None
@@ -40,6 +43,7 @@ def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool)
             f" (or delete {shared_run_dir / 'backup'} to start over there)",
         )
     fingerprint.write(run_dir / fingerprint.FILE_NAME, current)
+    write_split_manifest(run_dir / FILE_NAME, splits, source)
 
 
 def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
@@ -90,3 +94,55 @@ def check_labels(preprocessor, splits) -> None:
         for part in parts:
             if isinstance(part, dict) and num_rows(part) > 0:
                 preprocessor.encode_labels(part)
+
+
+# A run folder holds a finished run once it has this file: the last one a run writes.
+FINISHED_MARKER = "timings.json"
+# What a run writes into its folder; `--overwrite` removes these (and nothing else: a baselines/ folder
+# of `mtmm baselines` inside stays, and is refused or replaced on its own).
+RUN_FILES = (
+    "config.yaml",
+    "metadata.json",
+    "preprocessor",
+    "best.keras",
+    "backup",
+    "logs",
+    "history.json",
+    "metrics.json",
+    "evaluation.npz",
+    "inspection.json",
+    "data_sizes.json",
+    "timings.json",
+    "data_fingerprint.json",
+    "split_manifest.json",
+    "transfer.json",
+    "seeds",
+    "report",
+)
+
+
+def check_not_finished(folder: str | Path, overwrite: bool) -> None:
+    """A finished run is never silently replaced: without `overwrite`, a rerun into its folder is refused
+    (an interrupted run, with no `timings.json` yet, resumes or starts over as before)."""
+    folder = Path(folder)
+    if overwrite or not (folder / FINISHED_MARKER).is_file():
+        return
+    raise ConfigError(
+        "--output-dir",
+        f"'{folder}' holds a finished run, which this run would replace",
+        "pass another --output-dir to keep it, or --overwrite to replace it (overwrite=True in Python)",
+    )
+
+
+def clear_finished_run(folder: str | Path) -> None:
+    """Remove a run's files from `folder` (`--overwrite`), so nothing of the old run mixes with the new one."""
+    import shutil
+
+    found = [Path(folder) / name for name in RUN_FILES if (Path(folder) / name).exists()]
+    if found:
+        print(f"replacing the run in {folder} (--overwrite)")
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

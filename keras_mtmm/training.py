@@ -13,10 +13,12 @@ The run folder (`training.output_dir/<name>` unless given) holds:
     evaluation.npz     the test split's predictions, targets, label masks (first rows; for the report)
     inspection.json    gates and modality weights on the validation split (for the report)
     data_sizes.json    examples per split, labelled examples per task and split
+    split_manifest.json  which source rows (CSV lines, row indices) went to which split (data/manifest.py)
     timings.json       prepare/fit/export/total seconds, training examples per second
 
 Re-running with the same output folder and config after an interruption
 resumes from the last saved step (`training.checkpoint_every`; see checkpointing.py).
+A finished run (its folder has timings.json) is never replaced unless `overwrite` (`--overwrite`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -43,8 +44,10 @@ from keras_mtmm.checkpointing import (
     restore_training_state,
     saved_metric_state,
 )
+from keras_mtmm.config_data import absolute_data_paths
 from keras_mtmm.data.pipeline import data_errors, make_dataset, make_mixed_dataset
 from keras_mtmm.data.sampling import build_sampler, describe_probabilities
+from keras_mtmm.data.splits import no_test_reason
 from keras_mtmm.data.tables import (
     StreamSplit,
     as_table,
@@ -64,31 +67,16 @@ from keras_mtmm.loop import fit_loop, is_chief, worker_description
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.run_files import write_summaries, write_timings
-from keras_mtmm.run_guards import adapt_preprocessor, check_labels, check_same_data, check_writable_folder  # noqa: F401
+from keras_mtmm.run_guards import (  # noqa: F401
+    adapt_preprocessor,
+    check_labels,
+    check_not_finished,
+    check_same_data,
+    check_writable_folder,
+    clear_finished_run,
+)
+from keras_mtmm.train_result import TrainResult, seed_everything  # noqa: F401 (part of this module's API)
 from keras_mtmm.weighting import resolve_task_weights
-
-
-@dataclass
-class TrainResult:
-    """What `train` produced: `model` is the network that is exported; `training_model` wraps it for fit."""
-
-    run_dir: Path
-    model: keras.Model
-    preprocessor: Preprocessor
-    task_weights: dict[str, float]
-    history: dict[str, list[float]]
-    metrics: dict | None
-    export_path: Path | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    training_model: keras.Model | None = None
-    chief: bool = True  # whether this process wrote the run folder (multi-worker: only the chief does)
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and TF; with `deterministic`, make TF ops deterministic too."""
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
 
 
 def train(
@@ -100,6 +88,7 @@ def train(
     data=None,
     labels: list[str] | None = None,
     keep: int | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train, score on the test split and export the model an experiment config describes.
 
@@ -113,6 +102,7 @@ def train(
             dict of equal-length columns (split by the config's fractions).
         labels: TF Serving version labels to point at the new export.
         keep: prune the repository to this many versions (labelled ones stay).
+        overwrite: replace a finished run in the run folder (without it, such a rerun is refused).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -123,8 +113,8 @@ def train(
         check_request(config.name, config.export.version, labels, keep)
         check_writable_folder(export_dir if export_dir is not None else config.export.dir, "--export-dir")
     check_writable_folder(output_dir if output_dir else Path(config.training.output_dir) / config.name, "--output-dir")
-    if config.data.path:  # the resolved config must find the data from any folder
-        config.data.path = str(Path(config.data.path).resolve())
+    check_not_finished(output_dir if output_dir else Path(config.training.output_dir) / config.name, overwrite)
+    absolute_data_paths(config)  # the resolved config must find the data from any folder
     # Multi-worker collectives must be configured before TensorFlow runs anything: the strategy comes first.
     strategy = make_strategy(config.training.distribute)
     multi_worker = config.training.distribute == "multi_worker"
@@ -135,6 +125,8 @@ def train(
     shared_run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
     # Only the chief writes the run folder; other workers write to a temporary one (as TF requires).
     run_dir = shared_run_dir if chief else Path(tempfile.mkdtemp(prefix="keras_mtmm_worker_"))
+    if overwrite and chief:
+        clear_finished_run(shared_run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_training_state(shared_run_dir / "backup")  # every worker resumes from the chief's state
     stored = shared_run_dir / "config.yaml"
@@ -145,7 +137,7 @@ def train(
             "rerun with the same config and --set flags to resume, or pass another --output-dir"
             f" (or delete {shared_run_dir / 'backup'} to start over there)",
         )
-    check_same_data(shared_run_dir, run_dir, splits, resuming=state is not None)
+    check_same_data(shared_run_dir, run_dir, splits, resuming=state is not None, source=config.data.source)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     preprocessor = Preprocessor.from_config(config)
     with data_errors():  # adapting reads the first rows: a corrupt shard can show here
@@ -375,6 +367,8 @@ def train(
             metrics = score_batches(predict, batches, metadata, str(best_path), "test", dump=dump)
         write_report(metrics, run_dir / "metrics.json")
         print(format_table(metrics))
+    else:
+        print(f"note: no test split ({no_test_reason(config.data)}): no test metrics")
     health = check_health(predict, splits, metadata, training.batch_size)
     write_summaries(run_dir, network, preprocessor, splits, metadata, label_counts, health)  # for the run report
 

@@ -11,6 +11,7 @@ from typing import Any
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
 from keras_mtmm.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
+from keras_mtmm.validation_data import validate_data
 from keras_mtmm.validation_encoders import validate_hub_options, validate_image_head
 from keras_mtmm.validation_sharing import validate_sharing
 
@@ -43,7 +44,8 @@ def validate_config(config, check_files: bool = True) -> None:
     for kind, names in (("modalities", config.modalities), ("tasks", config.tasks)):
         for name in names:
             check_member_name(name, f"{kind}.{name}")
-    _validate_data(config.data, "data", registries)
+    shared = {name: task for name, task in config.tasks.items() if task.data is None}
+    validate_data(config.data, "data", registries, shared)
     _validate_mixing(config)
 
     if not config.modalities:
@@ -77,7 +79,7 @@ def validate_config(config, check_files: bool = True) -> None:
     for name, task in config.tasks.items():
         _validate_task(name, task, config, registries)
         if task.data is not None:
-            _validate_data(task.data, f"tasks.{name}.data", registries)
+            validate_data(task.data, f"tasks.{name}.data", registries, {name: task})
 
     _validate_weighting(config, registries)
 
@@ -125,28 +127,6 @@ MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds
 
 
 DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")
-
-
-def _validate_data(data, where: str, registries: Any) -> None:
-    registries.SOURCES.get(data.source, f"{where}.source")
-    if data.source in ("csv", "tfrecord") and not data.path:
-        what = "the CSV file" if data.source == "csv" else "the folder written by `mtmm prepare`"
-        raise ConfigError(
-            f"{where}.path", f"{where}.source is {data.source} but no path is set", f"set {where}.path to {what}"
-        )
-    if data.num_examples < 10:
-        raise ConfigError(f"{where}.num_examples", f"expected at least 10, got {data.num_examples}", "raise it")
-    for key in ("validation_fraction", "test_fraction"):
-        fraction = getattr(data, key)
-        if not 0.0 <= fraction < 0.5:
-            raise ConfigError(f"{where}.{key}", f"expected a fraction in [0, 0.5), got {fraction}", "e.g. 0.1")
-    _check_positive(f"{where}.adapt_rows", data.adapt_rows)
-    _check_positive(f"{where}.read_parallelism", data.read_parallelism)
-    _check_positive(f"{where}.max_file_bytes", data.max_file_bytes)
-    if data.on_bad_record not in ("error", "skip"):
-        raise ConfigError(
-            f"{where}.on_bad_record", f"expected error or skip, got {data.on_bad_record!r}", "use error or skip"
-        )
 
 
 def _validate_mixing(config) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mtmm.data.demo import generate_demo
+from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
 from keras_mtmm.registries import SOURCES
 
@@ -52,10 +53,20 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
     path = Path(data.path)
     if not path.is_absolute():
         path = base_dir / path
+    extra = [data.split_column] if getattr(data, "split_column", None) else []
+    return read_csv_table(path, data, modalities, tasks, "data.path", extra)
+
+
+def read_csv_table(path: Path, data, modalities, tasks, key: str = "data.path", extra_columns=()) -> Table:
+    """One CSV file as a `Table` of the configured columns (and `extra_columns`, as strings).
+
+    `key` names the config key (or flag) that gave the path, for a file that
+    cannot be opened. The table's `header` is the file's header row.
+    """
     try:
         handle = path.open(newline="", encoding="utf-8-sig")  # -sig: tolerate a BOM (Excel)
     except OSError as error:
-        raise DataError("data.path", f"cannot open CSV '{path}' ({error.strerror})", "check the path") from None
+        raise DataError(key, f"cannot open CSV '{path}' ({error.strerror})", "check the path") from None
     with handle:
         reader = csv.reader(handle)
         try:
@@ -78,6 +89,8 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
                 "keep big content (images, audio) in files the cell names" if too_big else "fix the quoting",
             ) from None
     kinds = _column_kinds(modalities, tasks)
+    for column in extra_columns:
+        kinds.setdefault(column, "label")
     duplicated = sorted({name for name in header if header.count(name) > 1 and name in kinds})
     if duplicated:
         raise DataError(
@@ -144,6 +157,8 @@ def load_csv(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np
         skipped=[bad_rows[index] for index in sorted(bad_rows)],
         rows=np.asarray(lines, dtype=np.int64),
         row_format=str(path).replace("{", "{{").replace("}", "}}") + ":{}",
+        sources=(str(path),),
+        header=header,
     )
 
 
@@ -179,47 +194,6 @@ def non_finite_error(where: str, column: str, cell) -> DataError:
         f"{cell!r} is not a finite number (float32 holds magnitudes up to 3.4e38)",
         "fix the cell, leave it empty for a missing value, or set data.on_bad_record: skip",
     )
-
-
-class Table(dict):
-    """A column table that also says which source records were skipped and where each row came from.
-
-    Args:
-        columns: column name -> one value per row.
-        skipped: why each left-out source record was skipped (`data.on_bad_record: skip`).
-        rows: each row's place in its source, as a number (a CSV line, a memory table's row index).
-        row_format: how `where` writes that place, e.g. `"d.csv:{}"`.
-        split: the split the rows were cut into, when they were.
-    """
-
-    def __init__(
-        self,
-        columns: dict[str, np.ndarray],
-        skipped: list[str] | None = None,
-        rows: np.ndarray | None = None,
-        row_format: str = "",
-        split: str = "",
-    ):
-        super().__init__(columns)
-        self.skipped = list(skipped or [])
-        self.rows = rows
-        self.row_format = row_format
-        self.split = split
-
-    def where(self, row: int) -> str | None:
-        """Row `row`'s place in the source (`"d.csv:62"`), or None where it is not known."""
-        if self.rows is None or not self.row_format:
-            return None
-        return self.row_format.format(int(self.rows[row]))
-
-    def take(self, rows: np.ndarray, split: str = "") -> Table:
-        """The table of the given rows (indices), keeping where each came from."""
-        return Table(
-            {name: values[rows] for name, values in self.items()},
-            rows=None if self.rows is None else self.rows[rows],
-            row_format=self.row_format,
-            split=split or self.split,
-        )
 
 
 class BadImage(DataError):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.splits import SPLITS, load_split_files, split_source_table, split_table  # noqa: F401
+from keras_mtmm.data.table import Table
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
 from keras_mtmm.registries import SOURCES
-
-SPLITS = ("train", "validation", "test")
 
 
 def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:
@@ -38,7 +38,7 @@ def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:
             )
         table = table_from_memory(data)
         check_columns(table, config, "memory")
-        return Splits(split_table(table, config.data.validation_fraction, config.data.test_fraction, config.seed))
+        return Splits(split_source_table(table, config.data, config.tasks, config.seed))
     streams = data_streams(config)
     if list(streams) == ["data"]:
         return _load_stream(config, config.data, config.tasks, "data", base_dir)
@@ -51,6 +51,20 @@ def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:
         {split: StreamSplit({stream: splits[split] for stream, splits in loaded.items()}) for split in SPLITS},
         skipped=skipped,
     )
+
+
+def load_file(path: str | Path, config) -> Table:
+    """Every row of one labelled CSV file (`evaluate.py --data FILE`), with the columns `config` names.
+
+    Image paths in it are relative to the file's folder; rows keep their file and line (for errors,
+    and the row ids of the evaluation dump). Every label column must be in the file (an empty cell
+    is an unlabelled row).
+    """
+    from keras_mtmm.data.sources import read_csv_table
+
+    table = read_csv_table(Path(path).absolute(), config.data, config.modalities, config.tasks, "--data")
+    check_finite(table, config, "csv")
+    return table
 
 
 def data_streams(config) -> dict[str, tuple]:
@@ -70,9 +84,16 @@ def _load_stream(config, data, tasks, stream: str, base_dir) -> Splits:
     source = SOURCES.get(data.source, f"{stream}.source")
     if getattr(source, "returns_splits", False):
         return Splits(source(data, config.modalities, tasks, config.seed, Path(base_dir)))
+    if data.train:  # the split files a dataset comes with
+        splits = load_split_files(data, config.modalities, tasks, config.seed, Path(base_dir))
+        for split in splits.values():
+            check_finite(split, config, data.source)
+        return Splits(splits, skipped=[reason for split in splits.values() for reason in split.skipped])
     table = source(data, config.modalities, tasks, config.seed, Path(base_dir))
+    if not isinstance(table, Table):  # demo data: rows are known by their index
+        table = Table(table, rows=np.arange(num_rows(table), dtype=np.int64))
     check_columns(table, config, data.source, tasks)
-    splits = split_table(table, data.validation_fraction, data.test_fraction, config.seed)
+    splits = split_source_table(table, data, tasks, config.seed)
     return Splits(splits, skipped=getattr(table, "skipped", []))
 
 
@@ -135,28 +156,6 @@ def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None
                 raise non_finite_error(f"the {source_name} data, row {rows[0]}", column, float(values[rows[0]]))
 
 
-def split_table(
-    table: dict[str, np.ndarray], validation_fraction: float, test_fraction: float, seed: int
-) -> dict[str, dict[str, np.ndarray]]:
-    """Shuffle rows with `seed` and cut them into train / validation / test."""
-    num_rows = len(next(iter(table.values())))
-    order = np.random.default_rng(seed).permutation(num_rows)
-    num_test = int(round(num_rows * test_fraction))
-    num_validation = int(round(num_rows * validation_fraction))
-    parts = {
-        "test": order[:num_test],
-        "validation": order[num_test : num_test + num_validation],
-        "train": order[num_test + num_validation :],
-    }
-    if len(parts["train"]) == 0:
-        raise DataError(
-            "data", f"the train split is empty ({num_rows} rows)", "add rows or lower the validation/test fractions"
-        )
-    if hasattr(table, "take"):  # a source Table: keep where each row came from
-        return {split: table.take(rows, split) for split, rows in parts.items()}
-    return {split: {name: values[rows] for name, values in table.items()} for split, rows in parts.items()}
-
-
 def num_rows(table) -> int:
     """The number of rows of a column table or a streaming split."""
     if not isinstance(table, dict):
@@ -197,19 +196,31 @@ def modality_inputs(table: dict[str, np.ndarray], modalities) -> dict[str, np.nd
         elif modality.type == "text":
             inputs[name] = as_strings(table[columns[0]])
         elif modality.type == "numeric":
-            inputs[name] = np.stack([_numeric(table[c], c) for c in columns], axis=1).astype(np.float32)
+            inputs[name] = np.stack([_numeric(table[c], c, table) for c in columns], axis=1).astype(np.float32)
         else:
             inputs[name] = np.stack([as_strings(table[c]) for c in columns], axis=1)
     return inputs
 
 
-def _numeric(values: np.ndarray, column: str) -> np.ndarray:
+def _numeric(values: np.ndarray, column: str, table=None) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
+        row = next(i for i, value in enumerate(values) if not _is_number(value))
+        place = table.where(row) if hasattr(table, "where") else None
         raise DataError(
-            f"column '{column}'", "holds values that are not numbers", "fix the column or make it categorical"
+            f"{place or f'row {row}'}: column '{column}'",
+            f"expected a number, got {values[row]!r}",
+            "fix the cell, or make the column categorical",
         ) from None
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _column_or_missing(table: dict[str, np.ndarray], name: str, tables: list[dict]) -> np.ndarray:

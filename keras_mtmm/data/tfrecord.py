@@ -282,7 +282,12 @@ def prepare(config, out: str | Path, shards: int = 4) -> Path:
             "format": SCHEMA_FORMAT,
             "version": SCHEMA_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "source": {"type": config.data.source, "path": config.data.path, "seed": config.seed},
+            "source": {
+                "type": config.data.source,
+                "path": config.data.path,
+                **{key: getattr(config.data, key) for key in SPLIT_NAMES if getattr(config.data, key)},  # split files
+                "seed": config.seed,
+            },
             "label_separator": config.data.label_separator,
             "columns": columns,
             "splits": schema_splits,
