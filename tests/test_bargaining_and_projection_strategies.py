@@ -77,7 +77,12 @@ def test_an_absent_task_gets_no_gradient_and_the_others_still_train(batch, tiny_
     assert any(not np.array_equal(a, b) for a, b in zip(shared_before, trunk.get_weights()))
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+# One whole run (train, .keras, export) by default; the others with -m slow (10-16 s each). Every strategy's
+# .keras round trip after a step is in the default run (tests/test_weighting.py).
+WHOLE_RUN = [pytest.param(s, marks=() if s == "aligned_mtl" else pytest.mark.slow) for s in STRATEGIES]
+
+
+@pytest.mark.parametrize("strategy", WHOLE_RUN)
 def test_trains_reloads_and_exports(tmp_path, tiny_config_factory, strategy):
     config = tiny_config_factory(*TWO_BY_TWO, f"weighting.strategy={strategy}")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

@@ -21,6 +21,42 @@ def test_single_task_config_keeps_everything_but_the_other_tasks(tiny_config_fac
     assert list(config.tasks) == ["shape", "premium", "price"], "the original config is untouched"
 
 
+def test_the_report_pairs_the_runs_metrics_seed_by_seed(tiny_run, tmp_path):
+    """`mtmm report --baselines` on a run trained with --seeds 2: each seed's metrics.json with its baselines'."""
+    import shutil
+
+    from keras_mtmm.errors import UserError
+    from keras_mtmm.report import Run
+    from keras_mtmm.report_sections import load_transfer
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("*.keras", "logs", "backup"))
+    tasks = list(json.loads((run / "metrics.json").read_text())["tasks"])
+    assert json.loads((run / "metadata.json").read_text())["reproducibility"]["seed"] == 42
+
+    def metrics(value):
+        return {"tasks": {task: {"accuracy" if task != "price" else "mae": value} for task in tasks}}
+
+    (run / "metrics.json").write_text(json.dumps(metrics(0.9)))
+    (run / "seeds" / "seed-43").mkdir(parents=True)
+    (run / "seeds" / "seed-43" / "metrics.json").write_text(json.dumps(metrics(0.8)))
+    for seed in (42, 43):
+        for task in tasks:
+            (tmp_path / "b" / f"seed-{seed}" / task).mkdir(parents=True)
+            (tmp_path / "b" / f"seed-{seed}" / task / "metrics.json").write_text(json.dumps(metrics(1.0)))
+    transfer, source = load_transfer(Run(run), tmp_path / "b")
+    assert transfer["seeds"] == {"seeds": [42, 43]} and transfer["comparisons"] == 2
+    # accuracy 0.9 and 0.8 vs 1.0: gains -10, -20 %; MAE 0.9 and 0.8 vs 1.0 (lower is better): +10, +20 %.
+    assert transfer["tasks"]["shape"]["delta_per_seed"] == pytest.approx([-10, -20])
+    assert transfer["tasks"]["price"]["delta_per_seed"] == pytest.approx([10, 20])
+    assert transfer["delta_m_per_seed"] == pytest.approx([-10 / 3, -20 / 3])
+    assert transfer["delta_m_std"] == pytest.approx(10 / 3 / 2**0.5)
+    shutil.rmtree(tmp_path / "b" / "seed-43")
+    with pytest.raises(UserError, match=r"seeds \[42, 43\] and the baselines \[42\]"):
+        load_transfer(Run(run), tmp_path / "b")
+
+
+@pytest.mark.slow  # 7 training runs, about 40 s on 2 cores
 def test_two_seeds_each_side_give_delta_m_mean_and_std_seed_by_seed(tiny_run, tiny_config_factory, tmp_path):
     """`train.py --seeds 2` and `mtmm baselines --seeds 2`, then `evaluate.py --baselines`: each seed's two sides
     on that seed's test split (one step per extra run: the arithmetic is checked, not what they learned)."""

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.model import build_model, compile_model
 from keras_mtmm.preprocessing import Preprocessor
+from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting import (
     MGDA,
     CAGrad,
@@ -137,6 +138,10 @@ def test_rlw_weights_are_random_per_step_and_uniform_in_evaluation():
         CAGrad(["a", "b"], c=0.3),
         MGDA(["a", "b"]),
         GradNorm(["a", "b"], alpha=0.5, learning_rate=0.01),
+        *[
+            WEIGHTINGS.get(name, "weighting.strategy")(["a", "b"], [1.0, 2.0])
+            for name in ("nash_mtl", "imtl", "upgrad", "aligned_mtl", "graddrop", "gradvac")
+        ],
     ],
     ids=lambda layer: type(layer).__name__,
 )

@@ -43,8 +43,9 @@ CASES = {
 LEARNED_STATE = {"gradvac": "targets", "db_mtl": "ema", "famo": "logits"}
 
 
-# famo_next_batch trains with `pytest -m slow` (about 20-30 s each on 2 cores); the others by default.
-TRAIN_CASES = [pytest.param(c, marks=pytest.mark.slow if c == "famo_next_batch" else ()) for c in sorted(CASES)]
+# db_mtl and famo (their own plumbing) train by default, the others with `pytest -m slow` (10-30 s each on 2
+# cores); every strategy's .keras round trip after a step is in the default run (tests/test_weighting.py).
+TRAIN_CASES = [pytest.param(c, marks=() if c in ("db_mtl", "famo") else pytest.mark.slow) for c in sorted(CASES)]
 # The absent-task check by default for the stateful gradient strategies, the others with -m slow.
 ABSENT_CASES = [pytest.param(c, marks=() if c in ("db_mtl", "gradvac") else pytest.mark.slow) for c in sorted(CASES)]
 
