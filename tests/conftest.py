@@ -14,6 +14,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 
 # A few hundred rows, small encoders, two short epochs: seconds, not minutes.
+# A 2-task, 2-modality tiny model (image + categorical; premium binary, price regression), 2 steps.
+TWO_BY_TWO = [
+    'modalities={"image": {"type": "image", "columns": ["image"], "image_size": [16, 16], '
+    '"encoder": {"type": "cnn", "filters": [8], "units": 16}}, '
+    '"categorical": {"type": "categorical", "columns": ["material", "region"], "encoder": {"units": 8}}}',
+    'tasks={"premium": {"type": "binary", "label": "premium"}, "price": {"type": "regression", "label": "price"}}',
+    "training.epochs=1",
+    "training.steps_per_epoch=2",
+]
 TINY_OVERRIDES = [
     "data.num_examples=240",
     "data.validation_fraction=0.2",
@@ -185,3 +194,22 @@ def write_demo_csv(folder: Path, rows: int, seed: int = 3) -> Path:
                 + [price, tags]
             )
     return path
+
+
+@pytest.fixture(scope="session")
+def weighting_batch(tmp_path_factory, tiny_config_factory):
+    """`(config, preprocessor, inputs, targets, masks)`: 32 preprocessed training rows of the tiny demo,
+    for one `train_on_batch` of a compiled model (the weighting strategies' in-step tests)."""
+    import numpy as np
+
+    from keras_mtmm.data.tables import load_splits
+    from keras_mtmm.preprocessing import Preprocessor
+
+    config = tiny_config_factory()
+    splits = load_splits(config)
+    preprocessor = Preprocessor.from_config(config)
+    preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("weighting_batch"))
+    table = {name: values[:32] for name, values in splits["train"].items()}
+    inputs = {k: np.asarray(v) for k, v in preprocessor.transform(preprocessor.raw_inputs(table)).items()}
+    targets, masks = preprocessor.encode_labels(table)
+    return config, preprocessor, inputs, targets, masks

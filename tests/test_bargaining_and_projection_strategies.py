@@ -10,7 +10,6 @@ import tensorflow as tf
 from keras_mtmm.checkpointing import load_checkpoint
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.model import build_model, compile_model
-from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.training import train
 from keras_mtmm.weighting import IMTL, AlignedMTL, NashMTL, UPGrad, aggregators
@@ -42,26 +41,14 @@ def test_registered_round_trips_and_computes_what_its_aggregator_does(strategy):
     assert weights.numpy()[1] == 0.0
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory, tiny_config_factory):
-    config = tiny_config_factory()
-    splits = load_splits(config)
-    preprocessor = Preprocessor.from_config(config)
-    preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("pre"))
-    table = {name: values[:32] for name, values in splits["train"].items()}
-    inputs = {k: np.asarray(v) for k, v in preprocessor.transform(preprocessor.raw_inputs(table)).items()}
-    targets, masks = preprocessor.encode_labels(table)
-    return preprocessor, inputs, targets, masks
-
-
 # The same plumbing (GradientWeighting) for all but aligned_mtl, which rescales the gradients itself: the
 # others in the slow run (10-15 s each on 2 cores); their masking is tested on G in each *_exact file.
 IN_A_STEP = [pytest.param(s, marks=() if s == "aligned_mtl" else pytest.mark.slow) for s in STRATEGIES]
 
 
 @pytest.mark.parametrize("strategy", IN_A_STEP)
-def test_an_absent_task_gets_no_gradient_and_the_others_still_train(batch, tiny_config_factory, strategy):
-    preprocessor, inputs, targets, masks = batch
+def test_an_absent_task_gets_no_gradient_and_the_others_still_train(weighting_batch, tiny_config_factory, strategy):
+    _, preprocessor, inputs, targets, masks = weighting_batch
     config = tiny_config_factory(f"weighting.strategy={strategy}")
     keras.utils.set_random_seed(0)
     model = compile_model(build_model(config, preprocessor), config, preprocessor, {t: 1.0 for t in config.tasks})

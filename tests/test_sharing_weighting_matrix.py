@@ -12,16 +12,9 @@ import tensorflow as tf
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.training import train
 
-TWO_BY_TWO = [
-    'modalities={"image": {"type": "image", "columns": ["image"], "image_size": [16, 16], '
-    '"encoder": {"type": "cnn", "filters": [8], "units": 16}}, '
-    '"categorical": {"type": "categorical", "columns": ["material", "region"], "encoder": {"units": 8}}}',
-    'tasks={"premium": {"type": "binary", "label": "premium"}, "price": {"type": "regression", "label": "price"}}',
-    "training.epochs=1",
-    "training.steps_per_epoch=2",
-    "sharing.expert_units=[8]",
-    "sharing.num_experts=3",
-]
+from .conftest import TWO_BY_TWO as BASE_TWO_BY_TWO
+
+TWO_BY_TWO = [*BASE_TWO_BY_TWO, "sharing.expert_units=[8]", "sharing.num_experts=3"]
 DEFAULT_PAIRS = {("ple", "uncertainty"), ("cross_stitch", "pcgrad")}
 
 

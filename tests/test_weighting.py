@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.data.tables import load_splits
 from keras_mtmm.model import build_model, compile_model
-from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.registries import WEIGHTINGS
 from keras_mtmm.weighting import (
     MGDA,
@@ -163,21 +161,9 @@ def test_bad_strategy_arguments_name_them():
 # Inside a real training step
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory, tiny_config_factory):
-    config = tiny_config_factory()
-    splits = load_splits(config)
-    preprocessor = Preprocessor.from_config(config)
-    preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("pre"))
-    table = {name: values[:32] for name, values in splits["train"].items()}
-    inputs = {k: np.asarray(v) for k, v in preprocessor.transform(preprocessor.raw_inputs(table)).items()}
-    targets, masks = preprocessor.encode_labels(table)
-    return config, preprocessor, inputs, targets, masks
-
-
 @pytest.mark.parametrize("strategy", ["uncertainty", "dwa", "rlw", "pcgrad", "cagrad", "mgda", "gradnorm"])
-def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, tiny_config_factory, strategy):
-    _, preprocessor, inputs, targets, masks = batch
+def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(weighting_batch, tiny_config_factory, strategy):
+    _, preprocessor, inputs, targets, masks = weighting_batch
     config = tiny_config_factory(f"weighting.strategy={strategy}")
     keras.utils.set_random_seed(0)
     model = compile_model(build_model(config, preprocessor), config, preprocessor, {t: 1.0 for t in config.tasks})
@@ -195,8 +181,8 @@ def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, t
     assert any(changed), "the present tasks still train the shared trunk"
 
 
-def test_uncertainty_log_variances_are_saved_with_the_model(batch, tiny_config_factory, tmp_path):
-    _, preprocessor, inputs, targets, masks = batch
+def test_uncertainty_log_variances_are_saved_with_the_model(weighting_batch, tiny_config_factory, tmp_path):
+    _, preprocessor, inputs, targets, masks = weighting_batch
     config = tiny_config_factory("weighting.strategy=uncertainty")
     model = compile_model(build_model(config, preprocessor), config, preprocessor, {t: 1.0 for t in config.tasks})
     model.weighting.log_variances.assign([0.3, -0.2, 0.7])

@@ -15,17 +15,9 @@ import tensorflow as tf
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.model import build_model, compile_model
-from keras_mtmm.preprocessing import Preprocessor
 from keras_mtmm.training import train
 
-TWO_BY_TWO = [
-    'modalities={"image": {"type": "image", "columns": ["image"], "image_size": [16, 16], '
-    '"encoder": {"type": "cnn", "filters": [8], "units": 16}}, '
-    '"categorical": {"type": "categorical", "columns": ["material", "region"], "encoder": {"units": 8}}}',
-    'tasks={"premium": {"type": "binary", "label": "premium"}, "price": {"type": "regression", "label": "price"}}',
-    "training.epochs=1",
-    "training.steps_per_epoch=2",
-]
+from .conftest import TWO_BY_TWO
 
 # Case -> (strategy, its extra --set overrides: non-default hyperparameters, the layer config entries they set).
 CASES = {
@@ -85,21 +77,9 @@ def test_trains_reloads_and_exports(tmp_path, tiny_config_factory, case):
         np.testing.assert_allclose(outputs[task].numpy(), expected[task], rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory, tiny_config_factory):
-    config = tiny_config_factory()
-    splits = load_splits(config)
-    preprocessor = Preprocessor.from_config(config)
-    preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("pre"))
-    table = {name: values[:32] for name, values in splits["train"].items()}
-    inputs = {k: np.asarray(v) for k, v in preprocessor.transform(preprocessor.raw_inputs(table)).items()}
-    targets, masks = preprocessor.encode_labels(table)
-    return preprocessor, inputs, targets, masks
-
-
 @pytest.mark.parametrize("case", ABSENT_CASES)
-def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(batch, tiny_config_factory, case):
-    preprocessor, inputs, targets, masks = batch
+def test_an_absent_task_gets_no_gradient_and_does_not_poison_the_others(weighting_batch, tiny_config_factory, case):
+    _, preprocessor, inputs, targets, masks = weighting_batch
     strategy, overrides, _ = CASES[case]
     config = tiny_config_factory(f"weighting.strategy={strategy}", *overrides)
     keras.utils.set_random_seed(0)
