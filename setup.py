@@ -26,6 +26,8 @@ setup(
         "tensorboard>=2.21,<2.22",  # TensorBoard logs (tensorflow 2.21 no longer pulls it in)
         "numpy>=1.26,<3",
         "pyyaml>=6,<7",
+        # CSV and Parquet files are read by pyarrow's C++ readers (keras_mtmm.data.csv_fast, .parquet).
+        "pyarrow>=20",
         # models.config and warmup records are TF Serving protos (and the gRPC client's stubs).
         "tensorflow-serving-api>=2.21,<2.22",
     ],

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from keras_mtmm.data.sources import BadImage, _parse_cell
+from keras_mtmm.data.columns import parse_cell as _parse_cell
+from keras_mtmm.data.images import BadImage
 from keras_mtmm.errors import DataError, UserError
 
 

@@ -91,7 +91,7 @@ def header_section(run: Run, page: Page) -> tuple[str, str, str]:
     if timings:
         seconds = ", ".join(
             f"{label} {number(timings[key], key, 'timings', digits=1)} s"
-            for key, label in (("prepare_s", "prepare"), ("fit_s", "fit"), ("export_s", "export"))
+            for key, label in (("load_s", "load"), ("prepare_s", "prepare"), ("fit_s", "fit"), ("export_s", "export"))
             if key in timings
         )
         facts.append(("run time", f"{number(timings.get('total_s'), 'total_s', 'timings', digits=1)} s ({seconds})"))

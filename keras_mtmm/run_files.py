@@ -6,7 +6,8 @@ the training path:
     inspection.json    mean gate weights (MMoE/PLE), modality weights per task,
                        cross-stitch and fusion weights, on the validation split
     data_sizes.json    examples per split; labelled examples per task and split
-    timings.json       prepare/fit/export/total seconds, training examples per second
+    timings.json       load/prepare/fit/export/total seconds (load_s: reading and checking
+                       every split; prepare_s includes it), training examples per second
 
 and, where the test split is scored (by training, or `evaluate.py --output`):
 

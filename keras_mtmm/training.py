@@ -120,7 +120,9 @@ def train(
     multi_worker = config.training.distribute == "multi_worker"
     chief = is_chief(strategy)
     seed_everything(config.seed, config.training.deterministic)
+    load_started = time.perf_counter()
     splits = load_splits(config, data=data)  # bad data fails here, before anything is written
+    timings["load_s"] = time.perf_counter() - load_started  # reading and checking every split
 
     shared_run_dir = Path(output_dir) if output_dir else Path(config.training.output_dir) / config.name
     # Only the chief writes the run folder; other workers write to a temporary one (as TF requires).

@@ -13,9 +13,11 @@ def validate_data(data, where: str, registries: Any, tasks: dict) -> None:
     """Check one data block; `tasks` are the tasks it labels (`data.stratify` names one of them)."""
     registries.SOURCES.get(data.source, f"{where}.source")
     _validate_split_form(data, where)
-    if data.source in ("csv", "tfrecord") and not data.path and not data.train:
-        what = "the CSV file" if data.source == "csv" else "the folder written by `mtmm prepare`"
-        files = f", or {where}.train/validation/test to split files" if data.source == "csv" else ""
+    if data.source in ("csv", "parquet", "tfrecord") and not data.path and not data.train:
+        files = f", or {where}.train/validation/test to split files" if data.source != "tfrecord" else ""
+        what = {"csv": "the CSV file", "parquet": "the Parquet file"}.get(
+            data.source, "the folder written by `mtmm prepare`"
+        )
         raise ConfigError(
             f"{where}.path", f"{where}.source is {data.source} but no path is set", f"set {where}.path to {what}{files}"
         )
@@ -42,12 +44,12 @@ def _validate_split_form(data, where: str) -> None:
     files = [key for key in SPLIT_FILE_KEYS if getattr(data, key) is not None]
     for key in files:
         if not getattr(data, key):
-            raise ConfigError(f"{where}.{key}", "is empty", f"name a CSV file (or a glob), or remove {where}.{key}")
-    if files and data.source != "csv":
+            raise ConfigError(f"{where}.{key}", "is empty", f"name a data file (or a glob), or remove {where}.{key}")
+    if files and data.source not in ("csv", "parquet"):
         raise ConfigError(
             f"{where}.{files[0]}",
-            f"split files are read from csv data, not {data.source}",
-            "set data.source: csv (for TFRecords, `mtmm prepare` keeps the splits of the CSV config it converts)",
+            f"split files are read from csv or parquet data, not {data.source}",
+            "set data.source: csv or parquet (`mtmm prepare` keeps the splits of the config it converts)",
         )
     if files and "train" not in files:
         raise ConfigError(
@@ -72,7 +74,7 @@ def _validate_split_form(data, where: str) -> None:
             raise ConfigError(
                 f"{where}.split_column",
                 f"{data.source} data has no split column",
-                "use it with csv or memory data",
+                "use it with csv, parquet or memory data",
             )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from keras_mtmm.config import config_from_dict
 from keras_mtmm.data.demo import encode_png
-from keras_mtmm.data.sources import load_csv
+from keras_mtmm.data.sources import load_file_source as load_csv
 from keras_mtmm.data.tables import SPLITS, check_columns, load_splits, modality_inputs, split_table
 from keras_mtmm.errors import DataError
 from keras_mtmm.heads import get_task_type

@@ -266,7 +266,7 @@ def test_stratify_typo_suggests_the_task():
 def test_split_files_on_another_source_are_refused():
     raw = _raw(train="a.csv")
     raw["data"]["source"] = "demo"
-    with pytest.raises(ConfigError, match="split files are read from csv data"):
+    with pytest.raises(ConfigError, match="split files are read from csv or parquet data"):
         config_from_dict(raw)
 
 

@@ -10,8 +10,8 @@ came from:
 - `"row_ids": "line"`: the rows are 1-based lines of the CSV file `source`
   (the header is line 1; a row whose quoted cell spans lines counts by the
   line it ends on, as error messages do). Each split file is its own entry.
-- `"row_ids": "index"`: 0-based row indices of a memory table or of the demo
-  data (`source` is `memory` or `demo`).
+- `"row_ids": "index"`: 0-based row indices of the Parquet file `source`, of a
+  memory table or of the demo data (`source` is `memory` or `demo`).
 - A prepared TFRecord split lists its shard files (`"files"`) and row count.
 - With several datasets (`tasks.<t>.data`), each entry names its `stream`.
 
@@ -28,7 +28,7 @@ import numpy as np
 FILE_NAME = "split_manifest.json"
 ROW_IDS = (
     "line: 1-based lines of the CSV file named by source (the header is line 1); "
-    "index: 0-based row indices of memory or demo data"
+    "index: 0-based row indices of the Parquet file named by source, or of memory or demo data"
 )
 
 

@@ -125,7 +125,7 @@ def load_split_files(data, modalities, tasks, seed: int, base_dir: Path) -> dict
     least one data row. Without a validation file, the validation split is cut from train by
     `validation_fraction` (stratified by `data.stratify`); without a test file, the test split is empty.
     """
-    from keras_mtmm.data.sources import read_csv_table
+    from keras_mtmm.data.sources import read_table_file
 
     splits: dict[str, Table] = {}
     first: tuple[Path, list[str]] | None = None
@@ -138,7 +138,7 @@ def load_split_files(data, modalities, tasks, seed: int, base_dir: Path) -> dict
             owner = owners.setdefault(path.resolve(), split)
             if owner != split:
                 raise DataError(f"data.{split}", f"'{path}' is also in data.{owner}", "give each split its own files")
-            table = read_csv_table(path, data, modalities, tasks, f"data.{split}")
+            table = read_table_file(path, data, modalities, tasks, f"data.{split}")
             if first is None:
                 first = (path, table.header)
             else:

@@ -11,14 +11,15 @@ class Table(dict):
     Args:
         columns: column name -> one value per row.
         skipped: why each left-out source record was skipped (`data.on_bad_record: skip`).
-        rows: each row's place in its source, as a number (a CSV line, a memory table's row index).
-        row_format: how `where` writes that place, e.g. `"d.csv:{}"`.
+        rows: each row's place in its source, as a number (a CSV line, a Parquet or memory row index).
+        row_format: how `where` writes that place for a single source, e.g. `"d.csv:{}"`.
         split: the split the rows were cut into, when they were.
         sources: the files the rows came from (none for memory or demo data).
         row_source: with several `sources`, each row's file (an index into `sources`).
         row_ids: what `rows` count: `"line"` (1-based CSV lines, the header is line 1) or
-            `"index"` (0-based row indices).
-        header: a CSV file's header row, as read.
+            `"index"` (0-based row indices: Parquet files, memory tables).
+        row_groups: for Parquet files, `{file: the index of each row group's first row}`.
+        header: a file's header row (a CSV's first line, a Parquet file's column names).
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class Table(dict):
         sources: tuple[str, ...] = (),
         row_source: np.ndarray | None = None,
         row_ids: str | None = None,
+        row_groups: dict[str, np.ndarray] | None = None,
         header: list[str] | None = None,
     ):
         super().__init__(columns)
@@ -41,14 +43,27 @@ class Table(dict):
         self.sources = tuple(sources)
         self.row_source = row_source
         self.row_ids = row_ids or ("line" if self.sources else "index")
+        self.row_groups = dict(row_groups or {})
         self.header = header
+
+    @staticmethod
+    def place(source: str, row_ids: str, row: int, groups: np.ndarray | None = None) -> str:
+        """How a message names row `row` of file `source`: `"d.csv:62"` (a line), or
+        `"d.parquet: row 1041 (row group 1, row 17 in it)"` (an index)."""
+        if row_ids == "line":
+            return f"{source}:{row}"
+        if groups is None or len(groups) < 2:
+            return f"{source}: row {row}"
+        group = int(np.searchsorted(groups, row, side="right")) - 1
+        return f"{source}: row {row} (row group {group}, row {row - int(groups[group])} in it)"
 
     def where(self, row: int) -> str | None:
         """Row `row`'s place in the source (`"d.csv:62"`), or None where it is not known."""
         if self.rows is None:
             return None
-        if self.row_source is not None:
-            return f"{self.sources[int(self.row_source[row])]}:{int(self.rows[row])}"
+        if self.sources:
+            source = self.sources[0 if self.row_source is None else int(self.row_source[row])]
+            return self.place(source, self.row_ids, int(self.rows[row]), self.row_groups.get(source))
         if not self.row_format:
             return None
         return self.row_format.format(int(self.rows[row]))
@@ -71,11 +86,12 @@ class Table(dict):
             sources=self.sources,
             row_source=None if self.row_source is None else self.row_source[rows],
             row_ids=self.row_ids,
+            row_groups=self.row_groups,
         )
 
     @staticmethod
     def concat(tables: list[Table], split: str = "") -> Table:
-        """The rows of `tables` (CSV files with the same columns) one after the other, as one table."""
+        """The rows of `tables` (files with the same columns, all CSV or all Parquet) one after the other."""
         if len(tables) == 1:
             table = tables[0].take(slice(None), split)
             table.skipped = list(tables[0].skipped)
@@ -89,5 +105,6 @@ class Table(dict):
             split=split,
             sources=sources,
             row_source=row_source,
-            row_ids="line",
+            row_ids=tables[0].row_ids,
+            row_groups={source: groups for table in tables for source, groups in table.row_groups.items()},
         )

@@ -60,10 +60,11 @@ def load_file(path: str | Path, config) -> Table:
     and the row ids of the evaluation dump). Every label column must be in the file (an empty cell
     is an unlabelled row).
     """
-    from keras_mtmm.data.sources import read_csv_table
+    from keras_mtmm.data.sources import file_format, read_table_file
 
-    table = read_csv_table(Path(path).absolute(), config.data, config.modalities, config.tasks, "--data")
-    check_finite(table, config, "csv")
+    path = Path(path).absolute()
+    table = read_table_file(path, config.data, config.modalities, config.tasks, "--data")
+    check_finite(table, config, file_format(path, config.data.source))
     return table
 
 
@@ -141,7 +142,7 @@ def check_columns(table: dict[str, np.ndarray], config, source_name: str, tasks:
 
 def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None:
     """Numeric feature cells must be finite or missing (NaN): ±inf would train a NaN model."""
-    from keras_mtmm.data.sources import non_finite_error, non_finite_rows
+    from keras_mtmm.data.columns import non_finite_error, non_finite_rows
 
     for modality in config.modalities.values():
         if modality.type != "numeric":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_mtmm.data.demo import encode_png
-from keras_mtmm.data.sources import MAX_IMAGE_PIXELS, BadImage, declared_size, read_image_bytes
+from keras_mtmm.data.images import MAX_IMAGE_PIXELS, BadImage, declared_size, read_image_bytes
 
 
 def _png(width: int, height: int) -> bytes:
