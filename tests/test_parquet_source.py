@@ -122,7 +122,7 @@ def test_an_infinite_number_and_an_unreadable_type_are_refused(dataset):  # noqa
         table.schema.get_field_index("region"), "region", pa.array([[1]] * NUM_ROWS, pa.list_(pa.int64()))
     )
     pq.write_table(listed, target)
-    with pytest.raises(DataError, match=r"column 'region': holds list<.*int64> values, which a categorical column cannot read"):
+    with pytest.raises(DataError, match=r"'region': holds list<.*int64> values, which a categorical column"):
         _load(target)
 
 
