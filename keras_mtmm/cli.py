@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from keras_mtmm.cli_demo_data import add_demo_data_parser
 from keras_mtmm.cli_inspect import inspect_command
 from keras_mtmm.cli_start import quiet_tensorflow_start
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, metavar="FILE", help="HTML file (default: RUN_DIR/report/report.html; PNGs beside it)"
     )
     report.set_defaults(handler=_report)
+    add_demo_data_parser(commands, DEFAULT_CONFIG)  # (with its own --debug)
 
     for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve, launch, report):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")

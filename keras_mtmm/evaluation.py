@@ -227,7 +227,8 @@ def evaluate_model(
         robustness: add a "robustness" section: every task's metrics with all
             modalities, and with each modality removed in turn.
         data: a labelled CSV file to score every row of, instead of `split` (its image paths are
-            relative to it); the report's "split" is the file's path.
+            relative to it); the report's "split" is the file's path. With `baselines`, every
+            model (each seed's, both sides) is scored on the file's rows.
     """
     import yaml
 
@@ -248,8 +249,6 @@ def evaluate_model(
     if data is not None:
         from keras_mtmm.data.tables import load_file
 
-        if baselines is not None:
-            raise UserError("--data", "Δm against baselines is computed on a split of the data", "pass --split")
         table, split = load_file(data, config), str(data)
     else:
         table = load_splits(config)[split]
@@ -259,7 +258,7 @@ def evaluate_model(
         print(format_table(report))
     if baselines is not None:
         report["transfer"] = compare_with_baselines(
-            report, baselines, table, split, batch_size, delta_m_form, model_path, config
+            report, baselines, table, split, batch_size, delta_m_form, model_path, config, same_rows=data is not None
         )
         if not quiet:
             from keras_mtmm.transfer import format_comparison
@@ -392,8 +391,10 @@ def raw_inputs(table: dict[str, np.ndarray], metadata: dict) -> dict[str, np.nda
     return modality_inputs(table, modalities)
 
 
-def compare_with_baselines(report, folder, table, split, batch_size, form, model_path=None, config=None) -> dict:
+def compare_with_baselines(
+    report, folder, table, split, batch_size, form, model_path=None, config=None, same_rows=False
+) -> dict:
     """Δm against single-task baselines, over seeds: see `keras_mtmm.transfer_seeds.compare_with_baselines`."""
     from keras_mtmm.transfer_seeds import compare_with_baselines as compare_runs
 
-    return compare_runs(report, folder, table, split, batch_size, form, model_path, config)
+    return compare_runs(report, folder, table, split, batch_size, form, model_path, config, same_rows)

@@ -126,7 +126,7 @@ def extra_seed_runs(run_dir) -> dict[int, object]:
 
 
 def compare_with_baselines(
-    report: dict, folder, table, split: str, batch_size: int, form: str, model_path=None, config=None
+    report: dict, folder, table, split: str, batch_size: int, form: str, model_path=None, config=None, same_rows=False
 ) -> dict:
     """Score the single-task baselines and compare (Δm, negative transfer), over the seeds both sides have.
 
@@ -138,9 +138,10 @@ def compare_with_baselines(
 
     One run per task: the baselines are scored on `table`, as before seeds
     existed (whatever their seed). Several seeds: seed s's two sides are
-    scored on seed s's `split` (`config` with `seed: s`), and Δm is the mean ±
-    std over the seeds (`compare_over_seeds`); the seeds must be the same on
-    both sides.
+    scored on seed s's `split` (`config` with `seed: s`), or, with `same_rows`
+    (`table` is a file's rows, `evaluate.py --data FILE`), every seed's on
+    `table`; Δm is the mean ± std over the seeds (`compare_over_seeds`); the
+    seeds must be the same on both sides.
     """
     from pathlib import Path
 
@@ -176,10 +177,11 @@ def compare_with_baselines(
         )
     mtl_reports, baseline_reports = [], []
     for seed in mtl_seeds:
-        rows = table if seed == main_seed else _seed_table(config, seed, split)
+        rows = table if seed == main_seed or same_rows else _seed_table(config, seed, split)
         mtl_reports.append(report if seed == main_seed else score_model(others[seed], rows, split, batch_size))
         baseline_reports.append({t: score_model(p, rows, split, batch_size) for t, p in checkpoints[seed].items()})
-    seeds = {"seeds": mtl_seeds, "pairing": f"seed by seed, each on its own {split} split"}
+    on = f"all on {split}" if same_rows else f"each on its own {split} split"
+    seeds = {"seeds": mtl_seeds, "pairing": f"seed by seed, {on}"}
     return compare_over_seeds(mtl_reports, baseline_reports, form=form, seeds=seeds)
 
 

@@ -1,5 +1,6 @@
-"""What a run records and keeps: the split manifest (and the test predictions' row ids), `evaluate --data FILE`,
-and finished runs that a rerun never replaces (`--overwrite` replaces them)."""
+"""What a run records and keeps: the split manifest (and the test predictions' row ids), `evaluate --data FILE`
+(with `--baselines`: Δm on the file's rows), and finished runs that a rerun never replaces (`--overwrite`
+replaces them)."""
 
 from __future__ import annotations
 
@@ -131,6 +132,64 @@ def test_evaluate_data_scores_every_row_of_a_file_as_the_export_does(split_file_
     capsys.readouterr()
     assert main(["evaluate", "--model", str(result.export_path), "--data", str(held_out), "--split", "train"]) == 2
     assert capsys.readouterr().err.startswith("error: --data: scores a file, --split a split")
+
+
+def _delta_m_by_hand(model, baselines, held_out):
+    """compare() of the metrics JSONs that `evaluate --data held_out` writes for the model and each baseline."""
+    from keras_mtmm.evaluation import evaluate_model
+    from keras_mtmm.transfer import compare
+
+    mtl = evaluate_model(model, data=held_out, quiet=True)
+    single = {task: evaluate_model(baselines / task / "best.keras", data=held_out, quiet=True) for task in mtl["tasks"]}
+    return compare(mtl, single)
+
+
+def test_evaluate_data_with_baselines_scores_every_model_on_the_file(split_file_run, tmp_path, capsys):
+    """`evaluate --data FILE --baselines DIR`: Δm of the model and the baselines, all scored on the file's rows."""
+    from keras_mtmm.baselines import train_baselines
+    from keras_mtmm.cli import main
+
+    folder, config, result = split_file_run
+    held_out = _write(tmp_path / "held_out.csv", _rows(33, seed=9))
+    baselines = tmp_path / "baselines"
+    runs = train_baselines(config, baselines)[config.seed]
+    output = tmp_path / "m.json"
+    argv = ["evaluate", "--model", str(result.export_path), "--data", str(held_out), "--baselines", str(baselines)]
+    assert main([*argv, "--output", str(output)]) == 0
+    transfer = json.loads(output.read_text())["transfer"]
+    expected = _delta_m_by_hand(result.export_path, baselines, held_out)
+    assert transfer["delta_m"] == pytest.approx(expected["delta_m"], rel=1e-6, abs=1e-9)
+    on_test_split = []  # each baseline's metric on its own test split (test.csv, 21 rows), from its training
+    for task, entry in expected["tasks"].items():
+        assert transfer["tasks"][task]["delta"] == pytest.approx(entry["delta"], rel=1e-6, abs=1e-9), task
+        for metric, values in entry["metrics"].items():
+            got = transfer["tasks"][task]["metrics"][metric]
+            assert (got["mtl"], got["single"]) == pytest.approx((values["mtl"], values["single"]), rel=1e-6), metric
+            on_test_split.append(got["single"] == pytest.approx(runs[task].metrics["tasks"][task][metric]))
+    assert not all(on_test_split), "the baselines were scored on the file's 33 rows, not on their test split"
+    assert "Δm" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # 4 more tiny runs, about 20 s on 2 cores
+def test_evaluate_data_with_baselines_of_two_seeds_scores_both_seeds_on_the_file(split_file_run, tmp_path):
+    import shutil
+
+    from keras_mtmm.baselines import train_baselines, train_other_seeds
+    from keras_mtmm.evaluation import evaluate_model
+
+    folder, config, result = split_file_run
+    held_out = _write(tmp_path / "held_out.csv", _rows(33, seed=9))
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    seeds = [config.seed, config.seed + 1]
+    train_other_seeds(config, run, seeds[1:])
+    baselines = tmp_path / "baselines"
+    train_baselines(config, baselines, seeds=seeds)
+    transfer = evaluate_model(run / "best.keras", data=held_out, baselines=baselines, quiet=True)["transfer"]
+    assert transfer["seeds"] == {"seeds": seeds, "pairing": f"seed by seed, all on {held_out}"}
+    models = [run / "best.keras", run / "seeds" / f"seed-{seeds[1]}" / "best.keras"]
+    by_hand = [_delta_m_by_hand(m, baselines / f"seed-{s}", held_out)["delta_m"] for m, s in zip(models, seeds)]
+    assert transfer["delta_m_per_seed"] == pytest.approx(by_hand, rel=1e-6, abs=1e-9)
 
 
 def test_a_rerun_into_a_finished_run_is_refused_and_replaces_nothing(split_file_run, capsys):
