@@ -116,3 +116,24 @@ def test_per_task_signatures_return_one_task_and_its_class_names(csv_experiment)
         else:
             expected = ["|".join(classes[row > 0.5]) for row in probabilities]
         assert [label.decode() for label in served[f"{task}_label"]] == list(expected), task
+
+
+def test_the_same_rows_as_parquet_score_the_same_metrics(csv_experiment, tmp_path):
+    """evaluate --data on the CSV and on a Parquet file of its rows (typed columns, images as bytes)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from keras_mtmm.evaluation import evaluate_model
+
+    folder, result = csv_experiment
+    table = pacsv.read_csv(folder / "items.csv")  # numbers as float64, empty cells as nulls
+    assert pa.types.is_floating(table.schema.field("weight_kg").type)
+    pictures = [(folder / p).read_bytes() if p else None for p in table.column("picture").to_pylist()]
+    table = table.set_column(table.schema.get_field_index("picture"), "picture", pa.array(pictures, pa.binary()))
+    target = tmp_path / "items.parquet"  # another folder: the images travel inside the file
+    pq.write_table(table, target, row_group_size=50)
+    from_csv = evaluate_model(result.export_path, data=folder / "items.csv", split=None, quiet=True)
+    from_parquet = evaluate_model(result.export_path, data=target, split=None, quiet=True)
+    assert from_parquet["examples"] == from_csv["examples"] == 160
+    assert from_parquet["tasks"] == from_csv["tasks"]

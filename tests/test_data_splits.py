@@ -361,3 +361,21 @@ def test_a_numeric_column_of_memory_data_names_its_row():
     modalities = {"numbers": SimpleNamespace(type="numeric", columns=["x"])}
     with pytest.raises(DataError, match=r"^the memory data, row 2: column 'x': expected a number, got 'Biscoe'"):
         modality_inputs(table, modalities)
+
+
+def test_a_tasks_own_split_files_are_named_by_its_key(tmp_path):
+    """Errors in a task's own data block say tasks.<t>.data.*, not data.*."""
+    _write(tmp_path / "train.csv", _rows(30))
+    _write(tmp_path / "other" / "train.csv", _rows(12))
+    _write(tmp_path / "other" / "test.csv", _rows(5), header=[*HEADER[:-1], "extra"])
+    raw = _raw(path=str(tmp_path / "train.csv"))
+    raw["tasks"]["price"]["data"] = {"source": "csv", "train": str(tmp_path / "other" / "none*.csv")}
+    with pytest.raises(DataError, match=r"^tasks.price.data.train: no file matches"):
+        load_splits(config_from_dict(raw))
+    raw["tasks"]["price"]["data"] = {
+        "source": "csv",
+        "train": str(tmp_path / "other" / "train.csv"),
+        "test": str(tmp_path / "other" / "test.csv"),
+    }
+    with pytest.raises(DataError, match=r"test.csv \(tasks.price.data.test\): its header differs"):
+        load_splits(config_from_dict(raw))

@@ -105,8 +105,9 @@ def _take(table, rows: np.ndarray, split: str):
     return {name: values[rows] for name, values in table.items()}
 
 
-def split_files(data, base_dir: Path, key: str) -> list[Path]:
-    """The files a split key names (a path, or a glob), relative to `base_dir` unless absolute."""
+def split_files(data, base_dir: Path, key: str, block: str = "data") -> list[Path]:
+    """The files a split key names (a path, or a glob), relative to `base_dir` unless absolute; `block` is the
+    data block's config key (`data`, or `tasks.<t>.data`), for messages."""
     pattern = Path(getattr(data, key))
     if not pattern.is_absolute():
         pattern = Path(base_dir) / pattern
@@ -114,11 +115,11 @@ def split_files(data, base_dir: Path, key: str) -> list[Path]:
         return [pattern]
     files = sorted(Path(name) for name in glob.glob(str(pattern)))
     if not files:
-        raise DataError(f"data.{key}", f"no file matches '{pattern}'", "check the path or the glob")
+        raise DataError(f"{block}.{key}", f"no file matches '{pattern}'", "check the path or the glob")
     return files
 
 
-def load_split_files(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, Table]:
+def load_split_files(data, modalities, tasks, seed: int, base_dir: Path, block: str = "data") -> dict[str, Table]:
     """The CSV split files `data.train` [, `data.validation`, `data.test`], each a file or a glob.
 
     Every file must have the header of the first train file (the same columns, in any order) and at
@@ -134,15 +135,17 @@ def load_split_files(data, modalities, tasks, seed: int, base_dir: Path) -> dict
         if getattr(data, split) is None:
             continue
         tables = []
-        for path in split_files(data, base_dir, split):
+        for path in split_files(data, base_dir, split, block):
             owner = owners.setdefault(path.resolve(), split)
             if owner != split:
-                raise DataError(f"data.{split}", f"'{path}' is also in data.{owner}", "give each split its own files")
-            table = read_table_file(path, data, modalities, tasks, f"data.{split}")
+                raise DataError(
+                    f"{block}.{split}", f"'{path}' is also in {block}.{owner}", "give each split its own files"
+                )
+            table = read_table_file(path, data, modalities, tasks, f"{block}.{split}")
             if first is None:
                 first = (path, table.header)
             else:
-                _check_same_header(path, table.header, *first, split)
+                _check_same_header(path, table.header, *first, f"{block}.{split}")
             tables.append(table)
         splits[split] = Table.concat(tables, split)
     if "validation" not in splits:
@@ -159,7 +162,7 @@ def _check_same_header(path: Path, header: list[str], first: Path, first_header:
     if missing or extra:
         what = f"has no column '{missing[0]}'" if missing else f"has a column '{extra[0]}'"
         raise DataError(
-            f"{path} (data.{split})",
+            f"{path} ({split})",
             f"its header differs from the first split file's: it {what}, '{first}' {'has' if missing else 'has not'}",
             "give every split file the same columns (in any order)",
         )
@@ -172,15 +175,19 @@ def stratify_labels(table, data, tasks) -> np.ndarray | None:
     return as_strings(table[tasks[data.stratify].label])
 
 
-def split_source_table(table, data, tasks, seed: int) -> dict:
+def split_source_table(table, data, tasks, seed: int, block: str = "data") -> dict:
     """A source's one table cut into splits: by `data.split_column`, or at random by the fractions."""
     strata = stratify_labels(table, data, tasks)
     if data.split_column:
         if data.split_column not in table:
             raise DataError(
-                "data.split_column", f"column '{data.split_column}' is not in the data", f"it has: {', '.join(table)}"
+                f"{block}.split_column",
+                f"column '{data.split_column}' is not in the data",
+                f"it has: {', '.join(table)}",
             )
-        return split_by_column(table, data.split_column, data.validation_fraction, seed, strata, "data.split_column")
+        return split_by_column(
+            table, data.split_column, data.validation_fraction, seed, strata, f"{block}.split_column"
+        )
     return split_table(table, data.validation_fraction, data.test_fraction, seed, strata)
 
 

@@ -86,7 +86,7 @@ def _load_stream(config, data, tasks, stream: str, base_dir) -> Splits:
     if getattr(source, "returns_splits", False):
         return Splits(source(data, config.modalities, tasks, config.seed, Path(base_dir)))
     if data.train:  # the split files a dataset comes with
-        splits = load_split_files(data, config.modalities, tasks, config.seed, Path(base_dir))
+        splits = load_split_files(data, config.modalities, tasks, config.seed, Path(base_dir), stream)
         for split in splits.values():
             check_finite(split, config, data.source)
         return Splits(splits, skipped=[reason for split in splits.values() for reason in split.skipped])
@@ -94,7 +94,7 @@ def _load_stream(config, data, tasks, stream: str, base_dir) -> Splits:
     if not isinstance(table, Table):  # demo data: rows are known by their index
         table = Table(table, rows=np.arange(num_rows(table), dtype=np.int64))
     check_columns(table, config, data.source, tasks)
-    splits = split_source_table(table, data, tasks, config.seed)
+    splits = split_source_table(table, data, tasks, config.seed, stream)
     return Splits(splits, skipped=getattr(table, "skipped", []))
 
 
