@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_mtmm.data.sources  # noqa: F401 (registers the csv source)
 from keras_mtmm.config import load_config
 from keras_mtmm.data.demo import DEMO_COLUMNS, generate_demo
 from keras_mtmm.data.demo_files import DEMO_ENTRIES, float32_text, held_out_seed, write_demo_files
-from keras_mtmm.data.sources import load_csv
 from keras_mtmm.data.tables import label_column, load_splits
+from keras_mtmm.registries import SOURCES
 from tests.conftest import DEMO_CONFIG
 
 ROWS, HELD_OUT_ROWS, SEED = 60, 20, 7
@@ -27,7 +28,7 @@ def demo_folder(tmp_path_factory):
 def _read_back(config, path):
     """A CSV of the demo folder through the csv source (the one training uses), with `config`'s columns."""
     config.data.path = str(path)
-    return load_csv(config.data, config.modalities, config.tasks, config.seed, path.parent)
+    return SOURCES.get("csv", "data.source")(config.data, config.modalities, config.tasks, config.seed, path.parent)
 
 
 def _assert_same_table(read, expected):
