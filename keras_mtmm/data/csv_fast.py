@@ -19,8 +19,10 @@ csv path does the same) but count towards line numbers.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +46,23 @@ def read_cells(path: Path, kinds: dict[str, str], max_cell_bytes: int):
         import pyarrow.csv as pacsv
     except ImportError:
         return None
-    try:
-        content = path.read_bytes()
-    except OSError:
+    try:  # mapped, not copied: the bytes are scanned once and handed to pyarrow as they are
+        with path.open("rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # not a regular file, or empty: the csv path says what is wrong
         return None
-    if content.startswith(b"\xef\xbb\xbf"):
-        content = content[3:]
-    if b"\0" in content or not _is_utf8(content):
+    offset = 3 if mapped[:3] == b"\xef\xbb\xbf" else 0
+    content = memoryview(mapped)[offset:]
+    buffer = np.frombuffer(mapped, dtype=np.uint8)[offset:]
+    if mapped.find(b"\0", offset) != -1 or not _is_utf8(content, buffer):
         return None
-    found = _records(np.frombuffer(content, dtype=np.uint8), max_cell_bytes)
+    found = _records(buffer, max_cell_bytes)
     if found is None:
         return None
     starts, stops, lines, blank, quoted_newlines = found
     if blank[0]:
         return None  # the csv path says what is wrong with the header
-    header = next(csv.reader(io.StringIO(content[starts[0] : stops[0]].decode("utf-8"))), [])
+    header = next(csv.reader(io.StringIO(bytes(content[starts[0] : stops[0]]).decode("utf-8"))), [])
     header = [name.strip() for name in header]
     positions = column_positions(path, header, kinds)
     data = np.flatnonzero(~blank[1:]) + 1
@@ -99,11 +103,11 @@ def read_cells(path: Path, kinds: dict[str, str], max_cell_bytes: int):
     return header, lines[data], cells
 
 
-def _is_utf8(content: bytes) -> bool:
-    if content.isascii():
+def _is_utf8(content: memoryview, buffer: np.ndarray) -> bool:
+    if len(buffer) == 0 or buffer.max() < 128:  # ASCII
         return True
     try:
-        content.decode("utf-8")
+        codecs.utf_8_decode(content, "strict", True)
     except UnicodeDecodeError:
         return False
     return True
@@ -177,9 +181,9 @@ def _blank_records(buffer: np.ndarray, starts: np.ndarray, stops: np.ndarray) ->
     return blank
 
 
-def _body(content: bytes, starts: np.ndarray, stops: np.ndarray, blank: np.ndarray) -> bytes | memoryview:
+def _body(content: memoryview, starts: np.ndarray, stops: np.ndarray, blank: np.ndarray) -> bytes | memoryview:
     """The data records (without the header and blank records), one per line, for pyarrow."""
     data = np.flatnonzero(~blank[1:]) + 1
     if data[-1] - data[0] + 1 == len(data):  # no blank record among them: a view of the file
-        return memoryview(content)[starts[data[0]] : stops[data[-1]]]
+        return content[starts[data[0]] : stops[data[-1]]]
     return b"\n".join(content[starts[i] : stops[i]] for i in data)
