@@ -124,6 +124,6 @@ def test_fast_path_agrees_with_the_csv_module_on_random_files(tmp_path, rows, cr
     except DataError:  # the csv path refuses it: the fast path must hand it over
         assert read_cells(path, kinds, MAX_CELL_BYTES) is None
         return
-    fast = read_cells(path, kinds, MAX_CELL_BYTES)
-    if fast is not None:
-        _assert_same(fast, slow, kinds)
+    # A file the csv module writes is plain: the fast path must read it itself (it hands over only
+    # what csv.writer never writes: unquoted quotes, lone carriage returns, ...).
+    _assert_same(read_cells(path, kinds, MAX_CELL_BYTES), slow, kinds)

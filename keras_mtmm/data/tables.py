@@ -60,12 +60,10 @@ def load_file(path: str | Path, config) -> Table:
     and the row ids of the evaluation dump). Every label column must be in the file (an empty cell
     is an unlabelled row).
     """
-    from keras_mtmm.data.sources import file_format, read_table_file
+    from keras_mtmm.data.sources import read_table_file
 
-    path = Path(path).absolute()
-    table = read_table_file(path, config.data, config.modalities, config.tasks, "--data")
-    check_finite(table, config, file_format(path, config.data.source))
-    return table
+    # The reader checks every numeric cell (finite float32) and names its file, line and column.
+    return read_table_file(Path(path).absolute(), config.data, config.modalities, config.tasks, "--data")
 
 
 def data_streams(config) -> dict[str, tuple]:
@@ -87,8 +85,6 @@ def _load_stream(config, data, tasks, stream: str, base_dir) -> Splits:
         return Splits(source(data, config.modalities, tasks, config.seed, Path(base_dir)))
     if data.train:  # the split files a dataset comes with
         splits = load_split_files(data, config.modalities, tasks, config.seed, Path(base_dir), stream)
-        for split in splits.values():
-            check_finite(split, config, data.source)
         return Splits(splits, skipped=[reason for split in splits.values() for reason in split.skipped])
     table = source(data, config.modalities, tasks, config.seed, Path(base_dir))
     if not isinstance(table, Table):  # demo data: rows are known by their index
@@ -141,9 +137,15 @@ def check_columns(table: dict[str, np.ndarray], config, source_name: str, tasks:
 
 
 def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None:
-    """Numeric feature cells must be finite or missing (NaN): ±inf would train a NaN model."""
+    """Numeric feature cells must be finite or missing (NaN): ±inf would train a NaN model.
+
+    Tables read from files (CSV, Parquet) were checked cell by cell as they were read
+    (`keras_mtmm.data.columns.table_of_cells`); this checks the others (memory, demo).
+    """
     from keras_mtmm.data.columns import non_finite_error, non_finite_rows
 
+    if getattr(table, "sources", ()):
+        return
     for modality in config.modalities.values():
         if modality.type != "numeric":
             continue
@@ -154,7 +156,9 @@ def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None
                 continue  # not numbers at all: the preprocessing names the column
             rows = non_finite_rows(values)
             if len(rows):
-                raise non_finite_error(f"the {source_name} data, row {rows[0]}", column, float(values[rows[0]]))
+                place = table.where(int(rows[0])) if hasattr(table, "where") else None
+                where = place or f"the {source_name} data, row {rows[0]}"
+                raise non_finite_error(where, column, float(values[rows[0]]))
 
 
 def num_rows(table) -> int:
