@@ -49,7 +49,6 @@ def read_csv_table(
         lambda row: f"{path}:{lines[row]}",
         path.parent,
         np.asarray(lines, dtype=np.int64),
-        row_format=str(path).replace("{", "{{").replace("}", "}}") + ":{}",
         sources=(str(path),),
         header=header,
     )

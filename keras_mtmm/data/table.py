@@ -12,7 +12,7 @@ class Table(dict):
         columns: column name -> one value per row.
         skipped: why each left-out source record was skipped (`data.on_bad_record: skip`).
         rows: each row's place in its source, as a number (a CSV line, a Parquet or memory row index).
-        row_format: how `where` writes that place for a single source, e.g. `"d.csv:{}"`.
+        row_format: how `where` writes that place for data not read from files, e.g. `"the memory data, row {}"`.
         split: the split the rows were cut into, when they were.
         sources: the files the rows came from (none for memory or demo data).
         row_source: with several `sources`, each row's file (an index into `sources`).
