@@ -106,3 +106,24 @@ def test_csv_missing_a_configured_column_exits_2_naming_it(tmp_path):
     assert line.startswith(f"error: {data}: column 'category': is configured but not in the CSV")
     assert "the CSV has: description, price" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_output_piped_into_a_closed_reader_ends_quietly():
+    """`evaluate.py ... | head`: when the reader goes away, no BrokenPipeError traceback."""
+    script = (
+        "import sys\n"
+        "from keras_mtmm import cli\n"
+        "def many_lines(args):\n"
+        "    for i in range(200000):\n"
+        "        print('metric', i)\n"
+        "cli._serve = many_lines\n"
+        "sys.exit(cli.main(['serve', '--dry-run']))\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    child.stdout.read(10)
+    child.stdout.close()  # what `| head` does once it has its lines
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=300) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
