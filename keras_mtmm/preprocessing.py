@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.data.tables import label_column, modality_inputs
-from keras_mtmm.errors import DataError, UnknownLabel, locate_label
+from keras_mtmm.errors import DataError, UnknownLabel, binary_class_error, locate_label
 from keras_mtmm.heads import get_task_type
 from keras_mtmm.image_decoding import decode_images
 from keras_mtmm.preprocessing_labels import encode_labels_tf
@@ -142,9 +142,16 @@ class Preprocessor:
             classes = spec["classes"]
             if classes is None:
                 classes = task_type.infer_classes(table[spec["label"]], self.label_separator)
+                if spec["type"] == "binary" and len(classes) > 2:
+                    raise binary_class_error(table, spec["label"], name, classes)
             state["classes"][name] = list(classes)
             if not task_type.has_classes:
-                targets, mask = task_type.encode(table[spec["label"]], [], f"tasks.{name}.label", self.label_separator)
+                try:
+                    targets, mask = task_type.encode(
+                        table[spec["label"]], [], f"tasks.{name}.label", self.label_separator
+                    )
+                except UnknownLabel as error:
+                    raise locate_label(error, table, spec["label"], name) from None
                 state["targets"][name] = target_statistics(targets[mask > 0, 0])
         self.state = state
         self.folder = folder

@@ -389,3 +389,31 @@ def test_error_line_number_counts_multiline_quoted_cells(tmp_path):
     with pytest.raises(DataError) as error:
         _load(_one_column_config(path))
     assert f"{path}:4" in str(error.value)
+
+
+def _adapt(config, table, folder):
+    from keras_mtmm.preprocessing import Preprocessor
+
+    Preprocessor.from_config(config).adapt(table, folder)
+
+
+def test_label_errors_at_adapt_name_file_line_and_column(dataset, tmp_path):
+    """A regression label that is not a number, and a third class in an undeclared binary task."""
+    path, _ = dataset
+    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    rows[7][HEADER.index("price")] = "cheap"  # data row 7 is file line 8
+    _write_csv(path, rows[1:], rows[0])
+    config = _config(path)
+    with pytest.raises(DataError, match=rf"^{path}:8: column 'price': expected a number .* got 'cheap'"):
+        _adapt(config, _load(config), tmp_path / "state")
+
+    rows[7][HEADER.index("price")] = "1.5"
+    rows[9][HEADER.index("premium")] = "maybe"  # file line 10
+    _write_csv(path, rows[1:], rows[0])
+    raw = _raw_config(path)
+    raw["tasks"]["is_premium"].pop("classes")
+    config = config_from_dict(raw)
+    with pytest.raises(DataError) as error:
+        _adapt(config, _load(config), tmp_path / "state")
+    assert str(error.value).startswith("tasks.is_premium.label (column 'premium'): a binary task needs exactly 2")
+    assert f"'maybe' (1 row), is first at {path}:10: column 'premium'" in str(error.value)

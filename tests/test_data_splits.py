@@ -379,3 +379,6 @@ def test_a_tasks_own_split_files_are_named_by_its_key(tmp_path):
     }
     with pytest.raises(DataError, match=r"test.csv \(tasks.price.data.test\): its header differs"):
         load_splits(config_from_dict(raw))
+    raw["tasks"]["price"]["data"] = {"source": "csv", "path": str(tmp_path / "other" / "missing.csv")}
+    with pytest.raises(DataError, match=r"^tasks.price.data.path: cannot open CSV .*missing.csv"):
+        load_splits(config_from_dict(raw))

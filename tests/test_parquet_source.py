@@ -68,7 +68,8 @@ def test_parquet_reads_the_table_the_csv_reads(dataset, images):  # noqa: F811
             assert list(from_parquet[name]) == list(from_csv[name]), name
     assert from_parquet["image"][EMPTY_IMAGE_ROW] == b"" and from_parquet["image"][1] == pngs[1]
     np.testing.assert_array_equal(from_parquet.rows, np.arange(NUM_ROWS))
-    assert from_parquet.row_ids == "index" and from_parquet.where(3) == f"{csv_path.with_suffix('.parquet')}: row 3"
+    assert from_parquet.row_ids == "index"
+    assert from_parquet.where(3) == f"{csv_path.with_suffix('.parquet')}: row index 3"
 
 
 def test_a_file_named_parquet_is_read_as_parquet_whatever_the_source(dataset):  # noqa: F811
@@ -88,7 +89,7 @@ def test_messages_name_the_file_the_row_its_row_group_and_the_column(dataset):  
     pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", pa.array(images)), target, 4)
     with pytest.raises(DataError) as error:
         _load(target)
-    assert str(error.value).startswith(f"{target}: row 5 (row group 1, row 1 in it): column 'image': ")
+    assert str(error.value).startswith(f"{target}: row index 5 (row group 1, row 1 in it): column 'image': ")
     assert "the cell's bytes is not a readable PNG" in str(error.value)
     skipped = _load(target, on_bad_record="skip")
     assert len(skipped["image"]) == NUM_ROWS - 1 and 5 not in skipped.rows
@@ -104,7 +105,7 @@ def test_a_numeric_column_of_text_is_parsed_and_a_bad_cell_named(dataset):  # no
     np.testing.assert_array_equal(_load(target)["height"], np.arange(10, 10 + NUM_ROWS, dtype=np.float32))
     heights[7] = "tall"
     pq.write_table(table.set_column(table.schema.get_field_index("height"), "height", pa.array(heights)), target)
-    with pytest.raises(DataError, match=r": row 7: column 'height': expected a number, got 'tall'"):
+    with pytest.raises(DataError, match=r": row index 7: column 'height': expected a number, got 'tall'"):
         _load(target)
 
 
@@ -116,7 +117,7 @@ def test_an_infinite_number_and_an_unreadable_type_are_refused(dataset):  # noqa
     weights[2] = float("inf")
     bad = table.set_column(table.schema.get_field_index("weight"), "weight", pa.array(weights))
     pq.write_table(bad, target)
-    with pytest.raises(DataError, match=r"row 2: column 'weight': inf is not a finite number"):
+    with pytest.raises(DataError, match=r"row index 2: column 'weight': inf is not a finite number"):
         _load(target)
     listed = table.set_column(
         table.schema.get_field_index("region"), "region", pa.array([[1]] * NUM_ROWS, pa.list_(pa.int64()))

@@ -56,7 +56,7 @@ def read_image_bytes(cell: str, folder: Path, where: str, max_bytes: int = MAX_F
         raise BadImage(
             where,
             f"cannot read image '{image_path}' ({error.strerror})",
-            f"fix the path (relative to the CSV), {SKIP}",
+            f"fix the path (relative to the data file's folder), {SKIP}",
         ) from None
     return check_image_bytes(content, where, f"'{image_path}'")
 

@@ -49,13 +49,13 @@ class Table(dict):
     @staticmethod
     def place(source: str, row_ids: str, row: int, groups: np.ndarray | None = None) -> str:
         """How a message names row `row` of file `source`: `"d.csv:62"` (a line), or
-        `"d.parquet: row 1041 (row group 1, row 17 in it)"` (an index)."""
+        `"d.parquet: row index 1041 (row group 1, row 17 in it)"` (0-based)."""
         if row_ids == "line":
             return f"{source}:{row}"
         if groups is None or len(groups) < 2:
-            return f"{source}: row {row}"
+            return f"{source}: row index {row}"
         group = int(np.searchsorted(groups, row, side="right")) - 1
-        return f"{source}: row {row} (row group {group}, row {row - int(groups[group])} in it)"
+        return f"{source}: row index {row} (row group {group}, row {row - int(groups[group])} in it)"
 
     def where(self, row: int) -> str | None:
         """Row `row`'s place in the source (`"d.csv:62"`), or None where it is not known."""
