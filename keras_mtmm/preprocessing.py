@@ -43,15 +43,15 @@ import tensorflow as tf
 
 from keras_mtmm.config import PRESENCE_KEY
 from keras_mtmm.data.tables import label_column, modality_inputs
-from keras_mtmm.errors import DataError, UnknownLabel, binary_class_error, locate_label
+from keras_mtmm.errors import DataError, UnknownLabel, locate_label
 from keras_mtmm.heads import get_task_type
 from keras_mtmm.image_decoding import decode_images
 from keras_mtmm.preprocessing_labels import encode_labels_tf
 from keras_mtmm.preprocessing_stats import (
+    adapt_labels,
     category_vocabulary,
     check_finite_training_values,
     numeric_statistics,
-    target_statistics,
     text_vocabulary,
 )
 
@@ -137,22 +137,7 @@ class Preprocessor:
                 state["categorical"][name] = [
                     category_vocabulary(values[:, i], spec["max_tokens"]) for i in range(values.shape[1])
                 ]
-        for name, spec in self.tasks.items():
-            task_type = get_task_type(spec["type"])
-            classes = spec["classes"]
-            if classes is None:
-                classes = task_type.infer_classes(table[spec["label"]], self.label_separator)
-                if spec["type"] == "binary" and len(classes) > 2:
-                    raise binary_class_error(table, spec["label"], name, classes)
-            state["classes"][name] = list(classes)
-            if not task_type.has_classes:
-                try:
-                    targets, mask = task_type.encode(
-                        table[spec["label"]], [], f"tasks.{name}.label", self.label_separator
-                    )
-                except UnknownLabel as error:
-                    raise locate_label(error, table, spec["label"], name) from None
-                state["targets"][name] = target_statistics(targets[mask > 0, 0])
+        state["classes"], state["targets"] = adapt_labels(self.tasks, table, self.label_separator)
         self.state = state
         self.folder = folder
         self._write_state()

@@ -9,7 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.data.values import as_strings
-from keras_mtmm.errors import DataError
+from keras_mtmm.errors import DataError, UnknownLabel, binary_class_error, locate_label
+from keras_mtmm.heads import get_task_type
 
 
 def text_vocabulary(texts: np.ndarray, max_tokens: int, sequence_length: int) -> list[str]:
@@ -56,3 +57,27 @@ def category_vocabulary(values: np.ndarray, max_tokens: int) -> list[str]:
     counts = Counter(v for v in as_strings(values) if v)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [value for value, _ in ranked[:max_tokens]]
+
+
+def adapt_labels(tasks: dict, table, separator: str) -> tuple[dict, dict]:
+    """`({task: class names}, {regression task: target statistics})` learned from the training table.
+
+    Classes not listed in the config are the labels seen; a regression label that is not a number,
+    or a third class in a binary task, is an error at its file, line and column.
+    """
+    classes_by_task, targets_by_task = {}, {}
+    for name, spec in tasks.items():
+        task_type = get_task_type(spec["type"])
+        classes = spec["classes"]
+        if classes is None:
+            classes = task_type.infer_classes(table[spec["label"]], separator)
+            if spec["type"] == "binary" and len(classes) > 2:
+                raise binary_class_error(table, spec["label"], name, classes)
+        classes_by_task[name] = list(classes)
+        if not task_type.has_classes:
+            try:
+                targets, mask = task_type.encode(table[spec["label"]], [], f"tasks.{name}.label", separator)
+            except UnknownLabel as error:
+                raise locate_label(error, table, spec["label"], name) from None
+            targets_by_task[name] = target_statistics(targets[mask > 0, 0])
+    return classes_by_task, targets_by_task
