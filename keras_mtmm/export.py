@@ -162,8 +162,13 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
         rows = tf.shape(raw_inputs[0])[0]
         return tf.cond(rows > 0, lambda: forward(raw_inputs), empty)
 
+    input_signature = [signature[name] for name in names]
+    # Traced once (both branches of its cond) and called by every signature: tracing the model once per
+    # signature costs seconds each on CPU, and the saved graph holds one copy of the network's function.
+    run = tf.function(run, input_signature=[input_signature], autograph=False)
+
     def serve(*raw_inputs):
-        outputs = run(raw_inputs)
+        outputs = run(list(raw_inputs))
         return {task: outputs[task] for task in task_names}
 
     def serve_task(task):
@@ -171,7 +176,7 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
         classes = preprocessor.classes(task) if task_type.has_classes else []
 
         def serve_one(*raw_inputs):
-            output = run(raw_inputs)[task]
+            output = run(list(raw_inputs))[task]
             served = {task: output}
             labels = task_type.predicted_labels(output, classes, preprocessor.label_separator)
             if labels is not None:
@@ -180,7 +185,6 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
 
         return serve_one
 
-    input_signature = [signature[name] for name in names]
     archive = keras.export.ExportArchive()
     archive.track(model)
     for layer in preprocessor.tracked_layers():
