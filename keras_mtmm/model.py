@@ -156,9 +156,8 @@ def compile_model(
     """Wrap the network with its task losses and weighting strategy, and compile it.
 
     `steps_per_epoch` sizes a `cosine` learning-rate schedule (see `build_optimizer`).
-    `jit_compile` and `steps_per_execution`: the resolved settings of `train`
-    (`keras_mtmm.execution`); by default the config's, where `auto` is no XLA
-    and one step per execution (a caller's own `fit` may not divide into more).
+    `jit_compile`, `steps_per_execution`: the resolved settings of `train` (`keras_mtmm.execution`); by
+    default the config's, `auto` being no XLA and one step per execution (a caller's `fit` may not divide).
 
     Each task loss is masked by its per-output sample weight (the label mask)
     and averaged over labelled examples; metrics are `weighted_metrics`, so
@@ -187,6 +186,8 @@ def compile_model(
         jit_compile=_setting(jit_compile, config.training.jit_compile, False),
         steps_per_execution=_setting(steps_per_execution, config.training.steps_per_execution, 1),
     )
+    # Built here, not in the first step: slots created inside the traced step make tf.function trace it twice.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
