@@ -5,7 +5,7 @@ See `python evaluate.py --help`.
 
 import sys
 
-from keras_mtmm.cli import main
+from keras_mtmm.cli.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["evaluate", *sys.argv[1:]]))

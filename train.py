@@ -6,7 +6,7 @@ saved_models/demo/<next version>/. See `python train.py --help`.
 
 import sys
 
-from keras_mtmm.cli import main
+from keras_mtmm.cli.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

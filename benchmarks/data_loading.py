@@ -62,7 +62,7 @@ def write_files(folder: Path, rows: int, columns: int, seed: int = 0) -> tuple[P
 
 def experiment(columns: int) -> SimpleNamespace:
     """The parts of a config the readers use: one numeric modality of every column, one regression task."""
-    from keras_mtmm.config_data import DataConfig
+    from keras_mtmm.config.data import DataConfig
 
     modality = SimpleNamespace(type="numeric", columns=[f"x{i}" for i in range(columns)])
     return SimpleNamespace(

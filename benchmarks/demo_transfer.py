@@ -2,9 +2,9 @@
 
 For each seed, the demo config (`configs/demo.yaml`, unchanged but for
 `seed`, which also seeds the generated data and the split) is trained once
-with all its tasks and once per task alone (`keras_mtmm.baselines`: same data,
+with all its tasks and once per task alone (`keras_mtmm.training.baselines`: same data,
 inputs, fusion and sharing, one task, weight 1). Both are scored on the same
-test split and compared with `keras_mtmm.transfer.compare` (LibMTL's Δm,
+test split and compared with `keras_mtmm.evaluation.transfer.compare` (LibMTL's Δm,
 higher is better; a task whose mean relative gain is negative is flagged as
 negative transfer). Nothing is exported.
 
@@ -37,10 +37,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "demo_transfer.json"
 
 def run_seed(config_path: Path, seed: int, overrides: list[str], workdir: Path) -> dict:
     """Train the multi-task model and its single-task baselines for one seed; compare them."""
-    from keras_mtmm.baselines import train_baselines
-    from keras_mtmm.config import load_config
-    from keras_mtmm.training import train
-    from keras_mtmm.transfer import compare
+    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.evaluation.transfer import compare
+    from keras_mtmm.training.baselines import train_baselines
+    from keras_mtmm.training.run import train
 
     config = load_config(config_path, [*overrides, f"seed={seed}"])
     started = time.perf_counter()

@@ -71,10 +71,10 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON")
     args = parser.parse_args()
 
-    from keras_mtmm.config import load_config
+    from keras_mtmm.config.schema import load_config
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.evaluation import robustness_table
-    from keras_mtmm.training import train
+    from keras_mtmm.evaluation.scoring import robustness_table
+    from keras_mtmm.training.run import train
 
     base = []
     fusions = dict(FUSIONS)
@@ -166,7 +166,7 @@ def _main_metrics(table: dict) -> dict:
 
 def _latencies(exports: list[str], table: dict, calls: int) -> list[dict]:
     """p50/p99 ms of batch-1 calls per export, the exports interleaved call by call."""
-    from keras_mtmm.evaluation import raw_inputs, read_model_files
+    from keras_mtmm.evaluation.scoring import raw_inputs, read_model_files
 
     signatures = []
     for export in exports:

@@ -9,7 +9,7 @@ Data (per seed): x ~ N(0, I_10) in columns x0..x9; w1, w2 independent random
 unit vectors; `y_t = scale · w_tᵀx + N(0, σ_t²)` with the same `scale` (3, as
 in the authors' example, whose clean slopes are 2 and 3) and σ1 = 10, σ2 = 1.
 The table is written to a CSV in a temporary folder and trained through
-`keras_mtmm.training.train` (`data.source: csv`, the CLI's path) with
+`keras_mtmm.training.run.train` (`data.source: csv`, the CLI's path) with
 `weighting.strategy: uncertainty`: one numeric modality (`identity`
 encoder), hard sharing, no dropout.
 
@@ -93,8 +93,8 @@ def experiment_dict(csv_path: Path, seed: int, args) -> dict:
 
 def run_seed(seed: int, args, workdir: Path) -> dict:
     """Generate, write, train one seed; returns its figures."""
-    from keras_mtmm.config import config_from_dict
-    from keras_mtmm.training import train
+    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.training.run import train
 
     table = make_table(args.num_examples, args.scale, seed)
     csv_path = write_csv(table, workdir / f"toy_seed{seed}.csv")
@@ -224,7 +224,7 @@ def main(argv=None) -> dict:
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
-            "route": "CSV in a temporary folder -> keras_mtmm.training.train (data.source: csv)",
+            "route": "CSV in a temporary folder -> keras_mtmm.training.run.train (data.source: csv)",
             "model": "numeric modality (identity encoder), early fusion, hard sharing [64, 32], towers [16], dropout 0",
             "sigma_units": (
                 "sigma_learned = exp(s/2) in units of the task's training-target std (the loss is the scaled MSE); "

@@ -100,10 +100,10 @@ SHARING = {
 
 
 def keras_mtmm_run(kind: str, data, seed: int, epochs: int, fast: bool) -> dict:
-    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.config.schema import config_from_dict
     from keras_mtmm.data.pipeline import make_dataset, make_input_dataset
-    from keras_mtmm.model import build_model, compile_model
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     dimension = data["train"][0].shape[1]
     columns = [f"x{i}" for i in range(dimension)]

@@ -10,7 +10,7 @@ TensorFlow starts:
 - `mirrored`: `MirroredStrategy` over 2 logical CPU devices in one process (each replica takes 32 of the 64);
 - `multi_worker`: `MultiWorkerMirroredStrategy`, 2 local workers started by `mtmm launch --workers 2`
   (TF_CONFIG on loopback, collectives over gRPC); worker 0's figures are reported;
-- `checkpoint_every_N`: `none` saving the training state every N steps (`keras_mtmm.checkpointing`) besides
+- `checkpoint_every_N`: `none` saving the training state every N steps (`keras_mtmm.training.checkpointing`) besides
   the epoch-end save that every configuration makes.
 
 Training examples/s = training rows / epoch time (`history["epoch_time_s"]`, validation included), the
@@ -63,11 +63,11 @@ import tensorflow as tf
 if spec["logical_cpus"] > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
-from keras_mtmm import checkpointing
-from keras_mtmm.config import load_config
+from keras_mtmm.training import checkpointing
+from keras_mtmm.config.schema import load_config
 from keras_mtmm.data.tables import load_splits, num_rows
-from keras_mtmm import training
-from keras_mtmm.training import train
+from keras_mtmm.training import run as training
+from keras_mtmm.training.run import train
 strategies = []
 make_strategy = training.make_strategy
 def recording_strategy(kind):
@@ -172,7 +172,7 @@ def _run(spec: dict, multi_worker: bool, timeout: float) -> dict:
     child = [sys.executable, "-c", CHILD, json.dumps(spec)]
     prefix = ""
     if multi_worker:
-        launch = [sys.executable, "-m", "keras_mtmm.cli", "launch", "--workers", str(WORKERS)]
+        launch = [sys.executable, "-m", "keras_mtmm.cli.commands", "launch", "--workers", str(WORKERS)]
         child = [*launch, "--timeout", str(int(timeout)), "--", *child]
         prefix = "[worker 0] "
     started = time.perf_counter()

@@ -9,7 +9,7 @@ requests (throughput, examples/s):
 - `in_process_compiled`: the same two steps in one `tf.function` (what a careful in-process server does);
 - `signature_tf2`: the export's `serving_default` through `tf.saved_model.load`;
 - `signature_tf1`: the export through the TF1 bundle loader + `Session.run` (tensorflow_model_server's path);
-- `client_rest_row`, `client_rest_column`, `client_grpc`: `keras_mtmm.serving.ServingClient` against the
+- `client_rest_row`, `client_rest_column`, `client_grpc`: `keras_mtmm.serve.client.ServingClient` against the
   TF Serving test double (tests/fake_model_server.py: TF1 bundle loader behind Python REST/gRPC
   servers) in a separate process on loopback. The double is Python, so these figures bound the
   client + protocol cost from above; the real C++ server's own overhead is lower.
@@ -84,9 +84,9 @@ def main() -> None:
 
 
 def _train(folder: Path, quick: bool, batch_size: int):
-    from keras_mtmm.config import load_config
+    from keras_mtmm.config.schema import load_config
     from keras_mtmm.data.tables import as_table, load_splits
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     overrides = ["training.epochs=1", f"data.num_examples={600 if quick else 1200}"]
     config = load_config(DEMO_CONFIG, overrides)
@@ -99,8 +99,8 @@ def _callers(run, raw, folder: Path):
     """One function per path: raw inputs (dict of arrays) -> outputs; and the stand-in server process."""
     import tensorflow as tf
 
-    from keras_mtmm.launch import find_ports
-    from keras_mtmm.serving import ServingClient
+    from keras_mtmm.serve.client import ServingClient
+    from keras_mtmm.training.launch import find_ports
 
     names = list(raw)
     export = str(run.export_path)
@@ -153,7 +153,7 @@ def _python(value):
 
 
 def _wait_for(client, server, timeout: float = 120.0) -> None:
-    from keras_mtmm.serving import ServingError
+    from keras_mtmm.serve.client import ServingError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -133,12 +133,12 @@ def experiment_dict(num_tasks: int, num_examples: int, batch_size: int, seed: in
 
 def measure_task_count(num_tasks: int, args, workdir: Path) -> dict:
     """Warm up and time every strategy for one task set; returns the figures for it."""
-    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.config.schema import config_from_dict
     from keras_mtmm.data.pipeline import make_dataset
     from keras_mtmm.data.tables import load_splits, num_rows
-    from keras_mtmm.model import build_model, compile_model
-    from keras_mtmm.preprocessing import Preprocessor
-    from keras_mtmm.training import seed_everything
+    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
+    from keras_mtmm.training.run import seed_everything
     from keras_mtmm.weighting import resolve_task_weights
 
     raw = experiment_dict(num_tasks, args.num_examples, args.batch_size, args.seed)
@@ -307,7 +307,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     tf.get_logger().setLevel("ERROR")  # IndexedSlices and retracing notices, one per model
-    import keras_mtmm.registries  # noqa: F401  (registers every strategy)
+    import keras_mtmm.registry  # noqa: F401  (registers every strategy)
 
     started = time.perf_counter()
     info = machine_info()

@@ -65,3 +65,14 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+SOURCES: Registry = Registry("data.source")
+ENCODERS: Registry = Registry("encoder.type")
+FUSIONS: Registry = Registry("fusion.strategy")
+SHARINGS: Registry = Registry("sharing.type")
+TASK_TYPES: Registry = Registry("task type")
+WEIGHTINGS: Registry = Registry("weighting.strategy")
+
+# The encoder a modality gets when its config names none.
+DEFAULT_ENCODERS = {"image": "cnn", "text": "conv1d", "numeric": "mlp", "categorical": "embedding"}

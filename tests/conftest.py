@@ -124,7 +124,7 @@ def _isolated_tf_state():
 @pytest.fixture(scope="session")
 def tiny_config_factory():
     """Build the tiny demo config, with extra `--set` style overrides."""
-    from keras_mtmm.config import load_config
+    from keras_mtmm.config.schema import load_config
 
     def make(*overrides: str):
         return load_config(DEMO_CONFIG, [*TINY_OVERRIDES, *overrides])
@@ -135,7 +135,7 @@ def tiny_config_factory():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_config_factory):
     """One tiny demo training run with its export (shared by the end-to-end tests)."""
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     root = tmp_path_factory.mktemp("tiny_run")
     config = tiny_config_factory()
@@ -148,9 +148,9 @@ def untrained_factory():
     not trained. For tests of what a model computes (gates, weights, shapes), not of what it learns:
     a `train` call costs its tracing, evaluation and checkpoints (tens of seconds on 2 cores)."""
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.model import build_model
-    from keras_mtmm.preprocessing import Preprocessor
-    from keras_mtmm.training import adapt_preprocessor
+    from keras_mtmm.models.multitask import build_model
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
+    from keras_mtmm.training.run import adapt_preprocessor
 
     def make(config, folder):
         preprocessor = Preprocessor.from_config(config)
@@ -203,7 +203,7 @@ def weighting_batch(tmp_path_factory, tiny_config_factory):
     import numpy as np
 
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = tiny_config_factory()
     splits = load_splits(config)

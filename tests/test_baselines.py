@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from keras_mtmm.baselines import single_task_config, train_baselines
-from keras_mtmm.evaluation import evaluate_model
-from keras_mtmm.transfer import compare
+from keras_mtmm.evaluation.scoring import evaluate_model
+from keras_mtmm.evaluation.transfer import compare
+from keras_mtmm.training.baselines import single_task_config, train_baselines
 
 
 def test_single_task_config_keeps_everything_but_the_other_tasks(tiny_config_factory):
@@ -26,8 +26,8 @@ def test_the_report_pairs_the_runs_metrics_seed_by_seed(tiny_run, tmp_path):
     import shutil
 
     from keras_mtmm.errors import UserError
-    from keras_mtmm.report import Run
-    from keras_mtmm.report_sections import load_transfer
+    from keras_mtmm.report.build import Run
+    from keras_mtmm.report.sections import load_transfer
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("*.keras", "logs", "backup"))
@@ -62,7 +62,7 @@ def test_two_seeds_each_side_give_delta_m_mean_and_std_seed_by_seed(tiny_run, ti
     on that seed's test split (one step per extra run: the arithmetic is checked, not what they learned)."""
     import shutil
 
-    from keras_mtmm.baselines import train_other_seeds
+    from keras_mtmm.training.baselines import train_other_seeds
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, run)  # the session's run is seed 42

@@ -68,7 +68,7 @@ def expected(tiny_run, scoring_input):
     """The export's own `serving_default` outputs on the rows, and its metadata."""
     import tensorflow as tf
 
-    from keras_mtmm.export import read_export_metadata
+    from keras_mtmm.export.saved_model import read_export_metadata
 
     _, inputs = scoring_input
     _, metadata = read_export_metadata(tiny_run.export_path)
@@ -111,7 +111,7 @@ def check_predictions(rows: list[dict], expected, jsonl: bool) -> None:
 
 
 def test_csv_output_equals_the_serving_signature(tiny_run, scoring_input, expected, tmp_path, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     folder, _ = scoring_input
     output = tmp_path / "preds.csv"
@@ -128,7 +128,7 @@ def test_csv_output_equals_the_serving_signature(tiny_run, scoring_input, expect
 
 
 def test_jsonl_input_and_output_with_an_id_column(tiny_run, scoring_input, expected, tmp_path, capsys):
-    from keras_mtmm.batch_predict import predict_file
+    from keras_mtmm.serve.batch_predict import predict_file
 
     folder, _ = scoring_input
     summary = predict_file(tiny_run.export_path, folder / "items.jsonl", tmp_path / "preds.jsonl", id_column="sku")
@@ -140,7 +140,7 @@ def test_jsonl_input_and_output_with_an_id_column(tiny_run, scoring_input, expec
 
 
 def test_small_batches_give_the_one_batch_result(tiny_run, scoring_input, tmp_path):
-    from keras_mtmm.batch_predict import predict_file
+    from keras_mtmm.serve.batch_predict import predict_file
 
     folder, _ = scoring_input
     predict_file(tiny_run.export_path, folder / "items.csv", tmp_path / "one.csv", batch_size=256, quiet=True)
@@ -154,7 +154,7 @@ def test_small_batches_give_the_one_batch_result(tiny_run, scoring_input, tmp_pa
 
 
 def test_a_corrupt_image_names_file_line_and_column_and_leaves_no_output(tiny_run, scoring_input, tmp_path, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     folder, _ = scoring_input
     lines = (folder / "items.csv").read_text().splitlines()
@@ -177,7 +177,7 @@ def test_a_corrupt_image_names_file_line_and_column_and_leaves_no_output(tiny_ru
 
 
 def test_bad_output_extension_and_batch_size_exit_2(tiny_run, scoring_input, tmp_path, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     folder, _ = scoring_input
     base = ["predict", "--model", str(tiny_run.export_path), "--input", str(folder / "items.csv")]
@@ -197,8 +197,8 @@ COLUMNS = {"image": "image", "description": "text", "weight_kg": "numeric", "mat
 
 
 def test_readers_parse_cells_like_the_csv_source_and_name_bad_rows(tmp_path):
-    from keras_mtmm.batch_predict import column_table, read_csv_rows, read_jsonl_rows
     from keras_mtmm.errors import DataError
+    from keras_mtmm.serve.batch_predict import column_table, read_csv_rows, read_jsonl_rows
 
     path, lines = tmp_path / "rows.csv", tmp_path / "rows.jsonl"
     csv_at, jsonl_at = re.escape(str(path)), re.escape(str(lines))
@@ -233,7 +233,7 @@ def test_readers_parse_cells_like_the_csv_source_and_name_bad_rows(tmp_path):
 
 
 def test_records_for_every_task_type():
-    from keras_mtmm.batch_predict import output_fields, prediction_records
+    from keras_mtmm.serve.batch_predict import output_fields, prediction_records
 
     metadata = {
         "label_separator": "|",

@@ -55,7 +55,7 @@ def write_config(tmp_path, mutate) -> str:
 def test_config_errors_exit_2_with_one_line(tmp_path, capsys, mutate, expected):
     """In process (`mtmm train` is `train.py`'s main; an escaping exception would fail the test); the
     other tests here run the scripts as a user does, in a process of their own."""
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     status = main(["train", "--config", write_config(tmp_path, mutate), "--output-dir", str(tmp_path / "run")])
     stderr = capsys.readouterr().err
@@ -112,7 +112,7 @@ def test_output_piped_into_a_closed_reader_ends_quietly():
     """`evaluate.py ... | head`: when the reader goes away, no BrokenPipeError traceback."""
     script = (
         "import sys\n"
-        "from keras_mtmm import cli\n"
+        "from keras_mtmm.cli import commands as cli\n"
         "def many_lines(args):\n"
         "    for i in range(200000):\n"
         "        print('metric', i)\n"

@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
-from keras_mtmm.config import config_from_dict
-from keras_mtmm.training import train
+from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.training.run import train
 
 from .conftest import REPO_ROOT, write_demo_csv
 
@@ -90,7 +90,7 @@ def test_per_task_signatures_return_one_task_and_its_class_names(csv_experiment)
     import tensorflow as tf
 
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.evaluation import raw_inputs
+    from keras_mtmm.evaluation.scoring import raw_inputs
 
     folder, result = csv_experiment
     metadata = json.loads((result.export_path / "assets.extra" / "keras_mtmm_metadata.json").read_text())
@@ -124,7 +124,7 @@ def test_the_same_rows_as_parquet_score_the_same_metrics(csv_experiment, tmp_pat
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from keras_mtmm.evaluation import evaluate_model
+    from keras_mtmm.evaluation.scoring import evaluate_model
 
     folder, result = csv_experiment
     table = pacsv.read_csv(folder / "items.csv")  # numbers as float64, empty cells as nulls

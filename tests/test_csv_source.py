@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.demo import encode_png
 from keras_mtmm.data.sources import load_file_source as load_csv
 from keras_mtmm.data.tables import SPLITS, check_columns, load_splits, modality_inputs, split_table
 from keras_mtmm.errors import DataError
-from keras_mtmm.heads import get_task_type
+from keras_mtmm.layers.heads import get_task_type
 
 HEADER = ["id", "image", "description", "weight", "height", "region", "shape", "premium", "price", "notes"]
 SHAPES = ["circle", "square", "triangle"]
@@ -392,7 +392,7 @@ def test_error_line_number_counts_multiline_quoted_cells(tmp_path):
 
 
 def _adapt(config, table, folder):
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     Preprocessor.from_config(config).adapt(table, folder)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from keras_mtmm.config import config_from_dict, load_config
-from keras_mtmm.config_data import config_relative_paths
+from keras_mtmm.config.data import config_relative_paths
+from keras_mtmm.config.schema import config_from_dict, load_config
 from keras_mtmm.data.demo import encode_png
 from keras_mtmm.data.splits import SPLITS, split_table
 from keras_mtmm.data.tables import load_splits
@@ -337,7 +337,7 @@ def test_a_task_name_typo_in_set_says_no_such_task_and_suggests_the_closest():
 
 def test_a_regression_label_that_is_not_a_number_names_file_line_and_column(tmp_path):
     from keras_mtmm.data.tables import load_file
-    from keras_mtmm.evaluation import encode_targets
+    from keras_mtmm.evaluation.scoring import encode_targets
 
     rows = _rows(5)
     rows[1][HEADER.index("price")] = "Torgersen"  # file line 3

@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 
 import keras_mtmm.data.sources  # noqa: F401 (registers the csv source)
-from keras_mtmm.config import load_config
+from keras_mtmm.config.schema import load_config
 from keras_mtmm.data.demo import DEMO_COLUMNS, generate_demo
 from keras_mtmm.data.demo_files import DEMO_ENTRIES, float32_text, held_out_seed, write_demo_files
 from keras_mtmm.data.tables import label_column, load_splits
-from keras_mtmm.registries import SOURCES
+from keras_mtmm.registry import SOURCES
 from tests.conftest import DEMO_CONFIG
 
 ROWS, HELD_OUT_ROWS, SEED = 60, 20, 7
@@ -87,7 +87,7 @@ def test_float32_text_reads_back_as_the_same_float32(scale):
 
 
 def test_a_folder_with_files_is_refused_and_overwrite_replaces_only_the_demo_files(tmp_path, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     folder = tmp_path / "out"
     folder.mkdir()

@@ -1,6 +1,6 @@
 """tf.distribute: `mirrored` on 2 logical CPU devices trains exactly as `none` on the same global batch.
 
-Exactness rests on keras_mtmm.distributed (global-batch task losses under label masks, the weighting's
+Exactness rests on keras_mtmm.training.distributed (global-batch task losses under label masks, the weighting's
 own variables, all-reduced Jacobians for gradient strategies) and on a training stream whose order
 does not depend on the strategy (data/pipeline.py).
 """
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_mtmm.config import load_config
+from keras_mtmm.config.schema import load_config
 from keras_mtmm.errors import ConfigError
 
 from .conftest import DEMO_CONFIG, REPO_ROOT
@@ -58,7 +58,7 @@ def test_two_workers_train_as_one_with_a_gradient_strategy(tmp_path):
     worker training on the same global batches; only the chief writes the run folder."""
     script = str(REPO_ROOT / "tests" / "train_and_save.py")
     strategy = "weighting.strategy=pcgrad"
-    launch = [sys.executable, "-m", "keras_mtmm.cli", "launch", "--workers", "2", "--timeout", "500"]
+    launch = [sys.executable, "-m", "keras_mtmm.cli.commands", "launch", "--workers", "2", "--timeout", "500"]
     workers = subprocess.run(
         [*launch, "--", sys.executable, script, str(tmp_path), "multi_worker", strategy],
         cwd=REPO_ROOT,
@@ -88,7 +88,7 @@ def test_two_workers_train_as_one_with_a_gradient_strategy(tmp_path):
 
 
 def test_multi_worker_without_a_cluster_is_a_clear_error(tmp_path, monkeypatch):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     config = load_config(DEMO_CONFIG, ["training.distribute=multi_worker"])
@@ -123,7 +123,7 @@ def test_a_killed_worker_stops_the_cluster_and_a_rerun_resumes_where_the_chief_s
 
     script = str(REPO_ROOT / "tests" / "train_and_save.py")
     overrides = ["training.epochs=4", "training.checkpoint_every=2", "training.early_stopping_patience=9"]
-    launch = [sys.executable, "-m", "keras_mtmm.cli", "launch", "--workers", "2", "--timeout", "500", "--"]
+    launch = [sys.executable, "-m", "keras_mtmm.cli.commands", "launch", "--workers", "2", "--timeout", "500", "--"]
     command = [*launch, sys.executable, script, str(tmp_path), "multi_worker", *overrides]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     latest = tmp_path / "run_multi_worker" / "backup" / "latest.json"

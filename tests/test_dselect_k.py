@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from keras_mtmm.config import SharingConfig, config_from_dict
+from keras_mtmm.config.schema import SharingConfig, config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.sharing import DSelectK, build_sharing
-from keras_mtmm.sharing.dselect_k import binary_codes, selector_outputs, smooth_step
-from keras_mtmm.training import train
+from keras_mtmm.layers.sharing import DSelectK, build_sharing
+from keras_mtmm.layers.sharing.dselect_k import binary_codes, selector_outputs, smooth_step
+from keras_mtmm.training.run import train
 
 from .conftest import DEMO_CONFIG
 from .test_sharing_weighting_matrix import TWO_BY_TWO
@@ -262,9 +262,9 @@ def test_config_errors_name_the_key(sharing, where):
 
 
 def test_trains_reloads_exports_and_inspect_reports_the_experts(tiny_config_factory, tmp_path, capsys):
-    from keras_mtmm.cli import main
-    from keras_mtmm.inspection import gate_summary
-    from keras_mtmm.model import load_checkpoint
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.evaluation.inspection import gate_summary
+    from keras_mtmm.models.multitask import load_checkpoint
 
     config = tiny_config_factory(*TWO_BY_TWO, "sharing.type=dselect_k", "sharing.num_experts=4")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

@@ -12,7 +12,7 @@ import csv
 import numpy as np
 import pytest
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.demo import _shape_masks, encode_png
 
 FILLER = ("nice", "item", "fast", "shipping", "great", "value", "new", "stock", "best", "price", "quality", "deal")
@@ -85,7 +85,7 @@ def _left_right_csv(folder, rows: int, seed: int):
 
 def _train(tmp_path, name: str, seed: int, path, modalities: dict, tasks: dict, epochs: int):
     """Train the default config (only types, columns and tasks given) on a CSV; its test metrics per task."""
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     raw = {
         "name": f"{name}_{seed}",

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.execution import (
+from keras_mtmm.training.execution import (
     MIN_STEPS_FOR_MULTI,
     resolve_cache,
     resolve_jit_compile,
@@ -39,7 +39,7 @@ def test_steps_per_execution_divides_the_epoch(setting, steps_per_epoch, checkpo
 
 
 def test_cache_auto_decides_from_the_size_and_says_why(monkeypatch):
-    import keras_mtmm.execution as execution
+    import keras_mtmm.training.execution as execution
 
     monkeypatch.setattr(execution, "_available_memory", lambda: 8 << 30)  # budget: min(1 GiB, 2 GiB)
     chosen = resolve_cache("auto", 10 << 20, False, "none")
@@ -119,7 +119,7 @@ def test_a_run_records_what_it_chose(tiny_run):
     """The session's tiny demo run: 144 rows (a few KiB preprocessed), 5 steps per epoch."""
     import json
 
-    from keras_mtmm.execution import ExecutionPlan
+    from keras_mtmm.training.execution import ExecutionPlan
 
     plan = json.loads((tiny_run.run_dir / "metadata.json").read_text())["execution"]
     assert plan["cache"] is True and plan["steps_per_execution"] == 1 and plan["jit_compile"] is False
@@ -160,7 +160,7 @@ def test_an_execution_that_does_not_divide_the_epoch_trains_the_epochs_steps_exa
     """
     import json
 
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     result = train(
         tiny_config_factory("training.steps_per_execution=3"), output_dir=tmp_path / "run", export_dir=None, verbose=0

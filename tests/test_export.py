@@ -16,7 +16,7 @@ import yaml
 
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ExportError
-from keras_mtmm.export import existing_versions, export_model, next_version, read_export_metadata
+from keras_mtmm.export.saved_model import existing_versions, export_model, next_version, read_export_metadata
 
 from .conftest import REPO_ROOT
 
@@ -76,7 +76,7 @@ def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
 
 
 def _config(run):
-    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.config.schema import config_from_dict
 
     return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
 
@@ -124,7 +124,7 @@ def test_evaluate_script_writes_metrics_json_equal_to_in_process_scores(tiny_run
 
 
 def test_evaluate_a_keras_checkpoint(tiny_run, tmp_path):
-    from keras_mtmm.evaluation import evaluate_model
+    from keras_mtmm.evaluation.scoring import evaluate_model
 
     report = evaluate_model(tiny_run.run_dir / "best.keras", split="test")
     for task, values in tiny_run.metrics["tasks"].items():
@@ -143,7 +143,7 @@ def test_versions_increment_and_never_overwrite(tiny_run, tmp_path):
 
 
 def test_interrupted_export_leaves_no_version_folder(tiny_run, tmp_path, monkeypatch):
-    import keras_mtmm.export as export_module
+    import keras_mtmm.export.saved_model as export_module
 
     run = tiny_run
     config_yaml, metadata = read_export_metadata(run.export_path)
@@ -167,14 +167,14 @@ def test_a_killed_exporter_never_shows_a_version(tiny_run, tmp_path):
     script = tmp_path / "export_and_die.py"
     script.write_text(
         "import os, signal, sys\n"
-        "import keras_mtmm.export as e\n"
+        "import keras_mtmm.export.saved_model as e\n"
         "real = e.write_saved_model\n"
         "def die(model, pre, path):\n"
         "    real(model, pre, path)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "e.write_saved_model = die\n"
-        "from keras_mtmm.training import train\n"
-        "from keras_mtmm.config import load_config\n"
+        "from keras_mtmm.training.run import train\n"
+        "from keras_mtmm.config.schema import load_config\n"
         f"config = load_config({str(tiny_run.run_dir / 'config.yaml')!r},"
         " ['training.epochs=1', 'training.steps_per_epoch=1'])\n"
         f"train(config, output_dir={str(tmp_path / 'run')!r}, export_dir={str(tmp_path / 'models')!r}, verbose=0)\n"
@@ -186,7 +186,7 @@ def test_a_killed_exporter_never_shows_a_version(tiny_run, tmp_path):
 
 
 def test_inspect_lists_raw_inputs_and_named_outputs(tiny_run, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     assert main(["inspect", "--model", str(tiny_run.export_path)]) == 0
     shown = capsys.readouterr().out
@@ -217,7 +217,7 @@ def test_evaluate_a_keras_checkpoint_in_a_fresh_process(tiny_run):
 
 
 def test_inspect_names_every_signature(tiny_run, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     assert main(["inspect", "--model", str(tiny_run.export_path)]) == 0
     shown = capsys.readouterr().out
@@ -230,8 +230,8 @@ def test_inspect_requests_prints_a_body_curl_and_grpc_call_from_the_warmup_recor
     import json
     import shlex
 
-    from keras_mtmm.cli import main
-    from keras_mtmm.warmup import read_warmup
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.export.warmup import read_warmup
 
     assert main(["inspect", "--model", str(tiny_run.export_path), "--requests", "--signature", "predict_price"]) == 0
     shown = capsys.readouterr().out.splitlines()
@@ -250,9 +250,9 @@ def test_inspect_requests_prints_a_body_curl_and_grpc_call_from_the_warmup_recor
 
 
 def test_export_command_re_exports_a_run_with_a_label(tiny_run, tmp_path, capsys):
-    from keras_mtmm.cli import main
-    from keras_mtmm.repository import read_models_config
-    from keras_mtmm.warmup import read_warmup
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.export.repository import read_models_config
+    from keras_mtmm.export.warmup import read_warmup
 
     repository = tmp_path / "models"
     assert main(["export", "--run", str(tiny_run.run_dir), "--export-dir", str(repository), "--label", "stable"]) == 0
@@ -271,7 +271,7 @@ def test_export_command_re_exports_a_run_with_a_label(tiny_run, tmp_path, capsys
 
 def test_saved_model_cli_shows_and_runs_every_signature(tiny_run, tmp_path):
     """The stock inspector: `show --all` lists the signatures, `run` answers like the in-memory model."""
-    from keras_mtmm.warmup import read_warmup
+    from keras_mtmm.export.warmup import read_warmup
 
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     export = str(tiny_run.export_path)

@@ -27,7 +27,7 @@ def _command(run_dir) -> list[str]:
 
 
 def _weights(path):
-    from keras_mtmm.model import load_checkpoint
+    from keras_mtmm.models.multitask import load_checkpoint
 
     return [np.asarray(w) for w in load_checkpoint(path).get_weights()]
 
@@ -72,9 +72,9 @@ def test_a_killed_run_resumes_at_its_last_checkpoint_and_matches_an_uninterrupte
 
 
 def test_a_non_finite_loss_stops_training_names_the_task_and_keeps_the_last_state(tmp_path, tiny_config_factory):
-    from keras_mtmm.checkpointing import read_training_state, restore_training_state
     from keras_mtmm.errors import TrainingDiverged
-    from keras_mtmm.training import train
+    from keras_mtmm.training.checkpointing import read_training_state, restore_training_state
+    from keras_mtmm.training.run import train
 
     # A learning rate this large sends the regression head to inf within a few steps.
     config = tiny_config_factory(
@@ -90,8 +90,8 @@ def test_a_non_finite_loss_stops_training_names_the_task_and_keeps_the_last_stat
     assert not (tmp_path / "models").exists(), "no export from a poisoned model"
     state = read_training_state(run_dir / "backup")
     assert state is not None
-    from keras_mtmm.model import build_model, compile_model
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     preprocessor = Preprocessor.load(run_dir / "preprocessor")
     model = compile_model(build_model(config, preprocessor), config, preprocessor, {t: 1.0 for t in config.tasks})
@@ -110,8 +110,8 @@ def test_the_cli_reports_divergence_with_exit_status_2(tmp_path):
 
 def test_an_interrupted_run_resumes_inside_an_epoch_in_process(tmp_path, tiny_config_factory, monkeypatch):
     """The default-run twin of the SIGKILL test: interrupted after step 3 (state saved at step 2)."""
-    from keras_mtmm.checkpointing import StepCheckpoint
-    from keras_mtmm.training import train
+    from keras_mtmm.training.checkpointing import StepCheckpoint
+    from keras_mtmm.training.run import train
 
     overrides = ("training.epochs=2", "training.checkpoint_every=2", "training.early_stopping_patience=9")
     whole = train(tiny_config_factory(*overrides), output_dir=tmp_path / "whole", export=False, verbose=0)

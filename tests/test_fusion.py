@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.fusion import (
+from keras_mtmm.layers.fusion import (
     DEFAULT_RANK,
     AttentionFusion,
     ConcatFusion,
@@ -20,7 +20,7 @@ from keras_mtmm.fusion import (
     WeightedSumFusion,
     build_fusion,
 )
-from keras_mtmm.registries import FUSIONS
+from keras_mtmm.registry import FUSIONS
 
 BATCH = 5
 WIDTHS = {"a": 3, "b": 2, "c": 4}
@@ -289,8 +289,8 @@ def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_pa
     Some test rows have modalities missing (empty image/text, NaN numerics),
     so the presence masks go through serving too.
     """
-    from keras_mtmm.model import load_checkpoint
-    from keras_mtmm.training import train
+    from keras_mtmm.models.multitask import load_checkpoint
+    from keras_mtmm.training.run import train
 
     overrides = END_TO_END[case] or [f"fusion.strategy={case}"]
     config = tiny_config_factory(*overrides, "training.epochs=1", "training.steps_per_epoch=1")
@@ -323,8 +323,8 @@ def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_pa
 
 def test_fusion_rank_from_the_config_reaches_the_layer(tiny_config_factory, tmp_path):
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.model import build_model
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.models.multitask import build_model
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = tiny_config_factory("fusion.strategy=low_rank", "fusion.rank=3", "fusion.units=8")
     preprocessor = Preprocessor.from_config(config)

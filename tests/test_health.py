@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.evaluation import in_memory_predictor, score_batches
-from keras_mtmm.export import model_metadata
-from keras_mtmm.health import (
+from keras_mtmm.evaluation.scoring import in_memory_predictor, score_batches
+from keras_mtmm.export.saved_model import model_metadata
+from keras_mtmm.training.health import (
     dead_units,
     health_warnings,
     label_prior_comparison,

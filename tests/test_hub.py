@@ -23,8 +23,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from keras_mtmm.encoders.hub import HubEncoder, resolve_hub_handle
 from keras_mtmm.errors import ConfigError
+from keras_mtmm.layers.encoders.hub import HubEncoder, resolve_hub_handle
 
 from .conftest import DEMO_CONFIG, REPO_ROOT
 
@@ -243,7 +243,7 @@ def test_unresolvable_handle_exits_2_naming_it_and_the_cache(tmp_path):
 
 def test_export_with_hub_encoders_serves_after_the_modules_are_deleted(hub_modules, tmp_path, tiny_config_factory):
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     text_dir, image_dir = hub_modules
     config = tiny_config_factory(
@@ -289,7 +289,7 @@ def test_export_with_hub_encoders_serves_after_the_modules_are_deleted(hub_modul
                 )
 
     # evaluate.py reads the export's stored config; its hub handles are gone, the export is not.
-    from keras_mtmm.evaluation import evaluate_model
+    from keras_mtmm.evaluation.scoring import evaluate_model
 
     report = evaluate_model(result.export_path, quiet=True)
     assert set(report["tasks"]) == set(config.tasks) and report["tasks"]["shape"]["labelled"] > 0

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.inspection import gate_summary, mixing_summary
-from keras_mtmm.training import train
+from keras_mtmm.evaluation.inspection import gate_summary, mixing_summary
+from keras_mtmm.training.run import train
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_mean_gates_per_task_sum_to_one_and_match_the_layer(mmoe_run):
 
 
 def test_inspect_command_on_a_checkpoint(mmoe_run, tmp_path, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     _, result = mmoe_run
     output = tmp_path / "gates.json"
@@ -66,7 +66,7 @@ def test_models_without_gates_say_so(tiny_run):
 def _config(run):
     import yaml
 
-    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.config.schema import config_from_dict
 
     return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
 
@@ -75,7 +75,7 @@ def _config(run):
 def test_fusion_weights_used_per_task_are_averaged_on_the_split(
     tiny_config_factory, untrained_factory, tmp_path, strategy
 ):
-    from keras_mtmm.inspection import fusion_summary
+    from keras_mtmm.evaluation.inspection import fusion_summary
 
     config = tiny_config_factory(f"fusion.strategy={strategy}")
     model, preprocessor = untrained_factory(config, tmp_path)
@@ -107,8 +107,8 @@ def test_per_task_attention_and_late_fusion_report_each_task_its_own_weights(
     tiny_config_factory, untrained_factory, tmp_path
 ):
     """Per-task attention through `mtmm inspect` on a trained run's best.keras; late fusion in process."""
-    from keras_mtmm.cli import main
-    from keras_mtmm.inspection import fusion_summary
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.evaluation.inspection import fusion_summary
 
     config = tiny_config_factory(
         "fusion.strategy=attention", "fusion.per_task=true", "training.epochs=1", "training.steps_per_epoch=2"
@@ -135,7 +135,7 @@ def test_per_task_attention_and_late_fusion_report_each_task_its_own_weights(
 def test_cross_attention_reports_the_mass_each_modality_gives_the_others(
     tiny_config_factory, untrained_factory, tmp_path
 ):
-    from keras_mtmm.inspection import fusion_summary
+    from keras_mtmm.evaluation.inspection import fusion_summary
 
     config = tiny_config_factory("fusion.strategy=cross_attention", "fusion.units=8")
     model, preprocessor = untrained_factory(config, tmp_path)

@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from keras_mtmm.cli import main
+from keras_mtmm.cli.commands import main
 from keras_mtmm.errors import UserError
-from keras_mtmm.launch import TIMEOUT_STATUS, cluster_spec, launch
+from keras_mtmm.training.launch import TIMEOUT_STATUS, cluster_spec, launch
 
 from .conftest import REPO_ROOT
 
@@ -178,7 +178,7 @@ def test_signals_to_the_launcher_reach_every_worker(tmp_path):
         time.sleep(60)
         """,
     )
-    command = [sys.executable, "-m", "keras_mtmm.cli", "launch", "--workers", "2", "--timeout", "30"]
+    command = [sys.executable, "-m", "keras_mtmm.cli.commands", "launch", "--workers", "2", "--timeout", "30"]
     command += ["--", sys.executable, script]
     launcher = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = set()

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mtmm.encoders import (
+from keras_mtmm.layers.encoders import (
     BagOfWordsTextEncoder,
     CategoricalEmbeddingEncoder,
     ConvImageEncoder,
@@ -14,10 +14,10 @@ from keras_mtmm.encoders import (
     IdentityEncoder,
     NumericMLPEncoder,
 )
-from keras_mtmm.encoders.layers import MLPBlock
-from keras_mtmm.fusion import ConcatFusion, LateFusion, WeightedSumFusion
-from keras_mtmm.heads import ScaledMeanSquaredError, TaskHead
-from keras_mtmm.sharing.hard import HardSharing
+from keras_mtmm.layers.encoders.layers import MLPBlock
+from keras_mtmm.layers.fusion import ConcatFusion, LateFusion, WeightedSumFusion
+from keras_mtmm.layers.heads import ScaledMeanSquaredError, TaskHead
+from keras_mtmm.layers.sharing.hard import HardSharing
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from keras_mtmm.errors import DataError
 
 
 def test_a_table_passed_in_trains_like_the_same_rows_from_the_source(tiny_config_factory, tmp_path):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     config = tiny_config_factory("training.epochs=1")
     from_source = train(config, output_dir=tmp_path / "demo", export=False, verbose=0)

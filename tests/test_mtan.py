@@ -11,11 +11,11 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.sharing import MTAN, TaskAttentionImageEncoder, build_sharing
-from keras_mtmm.training import train
+from keras_mtmm.layers.sharing import MTAN, TaskAttentionImageEncoder, build_sharing
+from keras_mtmm.training.run import train
 
 from .conftest import DEMO_CONFIG
 from .test_sharing_weighting_matrix import TWO_BY_TWO
@@ -186,7 +186,7 @@ def test_config_and_keras_file_round_trips(tmp_path):
 
 
 def test_build_sharing_and_the_image_encoder_builder():
-    from keras_mtmm.config import EncoderConfig, SharingConfig
+    from keras_mtmm.config.schema import EncoderConfig, SharingConfig
 
     layer = build_sharing(SharingConfig(type="mtan", tower_units=[5], dropout=0.0), ["x", "y"], name="sharing")
     assert type(layer) is MTAN and layer.get_config()["tower_units"] == [5] and layer.takes_task_inputs
@@ -218,7 +218,7 @@ def test_config_errors_say_what_mtan_needs(change, where):
 
 
 def test_per_task_fusion_weights_are_inspected(tiny_config_factory, untrained_factory, tmp_path):
-    from keras_mtmm.inspection import fusion_summary
+    from keras_mtmm.evaluation.inspection import fusion_summary
 
     config = tiny_config_factory("sharing.type=mtan", "fusion.strategy=attention")
     model, preprocessor = untrained_factory(config, tmp_path)
@@ -236,7 +236,7 @@ def test_per_task_fusion_weights_are_inspected(tiny_config_factory, untrained_fa
 
 
 def test_trains_reloads_and_exports(tiny_config_factory, tmp_path):
-    from keras_mtmm.model import load_checkpoint
+    from keras_mtmm.models.multitask import load_checkpoint
 
     config = tiny_config_factory(*TWO_BY_TWO, "sharing.type=mtan", "weighting.strategy=pcgrad")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_mtmm.data.demo import encode_png
 from keras_mtmm.errors import DataError
-from keras_mtmm.preprocessing import Preprocessor
+from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
 MODALITIES = {
     "photo": {"type": "image", "columns": ["img"], "image_size": [8, 8], "max_tokens": 10, "sequence_length": 4},

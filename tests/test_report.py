@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_mtmm.cli import main
-from keras_mtmm.report import build_report
+from keras_mtmm.cli.commands import main
+from keras_mtmm.report.build import build_report
 from tests.conftest import TINY_OVERRIDES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -74,7 +74,7 @@ def copy_run(run_dir: Path, tmp_path: Path) -> Path:
 
 def fake_baselines(metrics: dict, folder: Path, worse: str) -> Path:
     """Single-task reports: every metric 10% "better" than the multi-task one for `worse`, 10% worse for others."""
-    from keras_mtmm.transfer import HIGHER_IS_BETTER
+    from keras_mtmm.evaluation.transfer import HIGHER_IS_BETTER
 
     for task, result in metrics["tasks"].items():
         single = copy.deepcopy(metrics)
@@ -124,8 +124,8 @@ def lookup(data: dict, key: str):
 @pytest.fixture(scope="module")
 def full_run(tiny_run, tmp_path_factory):
     """The tiny run plus a robustness table (evaluate.py --robustness --output) and transfer.json."""
-    from keras_mtmm.evaluation import evaluate_model
-    from keras_mtmm.transfer import compare
+    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.transfer import compare
 
     run_dir = copy_run(tiny_run.run_dir, tmp_path_factory.mktemp("report"))
     evaluate_model(run_dir / "best.keras", output=run_dir / "metrics.json", robustness=True, quiet=True)
@@ -227,7 +227,7 @@ def test_negative_transfer_is_highlighted(full_run, full_report):
 
 
 def test_report_command_compares_a_baselines_folder_and_writes_where_asked(full_run, tmp_path, capsys):
-    from keras_mtmm.transfer import compare
+    from keras_mtmm.evaluation.transfer import compare
 
     metrics = json.loads((full_run / "metrics.json").read_text())
     folder = fake_baselines(metrics, tmp_path / "baselines", worse="price")
@@ -291,7 +291,7 @@ def test_gates_modality_weights_and_gradient_conflicts(gated_run):
 
 
 def test_evaluation_dump_matches_the_metrics(full_run):
-    from keras_mtmm.run_files import evaluation_dump_path, read_evaluation_dump
+    from keras_mtmm.training.run_files import evaluation_dump_path, read_evaluation_dump
 
     assert evaluation_dump_path(full_run / "metrics.json") == full_run / "evaluation.npz"
     assert evaluation_dump_path(full_run / "other.json") == full_run / "other.npz"
@@ -321,7 +321,7 @@ def test_corrupt_run_file_is_a_user_error(full_run, tmp_path, capsys):
 
 
 def test_missing_matplotlib_names_the_pip_command(full_run, monkeypatch, capsys):
-    from keras_mtmm.cli import _report_after_training
+    from keras_mtmm.cli.commands import _report_after_training
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     with pytest.raises(ImportError, match=r'pip install "keras_mtmm\[report\]"'):
@@ -331,7 +331,7 @@ def test_missing_matplotlib_names_the_pip_command(full_run, monkeypatch, capsys)
 
 
 def test_an_inspection_failure_never_fails_training(tmp_path, capsys):
-    from keras_mtmm.run_files import write_inspection
+    from keras_mtmm.training.run_files import write_inspection
 
     table = {"x": np.zeros(3, dtype=np.float32)}
     assert write_inspection(tmp_path / "inspection.json", network=None, preprocessor=None, table=table) is False

@@ -8,8 +8,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from keras_mtmm.errors import UserError
-from keras_mtmm.repository import CONFIG_FILE, prune_versions, read_models_config, set_label
-from keras_mtmm.warmup import SIGNATURE, read_warmup
+from keras_mtmm.export.repository import CONFIG_FILE, prune_versions, read_models_config, set_label
+from keras_mtmm.export.warmup import SIGNATURE, read_warmup
 
 
 def _parse(export_dir):
@@ -31,7 +31,7 @@ def test_an_export_registers_its_model_with_a_latest_policy(tiny_run):
 
 
 def test_labels_pruning_and_policies(tiny_run, tmp_path):
-    from keras_mtmm.export import export_model
+    from keras_mtmm.export.saved_model import export_model
 
     export_dir = tmp_path / "models"
     exports = [
@@ -61,8 +61,8 @@ def test_labels_pruning_and_policies(tiny_run, tmp_path):
 
 
 def test_the_label_command(tiny_run, tmp_path, capsys):
-    from keras_mtmm.cli import main
-    from keras_mtmm.export import export_model
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.export.saved_model import export_model
 
     export_dir = tmp_path / "models"
     export_model(tiny_run.model, tiny_run.preprocessor, "name: demo\n", {}, export_dir, "demo")

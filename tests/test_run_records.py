@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.manifest import manifest_rows, read_split_manifest
-from keras_mtmm.training import train
+from keras_mtmm.training.run import train
 
 HEADER = ["x", "colour", "y", "price"]
 
@@ -82,7 +82,7 @@ def test_the_test_predictions_carry_the_row_ids_of_the_rows_scored(split_file_ru
     import tensorflow as tf
 
     from keras_mtmm.data.tables import load_file
-    from keras_mtmm.evaluation import raw_inputs
+    from keras_mtmm.evaluation.scoring import raw_inputs
 
     folder, config, result = split_file_run
     manifest = read_split_manifest(result.run_dir / "split_manifest.json")
@@ -102,8 +102,8 @@ def test_the_test_predictions_carry_the_row_ids_of_the_rows_scored(split_file_ru
 def test_evaluate_data_scores_every_row_of_a_file_as_the_export_does(split_file_run, tmp_path, capsys):
     import tensorflow as tf
 
-    from keras_mtmm.cli import main
-    from keras_mtmm.evaluation import encode_targets, raw_inputs, score_tasks
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.evaluation.scoring import encode_targets, raw_inputs, score_tasks
 
     folder, config, result = split_file_run
     held_out = _write(tmp_path / "held_out.csv", _rows(33, seed=9))
@@ -136,8 +136,8 @@ def test_evaluate_data_scores_every_row_of_a_file_as_the_export_does(split_file_
 
 def _delta_m_by_hand(model, baselines, held_out):
     """compare() of the metrics JSONs that `evaluate --data held_out` writes for the model and each baseline."""
-    from keras_mtmm.evaluation import evaluate_model
-    from keras_mtmm.transfer import compare
+    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.transfer import compare
 
     mtl = evaluate_model(model, data=held_out, quiet=True)
     single = {task: evaluate_model(baselines / task / "best.keras", data=held_out, quiet=True) for task in mtl["tasks"]}
@@ -146,8 +146,8 @@ def _delta_m_by_hand(model, baselines, held_out):
 
 def test_evaluate_data_with_baselines_scores_every_model_on_the_file(split_file_run, tmp_path, capsys):
     """`evaluate --data FILE --baselines DIR`: Δm of the model and the baselines, all scored on the file's rows."""
-    from keras_mtmm.baselines import train_baselines
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
+    from keras_mtmm.training.baselines import train_baselines
 
     folder, config, result = split_file_run
     held_out = _write(tmp_path / "held_out.csv", _rows(33, seed=9))
@@ -174,8 +174,8 @@ def test_evaluate_data_with_baselines_scores_every_model_on_the_file(split_file_
 def test_evaluate_data_with_baselines_of_two_seeds_scores_both_seeds_on_the_file(split_file_run, tmp_path):
     import shutil
 
-    from keras_mtmm.baselines import train_baselines, train_other_seeds
-    from keras_mtmm.evaluation import evaluate_model
+    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.training.baselines import train_baselines, train_other_seeds
 
     folder, config, result = split_file_run
     held_out = _write(tmp_path / "held_out.csv", _rows(33, seed=9))
@@ -193,7 +193,7 @@ def test_evaluate_data_with_baselines_of_two_seeds_scores_both_seeds_on_the_file
 
 
 def test_a_rerun_into_a_finished_run_is_refused_and_replaces_nothing(split_file_run, capsys):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     folder, _, result = split_file_run
     config_path = folder / "config.yaml"

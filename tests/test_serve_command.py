@@ -8,13 +8,13 @@ import stat
 
 import pytest
 
-from keras_mtmm.cli import main
+from keras_mtmm.cli.commands import main
 
 
 @pytest.fixture
 def repository(tmp_path):
     """A model repository as an export leaves it (models.config + server templates), without training."""
-    from keras_mtmm.repository import register_model
+    from keras_mtmm.export.repository import register_model
 
     root = tmp_path / "saved_models"
     (root / "demo" / "1").mkdir(parents=True)
@@ -86,7 +86,7 @@ def test_without_the_binary_the_docker_command_is_printed_and_exit_is_2(reposito
     ]  # fmt: skip
     assert captured.err.strip().splitlines()[-1].startswith("error: tensorflow_model_server: is not installed here")
     # The container sees the repository at the same path, so models.config's absolute base_path resolves.
-    from keras_mtmm.repository import read_models_config
+    from keras_mtmm.export.repository import read_models_config
 
     (entry,) = read_models_config(repository).model_config_list.config
     assert entry.base_path == f"{root}/demo"

@@ -1,4 +1,4 @@
-"""keras_mtmm.serving.ServingClient end to end, against the TF Serving test double (tests/tf_serving_double.py).
+"""keras_mtmm.serve.client.ServingClient end to end, against the TF Serving test double (tests/tf_serving_double.py).
 
 The double answers through the TF1 bundle loader + Session.run, the path
 tensorflow_model_server takes; the live-server test (test_serving_live.py)
@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from keras_mtmm.launch import find_ports
-from keras_mtmm.serving import RequestError, ServingClient, ServingTimeout, ServingUnavailable
+from keras_mtmm.serve.client import RequestError, ServingClient, ServingTimeout, ServingUnavailable
+from keras_mtmm.training.launch import find_ports
 
 from .tf_serving_double import TFServingDouble
 
@@ -28,9 +28,9 @@ def build_repository(tiny_run, root):
     Returns (root, raw inputs of 6 validation rows, {version: in-process outputs on them}).
     """
     from keras_mtmm.data.tables import as_table, load_splits
-    from keras_mtmm.export import export_model
-    from keras_mtmm.model import load_checkpoint
-    from keras_mtmm.repository import set_label
+    from keras_mtmm.export.repository import set_label
+    from keras_mtmm.export.saved_model import export_model
+    from keras_mtmm.models.multitask import load_checkpoint
 
     table = as_table(load_splits(_config(tiny_run))["validation"], 6)
     raw = tiny_run.preprocessor.raw_inputs(table)
@@ -63,7 +63,7 @@ def server(repository):
 def _config(run):
     import yaml
 
-    from keras_mtmm.config import config_from_dict
+    from keras_mtmm.config.schema import config_from_dict
 
     return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
 
@@ -226,7 +226,7 @@ def test_the_inspect_requests_body_is_what_the_server_takes(server, repository, 
     """`mtmm inspect --requests` prints a body that the REST API answers as the client's own request."""
     import urllib.request
 
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     root, _, _ = repository
     assert (

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import pytest
 
-from keras_mtmm.launch import find_ports
-from keras_mtmm.repository import set_label
-from keras_mtmm.serving import ServingClient, ServingError
+from keras_mtmm.export.repository import set_label
+from keras_mtmm.serve.client import ServingClient, ServingError
+from keras_mtmm.training.launch import find_ports
 
 from .conftest import REPO_ROOT
 from .test_serving_client import _text_rows, build_repository
@@ -30,7 +30,7 @@ BINARY = "tensorflow_model_server"
 
 def check_live_server(root, raw, expected, path_env: str) -> None:
     grpc_port, rest_port = find_ports(2)
-    command = [sys.executable, "-m", "keras_mtmm.cli", "serve", "--export-dir", str(root)]
+    command = [sys.executable, "-m", "keras_mtmm.cli.commands", "serve", "--export-dir", str(root)]
     command += ["--port", str(grpc_port), "--rest-port", str(rest_port), "--poll-seconds", "1"]
     env = {**os.environ, "PATH": path_env}
     server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from keras_mtmm.config import SharingConfig, config_from_dict
+from keras_mtmm.config.schema import SharingConfig, config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.sharing import PLE, CrossStitch, HardSharing, MMoE, build_sharing
+from keras_mtmm.layers.sharing import PLE, CrossStitch, HardSharing, MMoE, build_sharing
 
 from .conftest import DEMO_CONFIG
 
@@ -588,7 +588,7 @@ END_TO_END = {
     [pytest.param(t, marks=pytest.mark.slow) if t in ("ple", "cross_stitch") else t for t in END_TO_END],
 )
 def test_train_and_serve_end_to_end(sharing_type, tiny_config_factory, tmp_path):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     layer_class, overrides = END_TO_END[sharing_type]
     config = tiny_config_factory(

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.training import train
+from keras_mtmm.training.run import train
 
 from .conftest import TWO_BY_TWO as BASE_TWO_BY_TWO
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import StreamSplit, load_splits
 
 ROWS = {"a": 300, "b": 100}
@@ -53,8 +53,8 @@ def _raw(folder, mixing="joint", sampler="proportional", **data):
 def _batches(config, tmp_path, steps=150):
     from keras_mtmm.data.pipeline import make_mixed_dataset
     from keras_mtmm.data.sampling import build_sampler
-    from keras_mtmm.preprocessing import Preprocessor
-    from keras_mtmm.training import adapt_preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
+    from keras_mtmm.training.run import adapt_preprocessor
 
     splits = load_splits(config)
     assert isinstance(splits["train"], StreamSplit)
@@ -106,8 +106,8 @@ def test_sampler_frequencies_match_the_configured_strategy(tmp_path, sampler, ex
 
 
 def test_training_and_evaluation_with_two_datasets(tmp_path):
-    from keras_mtmm.evaluation import evaluate_model
-    from keras_mtmm.training import train
+    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.training.run import train
 
     config = config_from_dict(_raw(tmp_path, mixing="interleaved", sampler="annealed"))
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

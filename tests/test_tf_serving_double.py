@@ -26,7 +26,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from keras_mtmm.warmup import read_warmup
+from keras_mtmm.export.warmup import read_warmup
 from tests.tf_serving_double import TFServingDouble
 
 DEFAULT = "serving_default"
@@ -323,7 +323,7 @@ def test_grpc_errors_carry_the_servers_status_codes(server, raw_inputs):
 
 
 def test_versions_labels_and_reload(tiny_run, tmp_path, raw_inputs):
-    from keras_mtmm.repository import read_models_config, register_model, set_label
+    from keras_mtmm.export.repository import read_models_config, register_model, set_label
 
     export_dir = tmp_path / "models"
     for version in (1, 2):  # two versions of the same export: the answers say which one served

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import as_table, load_splits
 from keras_mtmm.data.tfrecord import RecordSplit, prepare, read_schema
 from keras_mtmm.errors import DataError, UserError
@@ -77,8 +77,8 @@ def test_prepare_writes_round_robin_shards_and_a_schema(prepared):
 
 
 def test_training_from_the_shards_gives_the_csv_metrics(prepared):
-    from keras_mtmm.evaluation import evaluate_model
-    from keras_mtmm.training import train
+    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.training.run import train
 
     folder, raw, out = prepared
     results = {}
@@ -93,7 +93,7 @@ def test_training_from_the_shards_gives_the_csv_metrics(prepared):
 
 
 def test_label_encoding_in_tensorflow_equals_the_numpy_encoding(prepared):
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     folder, raw, out = prepared
     config = config_from_dict(raw)
@@ -111,8 +111,8 @@ def test_label_encoding_in_tensorflow_equals_the_numpy_encoding(prepared):
 
 
 def test_adaptation_reads_a_bounded_sample(prepared):
-    from keras_mtmm.preprocessing import Preprocessor
-    from keras_mtmm.training import adapt_preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
+    from keras_mtmm.training.run import adapt_preprocessor
 
     folder, raw, out = prepared
     config = config_from_dict(_records(raw, out, adapt_rows=20))
@@ -137,7 +137,7 @@ def test_prepare_refuses_an_existing_folder_and_the_cli_reports_it(prepared, tmp
 
     config_path.write_text(yaml.safe_dump(raw))
     result = subprocess.run(
-        [sys.executable, "-m", "keras_mtmm.cli", "prepare", "--config", str(config_path), "--out", str(out)],
+        [sys.executable, "-m", "keras_mtmm.cli.commands", "prepare", "--config", str(config_path), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -148,7 +148,7 @@ def test_prepare_refuses_an_existing_folder_and_the_cli_reports_it(prepared, tmp
         [
             sys.executable,
             "-m",
-            "keras_mtmm.cli",
+            "keras_mtmm.cli.commands",
             "prepare",
             "--config",
             str(config_path),
@@ -166,7 +166,7 @@ def test_prepare_refuses_an_existing_folder_and_the_cli_reports_it(prepared, tmp
 
 
 def test_a_label_outside_the_classes_in_the_records_stops_training_naming_task_and_value(prepared, tmp_path):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     _, raw, out = prepared
     case = _records(raw, out)
@@ -178,7 +178,7 @@ def test_a_label_outside_the_classes_in_the_records_stops_training_naming_task_a
 
     # Past the sample, the check runs inside the streaming pipeline and surfaces as the same kind of error.
     from keras_mtmm.data.pipeline import data_errors, make_dataset
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     split = load_splits(config)["train"]
     preprocessor = Preprocessor.from_config(config)
@@ -194,7 +194,7 @@ def test_a_label_outside_the_classes_in_the_records_stops_training_naming_task_a
 
 def test_a_corrupt_image_in_the_records_is_an_error_or_skipped_and_counted(prepared, tmp_path):
     from keras_mtmm.data.tfrecord import SCHEMA_FILE, write_shards
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     _, raw, out = prepared
     bad = tmp_path / "bad"
@@ -227,7 +227,7 @@ def test_a_corrupt_image_in_the_records_is_an_error_or_skipped_and_counted(prepa
 
 
 def test_csv_bad_images_are_skipped_and_counted_when_asked(tmp_path):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     csv_path = write_demo_csv(tmp_path, 60, seed=2)
     (tmp_path / "images" / "1.png").write_bytes(b"not an image")

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.tracing import traced_once
+from keras_mtmm.evaluation.tracing import traced_once
 
 
 def _score_models(make, count: int = 8) -> list:

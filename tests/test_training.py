@@ -9,11 +9,11 @@ import pytest
 
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import DataError
-from keras_mtmm.evaluation import score_tasks
-from keras_mtmm.export import model_metadata
-from keras_mtmm.heads import get_task_type
-from keras_mtmm.model import build_model, compile_model
-from keras_mtmm.preprocessing import Preprocessor
+from keras_mtmm.evaluation.scoring import score_tasks
+from keras_mtmm.export.saved_model import model_metadata
+from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.preprocessing.preprocessor import Preprocessor
 from keras_mtmm.weighting import resolve_task_weights
 
 WEIGHTS = {"shape": 0.3, "premium": 2.0, "price": 0.5}
@@ -133,7 +133,7 @@ def test_run_folder_records_config_history_weights_and_metrics(tiny_run):
 
 
 def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_config_factory, monkeypatch):
-    from keras_mtmm.training import WeightingLogger, read_history, train
+    from keras_mtmm.training.run import WeightingLogger, read_history, train
 
     config = tiny_config_factory("training.epochs=3", "training.steps_per_epoch=3")
     started = []
@@ -165,7 +165,7 @@ def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_
 
 
 def test_same_seed_gives_identical_weights(tmp_path, tiny_config_factory):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     overrides = ("training.epochs=1", "training.steps_per_epoch=3")
     first = train(tiny_config_factory(*overrides), output_dir=tmp_path / "a", export=False, verbose=0)

@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from keras_mtmm import transfer
-from keras_mtmm.transfer import HIGHER_IS_BETTER, compare, format_comparison, metric_direction
+from keras_mtmm.evaluation import transfer
+from keras_mtmm.evaluation.transfer import HIGHER_IS_BETTER, compare, format_comparison, metric_direction
 
 
 def report(tasks: dict[str, dict], model: str = "m") -> dict:
@@ -207,7 +207,7 @@ def _report(**task_values):
 
 
 def test_over_seeds_delta_m_is_the_mean_and_std_of_the_seeds_and_flags_beyond_two_standard_errors():
-    from keras_mtmm.transfer_seeds import compare_over_seeds
+    from keras_mtmm.evaluation.transfer_seeds import compare_over_seeds
 
     # Task a: gains -10, -12, -8 % (mean -10, std 2, se 1.155): worse beyond the noise, flagged.
     # Task b: gains -30, +20, -20 % (mean -10, std 26.46, se 15.3): within the noise, not flagged.
@@ -232,7 +232,7 @@ def test_over_seeds_delta_m_is_the_mean_and_std_of_the_seeds_and_flags_beyond_tw
 
 
 def test_over_seeds_one_seed_each_side_is_compare_and_says_so():
-    from keras_mtmm.transfer_seeds import compare_over_seeds
+    from keras_mtmm.evaluation.transfer_seeds import compare_over_seeds
 
     mtl, single = _report(a=0.9), {"a": _report(a=1.0)}
     result = compare_over_seeds([mtl], [single])
@@ -243,7 +243,7 @@ def test_over_seeds_one_seed_each_side_is_compare_and_says_so():
 
 
 def test_over_seeds_pairs_seed_by_seed_and_refuses_seeds_one_side_lacks():
-    from keras_mtmm.transfer_seeds import compare_over_seeds, pair_by_seed
+    from keras_mtmm.evaluation.transfer_seeds import compare_over_seeds, pair_by_seed
 
     mtl = {43: _report(a=0.9), 42: _report(a=0.8)}
     single = {42: {"a": _report(a=1.0)}, 43: {"a": _report(a=0.9)}}
@@ -261,7 +261,7 @@ def test_over_seeds_pairs_seed_by_seed_and_refuses_seeds_one_side_lacks():
 
 
 def test_seed_folders_are_found_and_a_plain_baselines_folder_is_one_seed(tmp_path):
-    from keras_mtmm.transfer_seeds import baseline_seed_folders, extra_seed_runs, seed_of
+    from keras_mtmm.evaluation.transfer_seeds import baseline_seed_folders, extra_seed_runs, seed_of
 
     assert baseline_seed_folders(tmp_path) == {None: tmp_path}
     for seed in (43, 42, 100):

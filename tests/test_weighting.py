@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.model import build_model, compile_model
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting import (
     MGDA,
     CAGrad,

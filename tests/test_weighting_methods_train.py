@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.model import build_model, compile_model
-from keras_mtmm.training import train
+from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.training.run import train
 
 from .conftest import TWO_BY_TWO
 

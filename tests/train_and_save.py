@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from conftest import DEMO_CONFIG, TINY_OVERRIDES  # noqa: E402
 
-from keras_mtmm.config import load_config  # noqa: E402
-from keras_mtmm.training import train  # noqa: E402
+from keras_mtmm.config.schema import load_config  # noqa: E402
+from keras_mtmm.training.run import train  # noqa: E402
 
 out, kind = sys.argv[1], sys.argv[2]
 # cache off in every run: `auto` caches with one device and streams with several, and the two give the

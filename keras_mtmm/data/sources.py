@@ -29,7 +29,7 @@ import numpy as np
 from keras_mtmm.data.demo import generate_demo
 from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
-from keras_mtmm.registries import SOURCES
+from keras_mtmm.registry import SOURCES
 
 FILE_SOURCES = ("csv", "parquet")
 
@@ -82,7 +82,7 @@ def load_memory(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str,
     raise DataError(
         "data.source",
         "memory data is passed in from Python (train(config, data=table)) and is not saved with the run",
-        "call keras_mtmm.training.train(config, data=...), or point the config at a csv/tfrecord source",
+        "call keras_mtmm.training.run.train(config, data=...), or point the config at a csv/tfrecord source",
     )
 
 

@@ -11,7 +11,7 @@ from keras_mtmm.data.splits import SPLITS, load_split_files, split_source_table,
 from keras_mtmm.data.table import Table
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
-from keras_mtmm.registries import SOURCES
+from keras_mtmm.registry import SOURCES
 
 
 def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:

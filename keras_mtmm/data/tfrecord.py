@@ -48,7 +48,7 @@ from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-
 )
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError, UserError
-from keras_mtmm.registries import SOURCES
+from keras_mtmm.registry import SOURCES
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -246,7 +246,7 @@ def prepare(config, out: str | Path, shards: int = 4) -> Path:
         The folder.
     """
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.heads import get_task_type
+    from keras_mtmm.layers.heads import get_task_type
 
     if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
         raise UserError("--shards", f"expected a positive integer, got {shards!r}", "e.g. --shards 4")

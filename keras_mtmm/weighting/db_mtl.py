@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtmm.distributed import replica_mean
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
+from keras_mtmm.training.distributed import replica_mean
 from keras_mtmm.weighting.gradient import GradientWeighting, flat_jacobian, unflatten, weighted_gradient
 
 LOG_EPSILON = 1e-8  # log(L_i + ε), as LibMTL's DB_MTL

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.base import WeightingStrategy
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.base import WeightingStrategy
 
 EPSILON = 1e-8  # log(L_i − L_i* + ε), as the official code

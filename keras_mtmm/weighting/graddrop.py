@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
 
 

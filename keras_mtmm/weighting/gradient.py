@@ -1,7 +1,7 @@
 """The shared base of gradient-based weighting strategies (PCGrad, CAGrad, MGDA, GradNorm).
 
 These need per-task gradients of the **shared** parameters, so they run in
-the model's `train_step` (see `keras_mtmm.model.MultiTaskModel`). Per-task
+the model's `train_step` (see `keras_mtmm.models.multitask.MultiTaskModel`). Per-task
 gradients come from one persistent tape, one backward pass per task over
 the shared variables only. On this project's 2-core CPUs that measured about
 2× faster than `GradientTape.jacobian` with vectorized maps (pfor) for
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.distributed import replica_mean
+from keras_mtmm.training.distributed import replica_mean
 from keras_mtmm.weighting.base import WeightingStrategy
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtmm.distributed import replica_sum
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
+from keras_mtmm.training.distributed import replica_sum
 from keras_mtmm.weighting.gradient import GradientWeighting, weighted_gradient
 
 

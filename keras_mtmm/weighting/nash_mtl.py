@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
 
 # The solve stops when every equation α_i (Mα)_i = 1 holds to this relative error (it also bounds α's).

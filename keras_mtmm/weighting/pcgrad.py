@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_mtmm.registries import WEIGHTINGS
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.aggregators import pcgrad
 from keras_mtmm.weighting.gradient import GradientWeighting
 

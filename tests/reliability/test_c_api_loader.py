@@ -26,9 +26,9 @@ import tensorflow as tf
 import yaml
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.warmup import read_warmup
+from keras_mtmm.export.warmup import read_warmup
 
 SOURCE = Path(__file__).resolve().parent.parent / "c_api" / "saved_model_run.c"
 TF_DIR = Path(tf.__file__).resolve().parent

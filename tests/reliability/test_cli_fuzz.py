@@ -2,7 +2,7 @@
 
 Every call ends with exit status 0, or 2 and exactly one `error:` line on stderr (argparse's
 own usage errors: exit 2 and its usage text); never a traceback, never another status.
-The calls run in-process through `keras_mtmm.cli.main`, which is what `train.py`,
+The calls run in-process through `keras_mtmm.cli.commands.main`, which is what `train.py`,
 `evaluate.py` and `mtmm` run (tests/reliability/test_error_lines.py runs them as processes).
 """
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from keras_mtmm.cli import main
+from keras_mtmm.cli.commands import main
 
 from ..conftest import DEMO_CONFIG
 

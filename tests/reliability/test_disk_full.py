@@ -24,9 +24,9 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm import disk_space
-from keras_mtmm.checkpointing import AtomicModelCheckpoint, StepCheckpoint, read_training_state
 from keras_mtmm.disk_space import DiskFull, disk_full_line
-from keras_mtmm.export import export_model, read_export_metadata
+from keras_mtmm.export.saved_model import export_model, read_export_metadata
+from keras_mtmm.training.checkpointing import AtomicModelCheckpoint, StepCheckpoint, read_training_state
 
 from ..conftest import DEMO_CONFIG, REPO_ROOT, TINY_OVERRIDES
 

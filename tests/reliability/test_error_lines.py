@@ -42,7 +42,7 @@ def test_one_error_line_and_nothing_else_on_stderr(tmp_path, config, expected):
 
 @pytest.mark.parametrize("flag", ["--output-dir", "--export-dir"])
 def test_an_output_folder_that_is_a_file_is_refused_before_anything_runs(tmp_path, capsys, flag):
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     from ..conftest import DEMO_CONFIG
 

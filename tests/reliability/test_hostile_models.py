@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from keras_mtmm.errors import UserError
-from keras_mtmm.export import read_export_metadata
-from keras_mtmm.model import load_checkpoint
+from keras_mtmm.export.saved_model import read_export_metadata
+from keras_mtmm.models.multitask import load_checkpoint
 
 
 def test_a_keras_file_with_a_lambda_is_refused_without_running_it(tmp_path):
@@ -59,7 +59,7 @@ def test_every_signature_answers_an_empty_batch_with_empty_outputs(tiny_run):
 def test_predict_scores_rows_with_every_input_missing(tiny_run, tmp_path, capsys):
     import json
 
-    from keras_mtmm.cli import main
+    from keras_mtmm.cli.commands import main
 
     metadata = json.loads((tiny_run.export_path / "assets.extra" / "keras_mtmm_metadata.json").read_text())
     columns = [column for spec in metadata["inputs"].values() for column in spec["columns"]]

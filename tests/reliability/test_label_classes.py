@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import iter_tables, load_splits
 from keras_mtmm.errors import DataError
-from keras_mtmm.evaluation import encode_targets
-from keras_mtmm.training import train
+from keras_mtmm.evaluation.scoring import encode_targets
+from keras_mtmm.training.run import train
 
 ROWS = 40  # rows 'a'/'b', then one 'zzz' row: CSV line ROWS + 2 (the header is line 1), memory row ROWS
 

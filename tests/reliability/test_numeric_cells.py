@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import DataError, ExportError
 
@@ -64,7 +64,7 @@ def test_memory_tables_are_checked_too():
 
 
 def test_the_preprocessor_refuses_inf_in_training_data_and_serving_reads_it_as_missing(tmp_path):
-    from keras_mtmm.preprocessing import Preprocessor
+    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = _config()
     preprocessor = Preprocessor.from_config(config)
@@ -84,7 +84,7 @@ def test_the_preprocessor_refuses_inf_in_training_data_and_serving_reads_it_as_m
 def test_an_export_refuses_a_model_with_non_finite_variables(tiny_run, tmp_path):
     import keras
 
-    from keras_mtmm.export import export_model
+    from keras_mtmm.export.saved_model import export_model
 
     network = keras.models.clone_model(tiny_run.model)
     network.set_weights(tiny_run.model.get_weights())
@@ -96,7 +96,7 @@ def test_an_export_refuses_a_model_with_non_finite_variables(tiny_run, tmp_path)
 
 
 def test_a_task_with_no_labelled_training_row_is_refused_before_training(tmp_path):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     table = {"a": np.arange(20.0), "b": np.ones(20), "y": np.full(20, np.nan)}
     with pytest.raises(DataError, match=r"tasks.y.label: column 'y' has no labelled row in the training split"):

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from keras_mtmm.cli import main
+from keras_mtmm.cli.commands import main
 from keras_mtmm.errors import UserError
-from keras_mtmm.repository import (
+from keras_mtmm.export.repository import (
     MAX_VERSION,
     check_version,
     prune_versions,
@@ -24,7 +24,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time, uuid
     from pathlib import Path
-    from keras_mtmm.repository import publish_version
+    from keras_mtmm.export.repository import publish_version
 
     export_dir, name, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     staging = export_dir / ".tmp" / uuid.uuid4().hex

@@ -7,7 +7,7 @@ import pytest
 
 from keras_mtmm.data import fingerprint
 from keras_mtmm.errors import DataError
-from keras_mtmm.run_guards import check_same_data
+from keras_mtmm.training.run_guards import check_same_data
 
 
 def _splits(values=(1.0, 2.0, 3.0), texts=("a", "b", "c")):

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from keras_mtmm.config import config_from_dict
+from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord import SCHEMA_FILE, prepare
 from keras_mtmm.errors import DataError
@@ -88,7 +88,7 @@ def test_shards_of_another_config_are_refused(prepared):
 
 
 def test_a_corrupt_record_of_the_right_size_stops_training_with_a_data_error(prepared, tmp_path):
-    from keras_mtmm.training import train
+    from keras_mtmm.training.run import train
 
     folder, schema = _copy(prepared, tmp_path)
     shard = folder / schema["splits"]["train"]["files"][0]

@@ -1,0 +1,1 @@
+"""The experiment config: typed schema, YAML and --set loading, checks across sections."""

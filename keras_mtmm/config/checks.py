@@ -1,0 +1,375 @@
+"""Validation of config values beyond their types: ranges, registry names, combinations.
+
+Every problem raises a `ConfigError` naming the dotted key, what was
+expected and what was received, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras_mtmm.config.checks_data import validate_data
+from keras_mtmm.config.checks_encoders import validate_hub_options, validate_image_head
+from keras_mtmm.config.checks_sharing import validate_sharing
+from keras_mtmm.config.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
+from keras_mtmm.config.schema import PRESENCE_KEY
+from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
+
+MODALITY_TYPES = ("image", "text", "numeric", "categorical")
+FAMO_UPDATES = ("same_batch", "next_batch")  # keras_mtmm.weighting.famo.UPDATES (not imported: no TF here)
+GRADIENT_STRATEGIES = (
+    "pcgrad",
+    "cagrad",
+    "mgda",
+    "gradnorm",
+    "graddrop",
+    "gradvac",
+    "db_mtl",
+    "nash_mtl",
+    "imtl",
+    "upgrad",
+    "aligned_mtl",
+)
+
+
+def validate_config(config, check_files: bool = True) -> None:
+    """Check values and registry names; raise `ConfigError` on the first problem.
+
+    `check_files=False` skips what lives outside the config (TF Hub handles),
+    for a config read back from an export that carries its own copy.
+    """
+    from keras_mtmm import registry as registries
+
+    check_model_name(config.name, "name")
+    for kind, names in (("modalities", config.modalities), ("tasks", config.tasks)):
+        for name in names:
+            check_member_name(name, f"{kind}.{name}")
+    shared = {name: task for name, task in config.tasks.items() if task.data is None}
+    validate_data(config.data, "data", registries, shared)
+    _validate_mixing(config)
+
+    if not config.modalities:
+        raise ConfigError("modalities", "no modality is configured", "add at least one (see configs/demo.yaml)")
+    for name, modality in config.modalities.items():
+        _validate_modality(name, modality, registries, check_files)
+
+    fusion_key = "fusion.strategy"
+    registries.FUSIONS.get(config.fusion.strategy, fusion_key)
+    if config.fusion.weights is not None and config.fusion.strategy not in ("weighted", "late"):
+        raise ConfigError(
+            "fusion.weights",
+            f"fixed modality weights apply to weighted and late fusion, not '{config.fusion.strategy}'",
+            "remove fusion.weights or use fusion.strategy: weighted",
+        )
+    if config.fusion.weights is not None:
+        if len(config.fusion.weights) != len(config.modalities):
+            raise ConfigError(
+                "fusion.weights",
+                f"expected {len(config.modalities)} weights (one per modality), got {len(config.fusion.weights)}",
+                f"list one weight per modality in order: {', '.join(config.modalities)}",
+            )
+        if any(weight < 0 for weight in config.fusion.weights) or sum(config.fusion.weights) <= 0:
+            raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
+    _validate_fusion(config)
+
+    validate_sharing(config, registries)
+
+    if not config.tasks:
+        raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
+    for name, task in config.tasks.items():
+        _validate_task(name, task, config, registries)
+        if task.data is not None:
+            validate_data(task.data, f"tasks.{name}.data", registries, {name: task})
+
+    _validate_weighting(config, registries)
+
+    training = config.training
+    for key in ("epochs", "batch_size", "shuffle_buffer"):
+        _check_positive(f"training.{key}", getattr(training, key))
+    for key, kind in (("cache", "true/false"), ("jit_compile", "true/false"), ("steps_per_execution", "an integer")):
+        value = getattr(training, key)
+        if isinstance(value, str) and value != "auto":
+            raise ConfigError(f"training.{key}", f"expected auto or {kind}, got {value!r}", "set it to auto")
+    if training.steps_per_execution != "auto":
+        _check_positive("training.steps_per_execution", training.steps_per_execution)
+    if training.learning_rate <= 0:
+        raise ConfigError("training.learning_rate", f"expected > 0, got {training.learning_rate}", "e.g. 0.001")
+    if training.steps_per_epoch is not None:
+        _check_positive("training.steps_per_epoch", training.steps_per_epoch)
+    _validate_optimizer(training)
+    if training.distribute not in DISTRIBUTE_CHOICES:
+        raise ConfigError(
+            "training.distribute",
+            f"unknown value {training.distribute!r}",
+            choice_hint(str(training.distribute), DISTRIBUTE_CHOICES),
+        )
+    if not isinstance(training.checkpoint_every, int) or training.checkpoint_every < 0:
+        raise ConfigError(
+            "training.checkpoint_every",
+            f"expected a whole number of steps >= 0, got {training.checkpoint_every!r}",
+            "e.g. 200 (0: checkpoint at the end of every epoch)",
+        )
+    if training.early_stopping_patience < 0:
+        raise ConfigError(
+            "training.early_stopping_patience",
+            f"expected a whole number of epochs >= 0, got {training.early_stopping_patience}",
+            "e.g. 4 (epochs without improvement before stopping)",
+        )
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError("seed", f"expected a whole number from 0 to {MAX_SEED}, got {config.seed}", "e.g. seed: 42")
+    if config.export.version is not None:
+        _check_positive("export.version", config.export.version)
+        if config.export.version > 2**63 - 1:
+            raise ConfigError("export.version", "TF Serving versions are int64", "pick a smaller number")
+
+
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds
+
+
+DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")
+
+
+def _validate_mixing(config) -> None:
+    from keras_mtmm.config.schema import DataConfig
+    from keras_mtmm.data.sampling import SAMPLERS
+
+    data = config.data
+    if data.mixing not in ("joint", "interleaved"):
+        raise ConfigError("data.mixing", f"expected joint or interleaved, got {data.mixing!r}", "e.g. joint")
+    SAMPLERS.get(data.sampler, "data.sampler")
+    if data.temperature <= 0:
+        raise ConfigError("data.temperature", f"expected > 0, got {data.temperature}", "e.g. 2.0")
+    defaults = DataConfig()
+    owners: dict[str, str] = {}
+    for name, task in config.tasks.items():
+        stream = "data" if task.data is None else f"tasks.{name}.data"
+        if task.data is not None:
+            for key in ("mixing", "sampler", "temperature"):
+                if getattr(task.data, key) != getattr(defaults, key):
+                    raise ConfigError(f"{stream}.{key}", "applies to the top-level data only", f"set data.{key}")
+        other = owners.setdefault(task.label, stream)
+        if other != stream:
+            raise ConfigError(
+                f"tasks.{name}.label",
+                f"label column '{task.label}' is read from two datasets ({other} and {stream})",
+                "give each dataset's label column its own name",
+            )
+
+
+def _validate_fusion(config) -> None:
+    fusion = config.fusion
+    for key in ("units", "rank", "depth", "num_heads"):
+        _check_positive(f"fusion.{key}", getattr(fusion, key))
+    if fusion.per_task and fusion.strategy != "attention":
+        raise ConfigError(
+            "fusion.per_task",
+            f"only attention fusion can be conditioned per task, not '{fusion.strategy}'",
+            "remove fusion.per_task or use fusion.strategy: attention",
+        )
+    if fusion.strategy == "cross_attention":
+        if len(config.modalities) < 2:
+            raise ConfigError(
+                "fusion.strategy", "cross_attention needs at least 2 modalities", "add a modality or use early"
+            )
+        if fusion.units < fusion.num_heads:
+            raise ConfigError(
+                "fusion.num_heads",
+                f"{fusion.num_heads} heads do not fit in fusion.units = {fusion.units}",
+                "use fewer heads or more units",
+            )
+    for name, rate in fusion.modality_dropout.items():
+        if name not in config.modalities:
+            raise ConfigError(
+                f"fusion.modality_dropout.{name}",
+                "not a configured modality",
+                did_you_mean(name, list(config.modalities)) or f"modalities: {', '.join(config.modalities)}",
+            )
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"fusion.modality_dropout.{name}", f"expected a rate in [0, 1), got {rate}", "e.g. 0.2")
+
+
+def _validate_modality(name: str, modality, registries: Any, check_files: bool = True) -> None:
+    where = f"modalities.{name}"
+    if not name.isidentifier():
+        raise ConfigError(where, f"modality name {name!r} is not an identifier", "use letters, digits and _")
+    if name == PRESENCE_KEY:
+        raise ConfigError(where, f"'{PRESENCE_KEY}' is the name of the model's presence input", "rename the modality")
+    if modality.type not in MODALITY_TYPES:
+        raise ConfigError(
+            f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES)
+        )
+    if not modality.columns:
+        raise ConfigError(f"{where}.columns", "no source column is named", "list the column(s) this modality reads")
+    if modality.type in ("image", "text") and len(modality.columns) != 1:
+        raise ConfigError(
+            f"{where}.columns",
+            f"an {modality.type} modality reads exactly one column, got {len(modality.columns)}",
+            "make one modality per column",
+        )
+    if modality.encoder.type is None:
+        modality.encoder.type = registries.DEFAULT_ENCODERS[modality.type]
+    encoder = registries.ENCODERS.get(modality.encoder.type, f"{where}.encoder.type")
+    if modality.type not in encoder.modality_types:
+        allowed = [n for n in registries.ENCODERS.names() if modality.type in registries.ENCODERS.get(n).modality_types]
+        raise ConfigError(
+            f"{where}.encoder.type",
+            f"encoder '{modality.encoder.type}' does not take {modality.type} input",
+            f"choose one of: {', '.join(allowed)}",
+        )
+    validate_hub_options(f"{where}.encoder", modality.encoder, check_files)
+    if len(modality.image_size) != 2 or min(modality.image_size) < 8:
+        raise ConfigError(
+            f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]"
+        )
+    if modality.type == "image" and modality.encoder.type == "cnn":
+        blocks = len(modality.encoder.filters)
+        if blocks == 0 or min(modality.image_size) < 2**blocks:
+            raise ConfigError(
+                f"{where}.encoder.filters",
+                f"{blocks} conv blocks each halve the image; image_size {modality.image_size} is too small for them",
+                f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
+            )
+    validate_image_head(f"{where}.encoder", modality.encoder)
+    _check_positive(f"{where}.max_tokens", modality.max_tokens)
+    _check_positive(f"{where}.sequence_length", modality.sequence_length)
+    _check_positive(f"{where}.encoder.units", modality.encoder.units)
+    _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
+    _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+
+
+def _validate_optimizer(training) -> None:
+    from keras_mtmm.training.optimizers import LR_SCHEDULES, OPTIMIZERS
+
+    if training.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            "training.optimizer",
+            f"unknown optimizer {training.optimizer!r}",
+            choice_hint(training.optimizer, OPTIMIZERS),
+        )
+    if training.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            "training.lr_schedule",
+            f"unknown schedule {training.lr_schedule!r}",
+            choice_hint(training.lr_schedule, LR_SCHEDULES),
+        )
+    if not 0.0 <= training.momentum < 1.0:
+        raise ConfigError("training.momentum", f"expected in [0, 1), got {training.momentum}", "e.g. 0.9")
+    if training.momentum != 0.9 and training.optimizer != "sgd":
+        raise ConfigError(
+            "training.momentum", f"applies to optimizer sgd only, not '{training.optimizer}'", "remove it"
+        )
+    if not training.weight_decay >= 0.0:
+        raise ConfigError("training.weight_decay", f"expected >= 0, got {training.weight_decay}", "e.g. 0.0001")
+    if training.clipnorm is not None and not training.clipnorm > 0.0:
+        raise ConfigError("training.clipnorm", f"expected > 0 or null, got {training.clipnorm}", "e.g. 1.0")
+    if not isinstance(training.warmup_steps, int) or training.warmup_steps < 0:
+        raise ConfigError("training.warmup_steps", f"expected an int >= 0, got {training.warmup_steps}", "e.g. 100")
+    if training.warmup_steps and training.lr_schedule != "cosine":
+        raise ConfigError(
+            "training.warmup_steps", "warm-up is part of the cosine schedule", "set training.lr_schedule: cosine"
+        )
+
+
+def _validate_weighting(config, registries: Any) -> None:
+    weighting = config.weighting
+    strategy = registries.WEIGHTINGS.get(weighting.strategy, "weighting.strategy")
+    limit = getattr(strategy, "max_tasks", None)
+    if limit is not None and len(config.tasks) > limit:
+        raise ConfigError(
+            "weighting.strategy",
+            f"'{weighting.strategy}' solves its subproblem exactly over the 2^T supports of the simplex, "
+            f"for at most {limit} tasks; {len(config.tasks)} are configured",
+            "use pcgrad, nash_mtl or another strategy, or fewer tasks",
+        )
+    if weighting.strategy in GRADIENT_STRATEGIES and len(config.tasks) < 2:
+        raise ConfigError(
+            "weighting.strategy",
+            f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
+            "add a task or use weighting.strategy: static",
+        )
+    if weighting.strategy == "mgda" and (config.fusion.strategy == "late" or config.fusion.per_task):
+        what = "late fusion" if config.fusion.strategy == "late" else "per-task attention fusion"
+        raise ConfigError(
+            "weighting.strategy",
+            f"mgda works on the one shared representation, and {what} has none",
+            "use another fusion.strategy or weighting.strategy",
+        )
+    if weighting.temperature <= 0:
+        raise ConfigError("weighting.temperature", f"expected > 0, got {weighting.temperature}", "e.g. 2.0")
+    if weighting.alpha < 0:
+        raise ConfigError("weighting.alpha", f"expected >= 0, got {weighting.alpha}", "e.g. 1.5")
+    if weighting.gradnorm_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.gradnorm_learning_rate", f"expected > 0, got {weighting.gradnorm_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.cagrad_c < 0:
+        raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
+    if not 0.0 <= weighting.graddrop_leak <= 1.0:
+        raise ConfigError(
+            "weighting.graddrop_leak", f"expected a fraction in [0, 1], got {weighting.graddrop_leak}", "e.g. 0.0"
+        )
+    if not 0.0 <= weighting.gradvac_beta <= 1.0:
+        raise ConfigError(
+            "weighting.gradvac_beta", f"expected an EMA rate in [0, 1], got {weighting.gradvac_beta}", "e.g. 0.5"
+        )
+    if not 0.0 <= weighting.db_mtl_beta < 1.0:
+        raise ConfigError(
+            "weighting.db_mtl_beta", f"expected an EMA rate in [0, 1), got {weighting.db_mtl_beta}", "e.g. 0.9"
+        )
+    if weighting.db_mtl_beta_sigma < 0:
+        raise ConfigError(
+            "weighting.db_mtl_beta_sigma", f"expected >= 0, got {weighting.db_mtl_beta_sigma}", "e.g. 0 (constant β)"
+        )
+    if weighting.famo_learning_rate <= 0:
+        raise ConfigError(
+            "weighting.famo_learning_rate", f"expected > 0, got {weighting.famo_learning_rate}", "e.g. 0.025"
+        )
+    if weighting.famo_gamma < 0:
+        raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
+    if weighting.famo_update not in FAMO_UPDATES:
+        raise ConfigError(
+            "weighting.famo_update",
+            f"unknown value {weighting.famo_update!r}",
+            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
+        )
+
+
+def _validate_task(name: str, task, config, registries: Any) -> None:
+    where = f"tasks.{name}"
+    if not name.isidentifier():
+        raise ConfigError(where, f"task name {name!r} is not an identifier", "use letters, digits and _")
+    if name in config.modalities:
+        raise ConfigError(where, f"task name '{name}' is also a modality name", "rename one of them")
+    head = registries.TASK_TYPES.get(task.type, f"{where}.type")
+    if not task.label:
+        raise ConfigError(f"{where}.label", "no label column is named", "set the column holding this task's labels")
+    if task.weight < 0:
+        raise ConfigError(f"{where}.weight", f"expected a weight >= 0, got {task.weight}", "use 0 to switch a task off")
+    if task.metrics is not None:
+        for i, metric in enumerate(task.metrics):
+            if metric not in head.metric_names:
+                raise ConfigError(
+                    f"{where}.metrics[{i}]",
+                    f"unknown metric '{metric}' for a {task.type} task",
+                    choice_hint(metric, head.metric_names),
+                )
+    if task.classes is not None:
+        if len(set(task.classes)) != len(task.classes):
+            raise ConfigError(f"{where}.classes", "class names repeat", "list each class once")
+        if task.type == "binary" and len(task.classes) != 2:
+            raise ConfigError(
+                f"{where}.classes", f"a binary task has 2 classes, got {len(task.classes)}", "list [negative, positive]"
+            )
+        if task.type == "regression":
+            raise ConfigError(f"{where}.classes", "a regression task has no classes", "remove classes")
+    _check_positive(f"{where}.top_k", task.top_k)
+
+
+def _check_positive(where: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(where, f"expected a positive integer, got {value}", "set it to 1 or more")
+
+
+def _check_rate(where: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(where, f"expected a rate in [0, 1), got {value}", "e.g. 0.1")

@@ -1,0 +1,383 @@
+"""The experiment config: typed dataclasses, YAML loading, `--set` overrides, validation.
+
+One YAML file describes an experiment (see `configs/demo.yaml`). Loading it
+gives an `ExperimentConfig` whose every field has been type-checked; unknown
+keys, wrong types and unknown registry names raise a `ConfigError` that names
+the dotted key, what was expected and what was received.
+
+Example:
+    >>> config = load_config("configs/demo.yaml", overrides=["training.epochs=1"])
+    >>> config.tasks["price"].weight
+    0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keras_mtmm.config.data import DataConfig, config_relative_paths  # noqa: F401 (DataConfig: part of the API)
+from keras_mtmm.config.types import build, deep_copy
+from keras_mtmm.config.yaml_reader import MAX_YAML_NODES, load_yaml  # noqa: F401 (MAX_YAML_NODES: part of the API)
+from keras_mtmm.errors import ConfigError, did_you_mean
+
+# The model input that says which modalities each example has (float32 [B, M], 1 = present);
+# no modality may take this name.
+PRESENCE_KEY = "modality_presence"
+
+
+@dataclass
+class EncoderConfig:
+    """How one modality is encoded into a feature vector.
+
+    `type` names a registered encoder (image: `cnn`; text: `conv1d`, `bag`;
+    numeric: `mlp`; categorical: `embedding`; image or text: `hub`). `units`
+    is the width of the encoder's output.
+
+    `hub` only: `handle` is a local TF Hub SavedModel folder or a URL handle
+    already in the TF Hub cache (`TFHUB_CACHE_DIR`; nothing is downloaded);
+    `trainable` fine-tunes the module's variables; `signature` calls that
+    signature instead of the module's `__call__`; `output_key` picks the
+    output of a module that returns a dict.
+
+    `cnn` only: `pooling` is what the head keeps of the last feature map:
+    `grid` (average-pooled to `grid` cells, default 4×4: keeps *where*
+    things are), `flatten` (all of it) or `average` (global average pooling:
+    position-invariant).
+    """
+
+    type: str | None = None
+    units: int = 64
+    filters: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+    pooling: str = "grid"
+    grid: list[int] = field(default_factory=lambda: [4, 4])
+    hidden_units: list[int] = field(default_factory=list)
+    embedding_dim: int = 16
+    dropout: float = 0.0
+    handle: str | None = None
+    trainable: bool = False
+    signature: str | None = None
+    output_key: str | None = None
+
+
+@dataclass
+class ModalityConfig:
+    """One raw input of the model: its type, source columns and encoder.
+
+    image and text modalities read one column; numeric and categorical read
+    one or more, in the order given (that order is the serving input's).
+    """
+
+    type: str = ""
+    columns: list[str] = field(default_factory=list)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    image_size: list[int] = field(default_factory=lambda: [32, 32])
+    max_tokens: int = 2000
+    sequence_length: int = 16
+
+
+@dataclass
+class FusionConfig:
+    """How modality features are fused, and how the model learns to do without a modality.
+
+    `strategy`: `early`, `intermediate`, `weighted`, `late`, `gated`,
+    `attention`, `low_rank` or `cross_attention` (see `keras_mtmm.layers.fusion`).
+
+    - `units`: the common projection width (every strategy but `early`/`late`);
+    - `weights`: fixed modality weights (`weighted`, `late`) in modality
+      order, otherwise they are learned as softmax logits;
+    - `rank`: the rank of `low_rank` fusion;
+    - `depth`: the number of modality-specific layers of `intermediate` fusion;
+    - `per_task`: `attention` only: one attention per task, so each task
+      weighs the modalities its own way;
+    - `num_heads`: the attention heads of `cross_attention`;
+    - `modality_dropout`: per modality, the rate at which training marks it
+      missing (ModDrop), so the model learns to serve without it.
+    """
+
+    strategy: str = "early"
+    units: int = 64
+    weights: list[float] | None = None
+    rank: int = 4
+    depth: int = 1
+    per_task: bool = False
+    num_heads: int = 2
+    modality_dropout: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SharingConfig:
+    """How parameters are shared between tasks.
+
+    - `hard`: a shared trunk (`shared_units`) and one tower per task.
+    - `mmoe`: `num_experts` experts (MLPs of `expert_units`) shared by all
+      tasks, one softmax gate per task.
+    - `ple`: `num_levels` CGC levels, each with `num_shared_experts` shared
+      and `num_task_experts` task-specific experts (`expert_units`); CGC is
+      `num_levels: 1`.
+    - `cross_stitch`: one column per task with layers of `shared_units`,
+      mixed by a learned T×T matrix after each layer.
+    - `dselect_k`: MMoE's experts, each task's gate a differentiable choice of
+      at most `dselect_k` of them (smooth-step width `dselect_gamma`, entropy
+      weight `dselect_entropy_weight`; static per-task gates unless
+      `dselect_per_example`).
+    - `mtan`: the cnn image encoder's conv blocks shared, read by each task
+      through its own attention masks; fused per task; one tower per task.
+    Every type ends in one tower (`tower_units`) per task. `activation` is the
+    hidden layers' (experts, trunk, columns, towers): `gelu` (default), `relu`
+    or `silu`. GELU units cannot die as ReLU units can (a tower of 8 ReLU units
+    stuck with most of them at 0 is one way a task starts slowly); measured in
+    benchmarks/mmoe_csv_end_to_end.py (README).
+    """
+
+    type: str = "hard"
+    shared_units: list[int] = field(default_factory=lambda: [128, 64])
+    tower_units: list[int] = field(default_factory=lambda: [32])
+    dropout: float = 0.1
+    num_experts: int = 4
+    expert_units: list[int] = field(default_factory=lambda: [64])
+    num_shared_experts: int = 2
+    num_task_experts: int = 1
+    num_levels: int = 1
+    activation: str = "gelu"
+    dselect_k: int = 2
+    dselect_gamma: float = 1.0
+    dselect_entropy_weight: float = 0.1
+    dselect_per_example: bool = False
+
+
+@dataclass
+class TaskConfig:
+    """One named task: its type, label column, loss weight w_i and metrics.
+
+    `classes` fixes the class names and their order (for `binary`, the second
+    is the positive class); otherwise they are read from the training split.
+    `data` gives the task a dataset of its own (same keys as the top-level
+    `data`): its examples carry this task's label only, and it needs every
+    modality's columns (missing values allowed).
+    """
+
+    type: str = ""
+    label: str = ""
+    weight: float = 1.0
+    metrics: list[str] | None = None
+    classes: list[str] | None = None
+    top_k: int = 2
+    data: DataConfig | None = None
+
+
+@dataclass
+class WeightingConfig:
+    """How task losses are combined into `L = Σ_i w_i L_i`.
+
+    Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
+    `uncertainty` (learned log-variances), `dwa` (`temperature`), `rlw`,
+    `famo` (`famo_learning_rate`, `famo_gamma`, `famo_update`: `same_batch` or `next_batch`).
+    Gradient-based (per-task gradients of the shared parameters): `pcgrad`,
+    `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
+    `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`
+    (`db_mtl_beta`, `db_mtl_beta_sigma`), `nash_mtl`, `imtl`, `upgrad`, `aligned_mtl`.
+    """
+
+    strategy: str = "static"
+    temperature: float = 2.0
+    alpha: float = 1.5
+    gradnorm_learning_rate: float = 0.025
+    cagrad_c: float = 0.4
+    graddrop_leak: float = 0.0
+    gradvac_beta: float = 0.5
+    db_mtl_beta: float = 0.9
+    db_mtl_beta_sigma: float = 0.0
+    famo_learning_rate: float = 0.025
+    famo_gamma: float = 1e-3
+    famo_update: str = "same_batch"
+
+
+@dataclass
+class TrainingConfig:
+    """The optimizer and the fit loop.
+
+    How it executes (see `keras_mtmm.training.execution`; each `auto` choice is said
+    in the run log): `cache` preprocesses the training split once and keeps
+    it in memory, reshuffling examples every epoch (`auto`: when it fits the
+    memory budget); `steps_per_execution` runs several steps per call into
+    TensorFlow (`auto`: up to 32, a divisor of the epoch); `jit_compile`
+    compiles with XLA (`auto`: where an accelerator is present);
+    `deterministic` makes TF's ops deterministic (reproducible runs).
+
+    `distribute`: `none` (one device), `mirrored` (all local devices, with
+    `fit`) or `multi_worker` (the cluster in `TF_CONFIG`, a custom
+    distributed loop). `checkpoint_every`: save the training state every N
+    steps (0: at the end of every epoch); a rerun with the same output
+    folder resumes from it.
+
+    The optimizer (Keras 3's own): `optimizer` `adam` (default), `adamw` or
+    `sgd` (with `momentum`); `weight_decay` (decoupled, as Keras applies it;
+    0: none); `clipnorm` clips each gradient's norm (null: no clipping);
+    `lr_schedule` `constant` or `cosine` (from `learning_rate` down to 0 over
+    all the training steps, after `warmup_steps` of linear warm-up from 0).
+    """
+
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 0.002
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clipnorm: float | None = None
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    early_stopping_patience: int = 4
+    steps_per_epoch: int | None = None
+    shuffle_buffer: int = 4096
+    deterministic: bool = True
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int | str = "auto"
+    cache: bool | str = "auto"
+    output_dir: str = "runs"
+    distribute: str = "none"
+    checkpoint_every: int = 0
+
+
+@dataclass
+class ExportConfig:
+    """Where the SavedModel for TF Serving goes: `<dir>/<name>/<version>/`."""
+
+    dir: str = "saved_models"
+    version: int | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment, as read from one YAML file."""
+
+    name: str = "experiment"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-ready data (the resolved config)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config, apply `--set` overrides, validate it.
+
+    Args:
+        path: the YAML file.
+        overrides: `dotted.key=value` strings; values are parsed as YAML scalars.
+
+    Returns:
+        The validated `ExperimentConfig`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot read the config ({error.strerror})", "pass --config PATH") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(path), f"is not UTF-8 text (byte {error.start}: {error.reason})", "save the config as UTF-8"
+        ) from None
+    try:
+        raw = load_yaml(text, str(path))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(where, f"cannot parse YAML ({problem})", "fix the YAML syntax") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            str(path), f"expected a mapping at the top level, got {type(raw).__name__}", "see configs/demo.yaml"
+        )
+    # Paths the file names are relative to the file; `--set` paths (applied next) to the working folder.
+    return config_from_dict(config_relative_paths(raw, path.parent), overrides)
+
+
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, check_files: bool = True
+) -> ExperimentConfig:
+    """Build and validate an `ExperimentConfig` from plain data (e.g. parsed YAML).
+
+    `check_files=False` leaves out the checks of files the config names
+    (TF Hub handles), for a config read back from an export.
+    """
+    raw = deep_copy(raw)
+    named = {kind: set(raw[kind]) if isinstance(raw.get(kind), dict) else set() for kind in ("tasks", "modalities")}
+    for override in overrides or []:
+        apply_override(raw, override)
+        check_named_member(raw, override, named)
+    config = build(ExperimentConfig, raw, "")
+    validate(config, check_files)
+    return config
+
+
+def validate(config: ExperimentConfig, check_files: bool = True) -> None:
+    """Check values and registry names (see `keras_mtmm.config.checks`); raise `ConfigError` on the first problem."""
+    from keras_mtmm.config.checks import validate_config
+
+    validate_config(config, check_files)
+
+
+def check_named_member(raw: dict[str, Any], override: str, named: dict[str, set]) -> None:
+    """`--set tasks.<t>.KEY=...` on a task (or modality) the config does not have, and that the override
+    does not create whole (with its `type`), is a typo: say so, and suggest the closest name."""
+    parts = override.partition("=")[0].strip().split(".")
+    if len(parts) < 3 or parts[0] not in named or parts[1] in named[parts[0]]:
+        return
+    block = raw[parts[0]].get(parts[1])
+    if isinstance(block, dict) and "type" in block:
+        return  # a new task or modality, given whole by --set flags
+    kind = {"tasks": "task", "modalities": "modality"}[parts[0]]
+    hint = did_you_mean(parts[1], named[parts[0]])
+    known = f"{parts[0]}: {', '.join(sorted(named[parts[0]])) or 'none'}"
+    raise ConfigError(
+        f"--set {override.partition('=')[0].strip()}",
+        f"no {kind} named {parts[1]!r}",
+        f"{hint} ({known})" if hint else f"{known}; a new {kind} needs {parts[0]}.{parts[1]}.type set first",
+    )
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply one `dotted.key=value` override to raw config data, in place."""
+    key, sep, value_text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError("--set", f"expected KEY=VALUE, got '{override}'", "write e.g. --set training.epochs=1")
+    try:
+        value = load_yaml(value_text, "--set") if value_text.strip() else None
+    except yaml.YAMLError:
+        value = value_text
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(where, f"cannot set '{key}': '{where}' is not a mapping", "check the dotted key")
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,1 @@
+"""Export for TF Serving: the SavedModel and its signatures, warmup requests, the model repository."""

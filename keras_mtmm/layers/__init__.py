@@ -1,0 +1,1 @@
+"""Keras layers: modality encoders, fusion strategies, sharing architectures, task heads."""

@@ -1,0 +1,284 @@
+"""TF Hub modules as encoders: a local SavedModel folder or a cached handle, wrapped in a Keras 3 layer.
+
+`hub.KerasLayer` cannot be used in a Keras 3 functional model (it is a
+tf_keras layer; tensorflow/hub #903), so `HubEncoder` loads the module with
+`hub.load` and adopts the module's own `tf.Variable`s as its weights, the way
+`keras.layers.TFSMLayer` does: the Keras variables wrap the very variables the
+module's functions read, so fine-tuning changes what the module computes, a
+`.keras` checkpoint stores (and restores) them, and an export writes them.
+The loaded module is an attribute of the layer, so an export also finds its
+lookup tables and their asset files (e.g. a vocabulary) and copies them into
+its own `assets/`: the export no longer needs the module's folder.
+
+Handles are resolved offline, never downloaded (`resolve_hub_handle`):
+
+- a local folder must hold a SavedModel (`saved_model.pb`);
+- an `http(s)://` handle (or a `gs://` archive) must already be in the TF Hub
+  cache, the folder `hub.resolve` would have downloaded it into
+  (`$TFHUB_CACHE_DIR/<sha1 of the handle>`, the same cache-dir logic as hub's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_mtmm.errors import ConfigError
+from keras_mtmm.layers.encoders.layers import EncoderProjection
+from keras_mtmm.registry import ENCODERS
+
+CACHE_ENV = "TFHUB_CACHE_DIR"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def hub_cache_dir() -> str:
+    """The TF Hub cache folder: `$TFHUB_CACHE_DIR`, `--tfhub_cache_dir`, else `<tmp>/tfhub_modules` (hub's logic)."""
+    from tensorflow_hub import resolver
+
+    return resolver.tfhub_cache_dir(use_temp=True)
+
+
+def resolve_hub_handle(handle: str, where: str = "encoder.handle") -> str:
+    """The local folder of a hub handle, found without any network access.
+
+    Args:
+        handle: a local SavedModel folder, or a URL handle already in the TF Hub cache.
+        where: the config key named in errors.
+
+    Returns:
+        The folder holding the module's `saved_model.pb`.
+
+    Raises:
+        ConfigError: the handle is not a local SavedModel and not in the cache
+            (the message names the handle and `TFHUB_CACHE_DIR`).
+    """
+    if not handle:
+        raise ConfigError(where, "a hub encoder needs a handle", "set it to a SavedModel folder or a cached hub URL")
+    if _URL.match(handle):
+        return _cached_module(handle, where)
+    folder = Path(handle).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(
+            where,
+            f"hub handle '{handle}' is neither a local folder nor a URL handle "
+            f"(looked for the folder {folder.resolve()}; {CACHE_ENV} is only searched for URL handles)",
+            "point it at a TF Hub SavedModel folder (holding saved_model.pb)",
+        )
+    if not any((folder / name).is_file() for name in _SAVED_MODEL_FILES):
+        raise ConfigError(
+            where,
+            f"hub handle '{handle}' is a folder without saved_model.pb",
+            "point it at the SavedModel folder itself (the one holding saved_model.pb)",
+        )
+    return str(folder)
+
+
+def _cached_module(handle: str, where: str) -> str:
+    scheme = handle.split("://", 1)[0].lower()
+    cache_dir = hub_cache_dir()
+    if scheme in ("http", "https") or (scheme == "gs" and handle.endswith((".tar", ".tar.gz", ".tgz"))):
+        # hub's compressed-module resolvers download into <cache>/<sha1(handle)>.
+        module_dir = Path(cache_dir) / hashlib.sha1(handle.encode("utf8")).hexdigest()
+        if any((module_dir / name).is_file() for name in _SAVED_MODEL_FILES):
+            return str(module_dir)
+        what = f"hub handle '{handle}' is not in the TF Hub cache (looked in {module_dir})"
+    else:
+        what = f"hub handle '{handle}' would be read over the network ({scheme}://)"
+    setting = os.environ.get(CACHE_ENV)
+    raise ConfigError(
+        where,
+        f"{what}; {CACHE_ENV} is {f'set to {setting}' if setting else f'unset, so the cache is {cache_dir}'}; "
+        "keras_mtmm never downloads",
+        f"fetch it once where there is network with the same {CACHE_ENV} "
+        f"(python -c \"import tensorflow_hub as hub; hub.resolve('{handle}')\"), point {CACHE_ENV} at a cache "
+        "holding it, or set the handle to a local SavedModel folder",
+    )
+
+
+@ENCODERS.register("hub")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class HubEncoder(keras.layers.Layer):
+    """A TF Hub module (TF2 SavedModel) as an encoder, then dropout and a linear projection + LayerNorm.
+
+    Text modules take the raw strings, `tf.string [B]`; image modules take
+    `float32 [B, H, W, 3]` in [0, 1] (TF Hub's image convention). The module
+    must return `[B, D]` (or a dict holding such an output: `output_key`);
+    the projection gives the encoder its configured width `units`.
+
+    The module's variables become the layer's weights, trainable only with
+    `fine_tune=True`; they are saved in `.keras` checkpoints (the checkpoint
+    stores the handle, loading re-reads the module from it, then restores the
+    fine-tuned values) and written into exports with the module's assets.
+
+    Args:
+        handle: a local SavedModel folder, or a URL handle already in the TF Hub
+            cache (`TFHUB_CACHE_DIR`); nothing is downloaded.
+        units: the width of the output feature vector.
+        fine_tune: train the module's own variables too (else they are frozen).
+        signature: call this signature of the module instead of its `__call__`
+            (frozen only, as with `hub.KerasLayer`).
+        output_key: the output to use when the module returns a dict.
+        dropout: dropout rate before the output projection.
+
+    Example:
+        >>> encoder = HubEncoder(handle="/models/nnlm-en-dim50", units=32)
+        >>> features = encoder(tf.constant(["a red ball", "a blue box"]))  # [2, 32]
+    """
+
+    modality_types = ("image", "text")
+
+    def __init__(
+        self,
+        handle: str,
+        units: int = 64,
+        fine_tune: bool = False,
+        signature: str | None = None,
+        output_key: str | None = None,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if units < 1 or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"HubEncoder: units >= 1 and dropout in [0, 1) expected, got {units}, {dropout}")
+        if fine_tune and signature:
+            raise ConfigError(
+                "encoder.trainable",
+                f"hub module '{handle}' cannot be fine-tuned through its signature '{signature}'",
+                "use trainable: false, or drop signature to call the module's __call__",
+            )
+        self.handle = handle
+        self.units = units
+        self.fine_tune = bool(fine_tune)
+        self.signature = signature
+        self.output_key = output_key
+        self.dropout = dropout
+        import tensorflow_hub as hub
+
+        # An attribute, so that exports track the module's tables and assets.
+        self.module = hub.load(resolve_hub_handle(handle))
+        self._function, self._input_name = self._module_function()
+        function_type = getattr(self._function, "function_type", None)
+        self._takes_training = (
+            signature is None and function_type is not None and "training" in function_type.parameters
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.projection = EncoderProjection(units, name="projection")
+
+    def _module_function(self):
+        """(the function to call, its keyword input name for a signature, else None)."""
+        if self.signature is None:
+            if not callable(self.module):
+                raise ConfigError(
+                    "encoder.signature",
+                    f"hub module '{self.handle}' is not callable",
+                    f"name one of its signatures: {', '.join(self.module.signatures) or '(none)'}",
+                )
+            return self.module.__call__, None
+        if self.signature not in self.module.signatures:
+            raise ConfigError(
+                "encoder.signature",
+                f"hub module '{self.handle}' has no signature '{self.signature}'",
+                f"choose one of: {', '.join(self.module.signatures) or '(none)'}",
+            )
+        function = self.module.signatures[self.signature]
+        names = list(function.structured_input_signature[1])
+        if len(names) != 1:
+            raise ConfigError(
+                "encoder.signature",
+                f"signature '{self.signature}' of '{self.handle}' takes {len(names)} inputs ({', '.join(names)})",
+                "use a signature with one input",
+            )
+        return function, names[0]
+
+    def _module_variables(self) -> list[tuple[tf.Variable, bool]]:
+        """The module's variables with their trainability, in a stable order (hub's API first, else captures)."""
+        if isinstance(getattr(self.module, "variables", None), (list, tuple)):
+            trainable = {id(v) for v in getattr(self.module, "trainable_variables", ())}
+            return [(v, id(v) in trainable) for v in self.module.variables]
+        functions = getattr(self._function, "concrete_functions", None) or [self._function]
+        found, seen = [], set()
+        for function in functions:
+            for variable in function.variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    found.append((variable, variable.trainable))
+        return found
+
+    def build(self, input_shape):
+        for variable, trainable in self._module_variables():
+            # initializer=<tf.Variable> makes the Keras variable wrap it (no copy), as in keras.layers.TFSMLayer.
+            self._track_variable(
+                keras.Variable(
+                    initializer=variable,
+                    trainable=self.fine_tune and trainable,
+                    dtype=variable.dtype,
+                    shape=variable.shape,
+                    name=variable.name.split(":")[0].replace("/", "_"),
+                )
+            )
+        self.projection.build((input_shape[0], self._module_width(input_shape)))
+
+    def _module_width(self, input_shape) -> int:
+        """The module's output width D, from a trace (nothing is computed)."""
+        dtype = tf.string if len(input_shape) == 1 else tf.float32
+        spec = tf.TensorSpec([None, *input_shape[1:]], dtype)
+        traced = tf.function(lambda x: self._call_module(x, False), autograph=False).get_concrete_function(spec)
+        shape = traced.structured_outputs.shape
+        if shape.rank != 2 or shape[-1] is None:
+            raise ConfigError(
+                "encoder.handle",
+                f"hub module '{self.handle}' gives {shape} for a {dtype.name} input of shape {list(spec.shape)}; "
+                "expected [batch, features]",
+                "use an embedding/feature-vector module (or output_key to pick such an output)",
+            )
+        return int(shape[-1])
+
+    def _call_module(self, inputs, training: bool):
+        if self._input_name is not None:
+            outputs = self._function(**{self._input_name: inputs})
+        elif self._takes_training:
+            outputs = self._function(inputs, training=training)
+        else:
+            outputs = self._function(inputs)
+        if isinstance(outputs, dict):
+            key = self.output_key
+            if key is None and len(outputs) == 1:
+                key = next(iter(outputs))
+            if key not in outputs:
+                raise ConfigError(
+                    "encoder.output_key",
+                    f"hub module '{self.handle}' returns {sorted(outputs)}, got output_key {self.output_key!r}",
+                    f"set output_key to one of: {', '.join(sorted(outputs))}",
+                )
+            outputs = outputs[key]
+        elif self.output_key is not None:
+            raise ConfigError(
+                "encoder.output_key",
+                f"hub module '{self.handle}' returns one tensor, not a dict",
+                "remove output_key",
+            )
+        return tf.cast(outputs, self.compute_dtype)
+
+    def call(self, inputs, training=None):
+        features = self._call_module(inputs, bool(training) and self.fine_tune)
+        return self.projection(self.dropout_layer(features, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "handle": self.handle,
+            "units": self.units,
+            "fine_tune": self.fine_tune,
+            "signature": self.signature,
+            "output_key": self.output_key,
+            "dropout": self.dropout,
+        }

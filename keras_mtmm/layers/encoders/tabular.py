@@ -1,0 +1,137 @@
+"""Tabular encoders: an MLP over normalized numerics, embeddings for categoricals."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_mtmm.layers.encoders.layers import EncoderProjection, MLPBlock
+from keras_mtmm.registry import ENCODERS
+
+
+@ENCODERS.register("mlp")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class NumericMLPEncoder(keras.layers.Layer):
+    """An MLP over normalized numeric columns (missing values arrive as 0 = the mean).
+
+    Args:
+        hidden_units: widths of the hidden Dense(relu) layers.
+        units: the width of the output feature vector.
+        dropout: dropout rate after each hidden layer.
+
+    Example:
+        >>> encoder = NumericMLPEncoder(hidden_units=[32], units=16)
+    """
+
+    modality_types = ("numeric",)
+
+    def __init__(self, hidden_units: list[int] = (), units: int = 32, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"NumericMLPEncoder: units must be positive, got {units}")
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.units = units
+        self.dropout = dropout
+        self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
+        # Linear, not normalized: a LayerNorm over a projection of a few columns would squash their magnitudes.
+        self.projection = EncoderProjection(units, normalize=False, name="projection")
+
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        self.projection.build(self.hidden.compute_output_shape(input_shape))
+
+    def call(self, values, training=None):
+        return self.projection(self.hidden(values, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units, "units": self.units, "dropout": self.dropout}
+
+
+@ENCODERS.register("embedding")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class CategoricalEmbeddingEncoder(keras.layers.Layer):
+    """One embedding table per categorical column, concatenated, then an MLP.
+
+    Index 0 is "missing", 1 the out-of-vocabulary bucket (the preprocessor's
+    `StringLookup` convention).
+
+    Args:
+        vocabulary_sizes: the number of indices of each column, in column order.
+        embedding_dim: the width of each column's embedding.
+        hidden_units: widths of hidden Dense(relu) layers after the concatenation.
+        units: the width of the output feature vector.
+        dropout: dropout rate after each hidden layer.
+    """
+
+    modality_types = ("categorical",)
+
+    def __init__(
+        self,
+        vocabulary_sizes: list[int],
+        embedding_dim: int = 8,
+        hidden_units: list[int] = (),
+        units: int = 32,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        vocabulary_sizes = [int(v) for v in vocabulary_sizes]
+        if not vocabulary_sizes or any(v < 2 for v in vocabulary_sizes):
+            raise ValueError(f"CategoricalEmbeddingEncoder: vocabulary_sizes must be >= 2 each, got {vocabulary_sizes}")
+        self.vocabulary_sizes = vocabulary_sizes
+        self.embedding_dim = embedding_dim
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.units = units
+        self.dropout = dropout
+        self.embeddings = [
+            keras.layers.Embedding(size, embedding_dim, name=f"embedding_{i}")
+            for i, size in enumerate(vocabulary_sizes)
+        ]
+        self.hidden = MLPBlock(self.hidden_units, dropout, name="hidden")
+        # Linear, not normalized: a LayerNorm over a projection of a few columns would squash their magnitudes.
+        self.projection = EncoderProjection(units, normalize=False, name="projection")
+
+    def build(self, input_shape):
+        for embedding in self.embeddings:
+            embedding.build((input_shape[0],))
+        width = (input_shape[0], self.embedding_dim * len(self.embeddings))
+        self.hidden.build(width)
+        self.projection.build(self.hidden.compute_output_shape(width))
+
+    def call(self, indices, training=None):
+        columns = [embedding(indices[:, i]) for i, embedding in enumerate(self.embeddings)]
+        x = keras.ops.concatenate(columns, axis=-1)
+        return self.projection(self.hidden(x, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_sizes": self.vocabulary_sizes,
+            "embedding_dim": self.embedding_dim,
+            "hidden_units": self.hidden_units,
+            "units": self.units,
+            "dropout": self.dropout,
+        }
+
+
+@ENCODERS.register("identity")
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class IdentityEncoder(keras.layers.Layer):
+    """Passes normalized numeric columns through unchanged (the features go straight to fusion/sharing).
+
+    For tabular benchmarks such as MMoE's synthetic data, where the experts
+    themselves should see the raw features.
+    """
+
+    modality_types = ("numeric",)
+
+    def call(self, values):
+        return values
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)

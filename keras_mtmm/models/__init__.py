@@ -1,0 +1,1 @@
+"""The network builder and the training model (MultiTaskModel)."""

@@ -1,0 +1,1 @@
+"""The Preprocessor: raw inputs -> model features, adapted on the training split."""

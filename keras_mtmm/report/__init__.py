@@ -1,0 +1,1 @@
+"""The HTML run report: its sections, health, plots."""

@@ -1,0 +1,1 @@
+"""Serving: the TF Serving client (REST + gRPC), the server command, batch prediction without a server."""

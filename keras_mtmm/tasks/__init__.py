@@ -1,0 +1,1 @@
+"""Task types' metric formulas in NumPy."""

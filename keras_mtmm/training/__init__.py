@@ -1,0 +1,1 @@
+"""Training: the run (train), its run folder, callbacks, checkpoints, distribution, baselines, launch."""

@@ -1,0 +1,3 @@
+"""The package version (a leaf module: the export metadata and setup.py read it)."""
+
+__version__ = "0.1.0"
