@@ -230,6 +230,13 @@ def test_readers_parse_cells_like_the_csv_source_and_name_bad_rows(tmp_path):
     lines.write_text("[1, 2]\n")
     with pytest.raises(DataError, match=rf"^{jsonl_at}:1: expected a JSON object, got list"):
         list(read_jsonl_rows(lines, COLUMNS, None))
+    # Beyond float32 (the model's input): an error at the row, not an infinite input
+    lines.write_text('{"weight_kg": 1.5}\n{"weight_kg": 3.5e38}\n')
+    with pytest.raises(DataError, match=rf"^{jsonl_at}:2: column 'weight_kg': 3.5e\+38 is not a finite number"):
+        column_table(list(read_jsonl_rows(lines, COLUMNS, None)), COLUMNS)
+    path.write_text("image,description,weight_kg,material\n,a,inf,wood\n")
+    with pytest.raises(DataError, match=rf"^{csv_at}:2: column 'weight_kg': inf is not a finite number"):
+        column_table(list(read_csv_rows(path, COLUMNS, None)), COLUMNS)
 
 
 def test_records_for_every_task_type():

@@ -84,7 +84,7 @@ def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[s
 
 
 def metrics_report(model_name: str, split: str, examples: int, scores: dict) -> dict:
-    """The metrics JSON of DESIGN.md."""
+    """The metrics JSON (the README's "The run folder and the export")."""
     return {"model": model_name, "split": split, "examples": int(examples), **scores}
 
 

@@ -275,7 +275,7 @@ class Preprocessor:
         return specs
 
     def raw_input_signature(self) -> dict[str, tf.TensorSpec]:
-        """Per modality, the raw serving input (DESIGN.md's export contract)."""
+        """Per modality, the raw serving input (the export contract in the README)."""
         signature = {}
         for name, spec in self.modalities.items():
             kind = spec["type"]

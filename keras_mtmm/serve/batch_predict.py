@@ -178,8 +178,23 @@ def column_table(rows: list[InputRow], columns: dict[str, str]) -> dict[str, np.
     table = {}
     for column, kind in columns.items():
         values = [row.values[column] for row in rows]
-        table[column] = np.asarray(values, dtype=np.float32) if kind == "numeric" else _objects(values)
+        table[column] = _float32(values, rows, column) if kind == "numeric" else _objects(values)
     return table
+
+
+def _float32(values: list, rows: list[InputRow], column: str) -> np.ndarray:
+    """A numeric column as the model reads it; `inf`, or a number beyond float32 (1e39), is an error at its row."""
+    with np.errstate(over="ignore"):
+        numbers = np.asarray(values, dtype=np.float64).astype(np.float32)
+    bad = np.flatnonzero(np.isinf(numbers))
+    if bad.size:
+        row = rows[int(bad[0])]
+        raise DataError(
+            f"{row.where}: column '{column}'",
+            f"{row.values[column]!r} is not a finite number (float32 holds magnitudes up to 3.4e38)",
+            "fix the value or leave it empty for a missing value",
+        )
+    return numbers
 
 
 def _objects(values: list) -> np.ndarray:

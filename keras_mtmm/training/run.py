@@ -9,7 +9,7 @@ The run folder (`training.output_dir/<name>` unless given) holds:
     backup/            the training state while a run is in progress (checkpointing.py)
     logs/              TensorBoard logs (per-task losses, metrics, task weights)
     history.json       per-epoch losses, metrics and task weights
-    metrics.json       the test split's metrics (DESIGN.md's metrics JSON)
+    metrics.json       the test split's metrics (the metrics JSON)
     evaluation.npz     the test split's predictions, targets, label masks (first rows; for the report)
     inspection.json    gates and modality weights on the validation split (for the report)
     data_sizes.json    examples per split, labelled examples per task and split
