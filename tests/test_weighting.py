@@ -208,3 +208,24 @@ def test_gradient_strategies_record_the_pairwise_cosines_of_task_gradients():
     assert strategy.mean_cosines() == pytest.approx({"a__b": -1.0, "a__c": 0.0, "b__c": 0.0})
     strategy.reset_recorded_weights()
     assert strategy.mean_cosines() == {}
+
+
+def test_every_registered_strategy_builds_from_its_config_block_through_the_registry():
+    """`build_weighting` is one registry lookup: each class's `from_settings` passes its own keys."""
+    from keras_mtmm.config.schema import WeightingConfig
+    from keras_mtmm.registry import WEIGHTINGS
+    from keras_mtmm.weighting import build_weighting, gradient_strategies
+
+    types = {"a": "regression", "b": "binary", "c": "multiclass"}
+    weights = {"a": 0.5, "b": 1.0, "c": 2.0}
+    for name in WEIGHTINGS.names():
+        layer = build_weighting(WeightingConfig(strategy=name), types, weights, seed=3, num_parameters=10)
+        assert type(layer) is WEIGHTINGS.get(name) and layer.name == "weighting" and layer.task_names == list(types)
+        if hasattr(layer, "task_weights_list"):
+            assert layer.task_weights_list == [0.5, 1.0, 2.0], name
+    assert build_weighting(WeightingConfig(strategy="cagrad", cagrad_c=0.7), types, weights, 0).c == 0.7
+    assert build_weighting(WeightingConfig(strategy="dwa", temperature=5.0), types, weights, 0).temperature == 5.0
+    assert gradient_strategies() == sorted(
+        ["pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac", "db_mtl", "nash_mtl", "imtl", "upgrad"]
+        + ["aligned_mtl"]
+    )

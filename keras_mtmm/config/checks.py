@@ -14,22 +14,9 @@ from keras_mtmm.config.checks_sharing import validate_sharing
 from keras_mtmm.config.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
 from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
+from keras_mtmm.weighting import famo, gradient_strategies
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
-FAMO_UPDATES = ("same_batch", "next_batch")  # keras_mtmm.weighting.famo.UPDATES (not imported: no TF here)
-GRADIENT_STRATEGIES = (
-    "pcgrad",
-    "cagrad",
-    "mgda",
-    "gradnorm",
-    "graddrop",
-    "gradvac",
-    "db_mtl",
-    "nash_mtl",
-    "imtl",
-    "upgrad",
-    "aligned_mtl",
-)
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -281,7 +268,7 @@ def _validate_weighting(config, registries: Any) -> None:
             f"for at most {limit} tasks; {len(config.tasks)} are configured",
             "use pcgrad, nash_mtl or another strategy, or fewer tasks",
         )
-    if weighting.strategy in GRADIENT_STRATEGIES and len(config.tasks) < 2:
+    if weighting.strategy in gradient_strategies() and len(config.tasks) < 2:
         raise ConfigError(
             "weighting.strategy",
             f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
@@ -326,11 +313,11 @@ def _validate_weighting(config, registries: Any) -> None:
         )
     if weighting.famo_gamma < 0:
         raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
-    if weighting.famo_update not in FAMO_UPDATES:
+    if weighting.famo_update not in famo.UPDATES:
         raise ConfigError(
             "weighting.famo_update",
             f"unknown value {weighting.famo_update!r}",
-            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
+            choice_hint(str(weighting.famo_update), famo.UPDATES),
         )
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keras_mtmm.config.checks import GRADIENT_STRATEGIES
 from keras_mtmm.errors import UserError
 from keras_mtmm.report.html import Page, esc, number, read_json, section, table
+from keras_mtmm.weighting import gradient_strategies
 
 if TYPE_CHECKING:
     from keras_mtmm.report.build import Run
@@ -43,10 +43,10 @@ def weights_section(run: Run, page: Page) -> tuple[str, str, str]:
         return section("weights", title, page.skipped("history.json has no weight_<task> entries"))
     notes = []
     if not any(key.startswith("grad_cosine_") for key in history):
-        if strategy in GRADIENT_STRATEGIES:
+        if strategy in gradient_strategies():
             notes.append(page.skipped("gradient cosines: history.json has no grad_cosine_<a>__<b> entries"))
         else:
-            why = f"gradient cosines: only gradient strategies ({', '.join(GRADIENT_STRATEGIES)}) record them"
+            why = f"gradient cosines: only gradient strategies ({', '.join(gradient_strategies())}) record them"
             notes.append(page.skipped(f"{why}; this run used {strategy}"))
     figure = weight_trajectories(history, run.tasks, page.colours, strategy)
     intro = "The weight w_i of each task in L = Σ w_i L_i, averaged over each epoch's steps (static weights are "

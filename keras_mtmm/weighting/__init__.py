@@ -13,9 +13,10 @@ One file per strategy, each a Keras layer (its state is saved with the model):
 
 from __future__ import annotations
 
+from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting import aggregators
 from keras_mtmm.weighting.aligned_mtl import AlignedMTL
-from keras_mtmm.weighting.base import WeightingStrategy
+from keras_mtmm.weighting.base import WeightingContext, WeightingStrategy
 from keras_mtmm.weighting.cagrad import CAGrad
 from keras_mtmm.weighting.db_mtl import DBMTL
 from keras_mtmm.weighting.dwa import DynamicWeightAverage
@@ -49,9 +50,11 @@ __all__ = [
     "StaticWeighting",
     "UncertaintyWeighting",
     "UPGrad",
+    "WeightingContext",
     "WeightingStrategy",
     "aggregators",
     "build_weighting",
+    "gradient_strategies",
     "resolve_task_weights",
 ]
 
@@ -59,7 +62,7 @@ __all__ = [
 def build_weighting(
     weighting, task_types: dict[str, str], base_weights: dict[str, float], seed: int, num_parameters: int = 0
 ):
-    """Build the weighting layer a `WeightingConfig` names.
+    """Build the weighting layer a `WeightingConfig` names: its registered class's `from_settings`.
 
     Args:
         weighting: the `WeightingConfig`.
@@ -70,54 +73,10 @@ def build_weighting(
             per-parameter state of `db_mtl`).
     """
     names = list(task_types)
-    weights = [base_weights[task] for task in names]
-    strategy = weighting.strategy
-    if strategy in ("static", "inverse_size"):
-        return StaticWeighting(names, weights, name="weighting")
-    if strategy == "uncertainty":
-        return UncertaintyWeighting(names, [task_types[t] == "regression" for t in names], name="weighting")
-    if strategy == "dwa":
-        return DynamicWeightAverage(names, temperature=weighting.temperature, name="weighting")
-    if strategy == "rlw":
-        return RandomLossWeighting(names, seed=seed, name="weighting")
-    if strategy == "pcgrad":
-        return PCGrad(names, weights, seed=seed, name="weighting")
-    if strategy == "cagrad":
-        return CAGrad(names, weights, c=weighting.cagrad_c, name="weighting")
-    if strategy == "mgda":
-        return MGDA(names, weights, name="weighting")
-    if strategy == "nash_mtl":
-        return NashMTL(names, weights, name="weighting")
-    if strategy == "imtl":
-        return IMTL(names, weights, name="weighting")
-    if strategy == "upgrad":
-        return UPGrad(names, weights, name="weighting")
-    if strategy == "aligned_mtl":
-        return AlignedMTL(names, weights, name="weighting")
-    if strategy == "gradnorm":
-        return GradNorm(
-            names, weights, alpha=weighting.alpha, learning_rate=weighting.gradnorm_learning_rate, name="weighting"
-        )
-    if strategy == "graddrop":
-        return GradDrop(names, weights, leak=weighting.graddrop_leak, seed=seed, name="weighting")
-    if strategy == "gradvac":
-        return GradVac(names, weights, beta=weighting.gradvac_beta, seed=seed, name="weighting")
-    if strategy == "db_mtl":
-        return DBMTL(
-            names,
-            num_parameters,
-            weights,
-            beta=weighting.db_mtl_beta,
-            beta_sigma=weighting.db_mtl_beta_sigma,
-            name="weighting",
-        )
-    if strategy == "famo":
-        return FAMO(
-            names,
-            weights,
-            learning_rate=weighting.famo_learning_rate,
-            gamma=weighting.famo_gamma,
-            update=weighting.famo_update,
-            name="weighting",
-        )
-    raise ValueError(f"no builder for weighting strategy {strategy!r}")
+    context = WeightingContext(names, [base_weights[task] for task in names], dict(task_types), seed, num_parameters)
+    return WEIGHTINGS.get(weighting.strategy, "weighting.strategy").from_settings(weighting, context)
+
+
+def gradient_strategies() -> list[str]:
+    """The registered strategies that combine per-task gradients (`uses_gradients`), sorted."""
+    return [name for name in WEIGHTINGS.names() if WEIGHTINGS.get(name).uses_gradients]

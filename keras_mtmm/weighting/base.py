@@ -17,8 +17,26 @@ parameters.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
+
+
+@dataclass(frozen=True)
+class WeightingContext:
+    """What a strategy's factory may use besides its config block.
+
+    task_names: the tasks, in loss-vector order; weights: the resolved base w_i (configured, or
+    inverse_size's); task_types: task -> type; seed: the experiment seed (random strategies);
+    num_parameters: the network's trainable parameter count (db_mtl's per-parameter state).
+    """
+
+    task_names: list
+    weights: list
+    task_types: dict
+    seed: int = 0
+    num_parameters: int = 0
 
 
 class WeightingStrategy(keras.layers.Layer):
@@ -29,6 +47,11 @@ class WeightingStrategy(keras.layers.Layer):
     """
 
     uses_gradients = False
+
+    @classmethod
+    def from_settings(cls, weighting, context: WeightingContext) -> WeightingStrategy:
+        """The layer a `WeightingConfig` (`weighting`) names. (Keras' `from_config` is deserialization.)"""
+        return cls(context.task_names, name="weighting")
 
     def __init__(self, task_names: list[str], **kwargs):
         super().__init__(**kwargs)

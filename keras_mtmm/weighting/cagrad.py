@@ -120,6 +120,10 @@ class CAGrad(GradientWeighting):
 
     max_tasks = MAX_ENUMERATED_TASKS  # the exact solver's 2^T supports
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(context.task_names, context.weights, c=weighting.cagrad_c, name="weighting")
+
     def __init__(self, task_names: list[str], task_weights: list[float] | None = None, c: float = 0.4, **kwargs):
         super().__init__(task_names, task_weights, **kwargs)
         if c < 0:

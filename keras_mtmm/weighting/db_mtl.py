@@ -79,6 +79,17 @@ class DBMTL(GradientWeighting):
         beta_sigma: σ >= 0 of `β_t = β / t^σ`.
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(
+            context.task_names,
+            context.num_parameters,
+            context.weights,
+            beta=weighting.db_mtl_beta,
+            beta_sigma=weighting.db_mtl_beta_sigma,
+            name="weighting",
+        )
+
     def __init__(
         self,
         task_names: list[str],

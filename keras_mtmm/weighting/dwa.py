@@ -38,6 +38,10 @@ class DynamicWeightAverage(WeightingStrategy):
         >>> DynamicWeightAverage(["a", "b"], temperature=2.0)
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(context.task_names, temperature=weighting.temperature, name="weighting")
+
     def __init__(self, task_names: list[str], temperature: float = 2.0, **kwargs):
         super().__init__(task_names, **kwargs)
         if temperature <= 0:

@@ -102,6 +102,17 @@ class FAMO(WeightingStrategy):
         update: `same_batch` or `next_batch`.
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(
+            context.task_names,
+            context.weights,
+            learning_rate=weighting.famo_learning_rate,
+            gamma=weighting.famo_gamma,
+            update=weighting.famo_update,
+            name="weighting",
+        )
+
     def __init__(
         self,
         task_names: list[str],

@@ -82,6 +82,12 @@ class GradDrop(GradientWeighting):
         seed: seeds the uniform draws.
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(
+            context.task_names, context.weights, leak=weighting.graddrop_leak, seed=context.seed, name="weighting"
+        )
+
     def __init__(
         self, task_names: list[str], task_weights: list[float] | None = None, leak: float = 0.0, seed: int = 0, **kwargs
     ):

@@ -76,6 +76,10 @@ class GradientWeighting(WeightingStrategy):
 
     uses_gradients = True
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(context.task_names, context.weights, name="weighting")
+
     def __init__(self, task_names: list[str], task_weights: list[float] | None = None, **kwargs):
         super().__init__(task_names, **kwargs)
         if len(self.task_names) < 2:

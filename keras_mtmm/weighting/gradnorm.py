@@ -50,6 +50,16 @@ class GradNorm(GradientWeighting):
         learning_rate: the step size of the weight updates.
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(
+            context.task_names,
+            context.weights,
+            alpha=weighting.alpha,
+            learning_rate=weighting.gradnorm_learning_rate,
+            name="weighting",
+        )
+
     def __init__(
         self,
         task_names: list[str],

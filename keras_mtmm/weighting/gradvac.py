@@ -120,6 +120,12 @@ class GradVac(GradientWeighting):
         seed: seeds the task orders.
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(
+            context.task_names, context.weights, beta=weighting.gradvac_beta, seed=context.seed, name="weighting"
+        )
+
     def __init__(
         self, task_names: list[str], task_weights: list[float] | None = None, beta: float = 0.5, seed: int = 0, **kwargs
     ):

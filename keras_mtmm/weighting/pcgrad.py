@@ -33,6 +33,10 @@ class PCGrad(GradientWeighting):
         seed: seeds the random task order.
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(context.task_names, context.weights, seed=context.seed, name="weighting")
+
     def __init__(self, task_names: list[str], task_weights: list[float] | None = None, seed: int = 0, **kwargs):
         super().__init__(task_names, task_weights, **kwargs)
         self.seed = int(seed)

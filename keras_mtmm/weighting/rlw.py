@@ -27,6 +27,10 @@ class RandomLossWeighting(WeightingStrategy):
         >>> RandomLossWeighting(["a", "b", "c"], seed=0)
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(context.task_names, seed=context.seed, name="weighting")
+
     def __init__(self, task_names: list[str], seed: int = 0, **kwargs):
         super().__init__(task_names, **kwargs)
         self.seed = int(seed)

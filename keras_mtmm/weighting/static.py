@@ -25,6 +25,10 @@ class StaticWeighting(WeightingStrategy):
         >>> StaticWeighting(["a", "b"], [1.0, 0.5])
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        return cls(context.task_names, context.weights, name="weighting")
+
     def __init__(self, task_names: list[str], task_weights: list[float], **kwargs):
         super().__init__(task_names, **kwargs)
         task_weights = [float(w) for w in task_weights]

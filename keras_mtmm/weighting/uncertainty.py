@@ -31,6 +31,11 @@ class UncertaintyWeighting(WeightingStrategy):
         >>> UncertaintyWeighting(["depth", "label"], regression=[True, False])
     """
 
+    @classmethod
+    def from_settings(cls, weighting, context):
+        regression = [context.task_types[task] == "regression" for task in context.task_names]
+        return cls(context.task_names, regression, name="weighting")
+
     def __init__(self, task_names: list[str], regression: list[bool], **kwargs):
         super().__init__(task_names, **kwargs)
         regression = [bool(r) for r in regression]
