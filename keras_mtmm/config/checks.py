@@ -14,6 +14,7 @@ from keras_mtmm.config.checks_sharing import validate_sharing
 from keras_mtmm.config.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
 from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
+from keras_mtmm.layers.fusion import fixed_weight_strategies
 from keras_mtmm.weighting import famo, gradient_strategies
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
@@ -42,10 +43,11 @@ def validate_config(config, check_files: bool = True) -> None:
 
     fusion_key = "fusion.strategy"
     registries.FUSIONS.get(config.fusion.strategy, fusion_key)
-    if config.fusion.weights is not None and config.fusion.strategy not in ("weighted", "late"):
+    if config.fusion.weights is not None and config.fusion.strategy not in fixed_weight_strategies():
         raise ConfigError(
             "fusion.weights",
-            f"fixed modality weights apply to weighted and late fusion, not '{config.fusion.strategy}'",
+            f"fixed modality weights apply to {' and '.join(fixed_weight_strategies())} fusion, "
+            f"not '{config.fusion.strategy}'",
             "remove fusion.weights or use fusion.strategy: weighted",
         )
     if config.fusion.weights is not None:

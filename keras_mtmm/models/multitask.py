@@ -21,7 +21,7 @@ from keras_mtmm.layers.encoders import build_encoder
 from keras_mtmm.layers.fusion import ModalityDropout, TokenMask, build_fusion
 from keras_mtmm.layers.heads import TaskHead, get_task_type
 from keras_mtmm.layers.sharing import build_sharing
-from keras_mtmm.registry import FUSIONS, SHARINGS
+from keras_mtmm.registry import ENCODERS, FUSIONS, SHARINGS
 from keras_mtmm.training.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
 
 
@@ -119,7 +119,7 @@ def _own(value, task: str):
 def _token_ids(config, name: str) -> bool:
     """Whether a modality's model input is token ids (0 = padding), aligned with its encoder's sequence."""
     modality = config.modalities[name]
-    return modality.type == "text" and modality.encoder.type in ("conv1d", "bag")
+    return modality.type == "text" and getattr(ENCODERS.get(modality.encoder.type), "reads_token_ids", False)
 
 
 def _sharing(config, task_names: list[str], name: str):

@@ -133,6 +133,19 @@ class HubEncoder(keras.layers.Layer):
 
     modality_types = ("image", "text")
 
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            handle=encoder.handle,
+            units=encoder.units,
+            fine_tune=encoder.trainable,
+            signature=encoder.signature,
+            output_key=encoder.output_key,
+            dropout=encoder.dropout,
+            name=name,
+        )
+
     def __init__(
         self,
         handle: str,

@@ -61,6 +61,20 @@ class ConvImageEncoder(keras.layers.Layer):
 
     modality_types = ("image",)
 
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            filters=encoder.filters,
+            kernel_size=encoder.kernel_size,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            pooling=encoder.pooling,
+            grid=encoder.grid,
+            return_sequence=return_sequence,
+            name=name,
+        )
+
     def __init__(
         self,
         filters: list[int],

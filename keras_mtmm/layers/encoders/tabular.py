@@ -24,6 +24,11 @@ class NumericMLPEncoder(keras.layers.Layer):
 
     modality_types = ("numeric",)
 
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(hidden_units=encoder.hidden_units, units=encoder.units, dropout=encoder.dropout, name=name)
+
     def __init__(self, hidden_units: list[int] = (), units: int = 32, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if units < 1:
@@ -66,6 +71,18 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
     """
 
     modality_types = ("categorical",)
+
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            vocabulary_sizes=vocabulary_sizes,
+            embedding_dim=encoder.embedding_dim,
+            hidden_units=encoder.hidden_units,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            name=name,
+        )
 
     def __init__(
         self,
@@ -129,6 +146,11 @@ class IdentityEncoder(keras.layers.Layer):
     """
 
     modality_types = ("numeric",)
+
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(name=name)
 
     def call(self, values):
         return values

@@ -32,6 +32,22 @@ class ConvTextEncoder(keras.layers.Layer):
 
     modality_types = ("text",)
 
+    reads_token_ids = True  # its input: token ids, 0 = padding (aligned with its sequence output)
+
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            vocabulary_size=vocabulary_sizes[0],
+            embedding_dim=encoder.embedding_dim,
+            filters=encoder.filters,
+            kernel_size=encoder.kernel_size,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            return_sequence=return_sequence,
+            name=name,
+        )
+
     def __init__(
         self,
         vocabulary_size: int,
@@ -115,6 +131,20 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
     """
 
     modality_types = ("text",)
+
+    reads_token_ids = True
+
+    @classmethod
+    def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
+        """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            vocabulary_size=vocabulary_sizes[0],
+            embedding_dim=encoder.embedding_dim,
+            units=encoder.units,
+            dropout=encoder.dropout,
+            return_sequence=return_sequence,
+            name=name,
+        )
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ reads; layers with per-example or learned weights have
 
 from __future__ import annotations
 
-from keras_mtmm.layers.fusion.base import ModalityDropout
+from keras_mtmm.layers.fusion.base import FusionSettings, ModalityDropout
 from keras_mtmm.layers.fusion.cross_attention import CrossAttentionFusion, TokenMask
 from keras_mtmm.layers.fusion.learned import DEFAULT_RANK, AttentionFusion, GatedFusion, LowRankFusion
 from keras_mtmm.layers.fusion.simple import ConcatFusion, IntermediateFusion, LateFusion, WeightedSumFusion
@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_RANK",
     "AttentionFusion",
     "ConcatFusion",
+    "FusionSettings",
     "CrossAttentionFusion",
     "GatedFusion",
     "IntermediateFusion",
@@ -46,10 +47,8 @@ __all__ = [
     "TokenMask",
     "WeightedSumFusion",
     "build_fusion",
+    "fixed_weight_strategies",
 ]
-
-# Strategies that take fixed `modality_weights` from the config.
-FIXED_WEIGHT_STRATEGIES = ("weighted", "late")
 
 
 def build_fusion(
@@ -63,32 +62,23 @@ def build_fusion(
     num_heads: int = 2,
     task_names: list[str] | None = None,
 ):
-    """Build the fusion layer a config names (explicit arguments, no config objects).
+    """Build the fusion layer a config names: its registered class's `from_settings`.
 
-    `task_names` (attention only) conditions the attention on the task.
+    `modality_weights` only for strategies with `takes_fixed_weights`; `task_names` (a fusion
+    per task) only for those with `conditions_per_task`.
     """
     layer_class = FUSIONS.get(strategy)
-    if modality_weights is not None and strategy not in FIXED_WEIGHT_STRATEGIES:
+    if modality_weights is not None and not getattr(layer_class, "takes_fixed_weights", False):
         raise ValueError(
-            f"fusion strategy {strategy!r} takes no fixed modality_weights (only {FIXED_WEIGHT_STRATEGIES} do), "
+            f"fusion strategy {strategy!r} takes no fixed modality_weights (only {fixed_weight_strategies()} do), "
             f"got {modality_weights}"
         )
-    if task_names is not None and layer_class is not AttentionFusion:
+    if task_names is not None and not getattr(layer_class, "conditions_per_task", False):
         raise ValueError(f"fusion strategy {strategy!r} cannot be conditioned per task (only 'attention' can)")
-    if layer_class is ConcatFusion:
-        return ConcatFusion(name=name)
-    if layer_class is WeightedSumFusion:
-        return WeightedSumFusion(num_modalities, units=units, modality_weights=modality_weights, name=name)
-    if layer_class is LateFusion:
-        return LateFusion(num_modalities, modality_weights=modality_weights, name=name)
-    if layer_class is IntermediateFusion:
-        return IntermediateFusion(num_modalities, units=units, depth=depth, name=name)
-    if layer_class is LowRankFusion:
-        return LowRankFusion(num_modalities, units=units, rank=rank, name=name)
-    if layer_class is AttentionFusion:
-        return AttentionFusion(num_modalities, units=units, task_names=task_names, name=name)
-    if layer_class is CrossAttentionFusion:
-        return CrossAttentionFusion(num_modalities, units=units, num_heads=num_heads, name=name)
-    if layer_class is GatedFusion:
-        return GatedFusion(num_modalities, units=units, name=name)
-    raise ValueError(f"no builder for fusion strategy {strategy!r}")
+    settings = FusionSettings(num_modalities, units, modality_weights, rank, depth, num_heads, task_names)
+    return layer_class.from_settings(settings, name)
+
+
+def fixed_weight_strategies() -> list[str]:
+    """The registered strategies that take fixed `fusion.weights` from the config."""
+    return [name for name in FUSIONS.names() if getattr(FUSIONS.get(name), "takes_fixed_weights", False)]

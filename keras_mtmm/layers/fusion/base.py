@@ -10,8 +10,27 @@ present.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """What a fusion strategy's `from_settings` builds from: the `fusion` block's values, resolved.
+
+    task_names: the tasks a per-task strategy conditions on (None: one fusion for every task).
+    """
+
+    num_modalities: int
+    units: int = 64
+    modality_weights: list | None = None
+    rank: int = 4
+    depth: int = 1
+    num_heads: int = 2
+    task_names: list | None = None
+
 
 # Added to the score of a missing modality before a softmax: exp(-1e9) is 0 in float32.
 MASKED_SCORE = -1e9

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_mtmm.layers.fusion.base import check_input_count, check_positive_int, presence_column
+from keras_mtmm.layers.fusion.base import FusionSettings, check_input_count, check_positive_int, presence_column
 from keras_mtmm.registry import FUSIONS
 
 
@@ -79,6 +79,10 @@ class CrossAttentionFusion(keras.layers.Layer):
 
     is_decision_level = False
     takes_sequences = True
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, units=settings.units, num_heads=settings.num_heads, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, num_heads: int = 2, **kwargs):
         super().__init__(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_mtmm.layers.fusion.base import (
+    FusionSettings,
     check_input_count,
     check_positive_int,
     feature_width,
@@ -46,6 +47,10 @@ class GatedFusion(keras.layers.Layer):
     """
 
     is_decision_level = False
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, units=settings.units, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, **kwargs):
         super().__init__(**kwargs)
@@ -120,6 +125,12 @@ class AttentionFusion(keras.layers.Layer):
     """
 
     is_decision_level = False
+
+    conditions_per_task = True
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, units=settings.units, task_names=settings.task_names, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, task_names: list[str] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -208,6 +219,10 @@ class LowRankFusion(keras.layers.Layer):
     """
 
     is_decision_level = False
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, units=settings.units, rank=settings.rank, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, rank: int = DEFAULT_RANK, **kwargs):
         super().__init__(**kwargs)

@@ -6,6 +6,7 @@ import keras
 
 from keras_mtmm.layers.encoders.layers import MLPBlock
 from keras_mtmm.layers.fusion.base import (
+    FusionSettings,
     ModalityWeights,
     check_input_count,
     check_positive_int,
@@ -34,6 +35,10 @@ class ConcatFusion(keras.layers.Layer):
     """
 
     is_decision_level = False
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(name=name)
 
     def call(self, features, presence=None):
         return keras.ops.concatenate(_masked(features, presence), axis=-1)
@@ -66,6 +71,10 @@ class IntermediateFusion(keras.layers.Layer):
     """
 
     is_decision_level = False
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, units=settings.units, depth=settings.depth, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, depth: int = 1, **kwargs):
         super().__init__(**kwargs)
@@ -124,6 +133,12 @@ class WeightedSumFusion(ModalityWeights):
 
     is_decision_level = False
 
+    takes_fixed_weights = True
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, units=settings.units, modality_weights=settings.modality_weights, name=name)
+
     def __init__(self, num_modalities: int, units: int = 64, modality_weights: list[float] | None = None, **kwargs):
         super().__init__(num_modalities, modality_weights, **kwargs)
         if units < 1:
@@ -176,6 +191,12 @@ class LateFusion(ModalityWeights):
     """
 
     is_decision_level = True
+
+    takes_fixed_weights = True
+
+    @classmethod
+    def from_settings(cls, settings: FusionSettings, name: str):
+        return cls(settings.num_modalities, modality_weights=settings.modality_weights, name=name)
 
     def modality_weight_values(self, predictions, presence=None):
         """The weights used per example, [B, M]."""

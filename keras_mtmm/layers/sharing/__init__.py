@@ -14,6 +14,7 @@ from keras_mtmm.layers.sharing.hard import HardSharing
 from keras_mtmm.layers.sharing.mmoe import MMoE
 from keras_mtmm.layers.sharing.mtan import MTAN, TaskAttentionImageEncoder
 from keras_mtmm.layers.sharing.ple import PLE
+from keras_mtmm.registry import SHARINGS
 
 __all__ = [
     "MTAN",
@@ -28,67 +29,5 @@ __all__ = [
 
 
 def build_sharing(sharing, task_names: list[str], name: str):
-    """Build the sharing layer a `SharingConfig` names (explicit arguments, no config objects)."""
-    if sharing.type == "hard":
-        return HardSharing(
-            task_names,
-            shared_units=sharing.shared_units,
-            tower_units=sharing.tower_units,
-            dropout=sharing.dropout,
-            activation=sharing.activation,
-            name=name,
-        )
-    if sharing.type == "mmoe":
-        return MMoE(
-            task_names,
-            num_experts=sharing.num_experts,
-            expert_units=sharing.expert_units,
-            tower_units=sharing.tower_units,
-            dropout=sharing.dropout,
-            activation=sharing.activation,
-            name=name,
-        )
-    if sharing.type == "dselect_k":
-        return DSelectK(
-            task_names,
-            num_experts=sharing.num_experts,
-            num_selected=sharing.dselect_k,
-            expert_units=sharing.expert_units,
-            tower_units=sharing.tower_units,
-            gamma=sharing.dselect_gamma,
-            entropy_weight=sharing.dselect_entropy_weight,
-            per_example=sharing.dselect_per_example,
-            dropout=sharing.dropout,
-            activation=sharing.activation,
-            name=name,
-        )
-    if sharing.type == "ple":
-        return PLE(
-            task_names,
-            num_levels=sharing.num_levels,
-            num_shared_experts=sharing.num_shared_experts,
-            num_task_experts=sharing.num_task_experts,
-            expert_units=sharing.expert_units,
-            tower_units=sharing.tower_units,
-            dropout=sharing.dropout,
-            activation=sharing.activation,
-            name=name,
-        )
-    if sharing.type == "cross_stitch":
-        return CrossStitch(
-            task_names,
-            column_units=sharing.shared_units,
-            tower_units=sharing.tower_units,
-            dropout=sharing.dropout,
-            activation=sharing.activation,
-            name=name,
-        )
-    if sharing.type == "mtan":
-        return MTAN(
-            task_names,
-            tower_units=sharing.tower_units,
-            dropout=sharing.dropout,
-            activation=sharing.activation,
-            name=name,
-        )
-    raise ValueError(f"no builder for sharing type {sharing.type!r}")
+    """Build the sharing layer a `SharingConfig` names: its registered class's `from_settings`."""
+    return SHARINGS.get(sharing.type, "sharing.type").from_settings(sharing, task_names, name)

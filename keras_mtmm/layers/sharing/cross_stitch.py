@@ -61,6 +61,18 @@ class CrossStitch(keras.layers.Layer):
                [0.1, 0.9]], dtype=float32)
     """
 
+    @classmethod
+    def from_settings(cls, sharing, task_names: list[str], name: str):
+        """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            task_names,
+            column_units=sharing.shared_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+
     def __init__(
         self,
         task_names: list[str],

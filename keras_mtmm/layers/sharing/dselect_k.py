@@ -98,6 +98,23 @@ class DSelectK(MMoE):
         ['a', 'b']
     """
 
+    @classmethod
+    def from_settings(cls, sharing, task_names: list[str], name: str):
+        """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            task_names,
+            num_experts=sharing.num_experts,
+            num_selected=sharing.dselect_k,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            gamma=sharing.dselect_gamma,
+            entropy_weight=sharing.dselect_entropy_weight,
+            per_example=sharing.dselect_per_example,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+
     def __init__(
         self,
         task_names: list[str],

@@ -31,6 +31,18 @@ class HardSharing(keras.layers.Layer):
         {'a': (4, 16), 'b': (4, 16)}
     """
 
+    @classmethod
+    def from_settings(cls, sharing, task_names: list[str], name: str):
+        """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            task_names,
+            shared_units=sharing.shared_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+
     def __init__(
         self,
         task_names: list[str],

@@ -104,6 +104,19 @@ class MMoE(keras.layers.Layer):
         (2, 4)
     """
 
+    @classmethod
+    def from_settings(cls, sharing, task_names: list[str], name: str):
+        """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            task_names,
+            num_experts=sharing.num_experts,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+
     def __init__(
         self,
         task_names: list[str],

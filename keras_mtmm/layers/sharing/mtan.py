@@ -231,6 +231,17 @@ class MTAN(keras.layers.Layer):
 
     takes_task_inputs = True
 
+    @classmethod
+    def from_settings(cls, sharing, task_names: list[str], name: str):
+        """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            task_names,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+
     def __init__(
         self, task_names: list[str], tower_units: list[int], dropout: float = 0.0, activation: str = "relu", **kwargs
     ):

@@ -56,6 +56,21 @@ class PLE(keras.layers.Layer):
         ['a_0', 'shared_0', 'shared_1']
     """
 
+    @classmethod
+    def from_settings(cls, sharing, task_names: list[str], name: str):
+        """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        return cls(
+            task_names,
+            num_levels=sharing.num_levels,
+            num_shared_experts=sharing.num_shared_experts,
+            num_task_experts=sharing.num_task_experts,
+            expert_units=sharing.expert_units,
+            tower_units=sharing.tower_units,
+            dropout=sharing.dropout,
+            activation=sharing.activation,
+            name=name,
+        )
+
     def __init__(
         self,
         task_names: list[str],
