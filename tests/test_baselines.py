@@ -26,7 +26,7 @@ def test_the_report_pairs_the_runs_metrics_seed_by_seed(tiny_run, tmp_path):
     import shutil
 
     from keras_mtmm.errors import UserError
-    from keras_mtmm.report.build import Run
+    from keras_mtmm.report.run import Run
     from keras_mtmm.report.sections import load_transfer
 
     run = tmp_path / "run"

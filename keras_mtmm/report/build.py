@@ -19,13 +19,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from keras_mtmm.errors import UserError, one_line
+from keras_mtmm.errors import UserError
 from keras_mtmm.report.health import health_section
-from keras_mtmm.report.html import Page, esc, read_json
+from keras_mtmm.report.html import Page, esc
+from keras_mtmm.report.run import Run
 from keras_mtmm.report.sections import (
     curves_section,
     evaluation_section,
@@ -35,78 +35,6 @@ from keras_mtmm.report.sections import (
     transfer_section,
     weights_section,
 )
-
-REWRITE = "restore the file, or rerun train.py into a new folder"
-
-
-class Run:
-    """A run folder's files, parsed; an absent file is None."""
-
-    def __init__(self, run_dir: str | Path):
-        import yaml
-
-        self.dir = Path(run_dir)
-        if not (self.dir / "config.yaml").is_file() or not (self.dir / "metadata.json").is_file():
-            raise UserError(
-                "RUN_DIR",
-                f"'{run_dir}' is not a keras_mtmm run folder (it needs config.yaml and metadata.json)",
-                "pass the folder train.py wrote, e.g. runs/demo",
-            )
-        self.config_yaml = (self.dir / "config.yaml").read_bytes().decode("utf-8", "replace")
-        try:
-            self.config = yaml.safe_load(self.config_yaml) or {}
-        except yaml.YAMLError as error:
-            what = f"not valid YAML ({one_line(str(error))})"
-            raise UserError(str(self.dir / "config.yaml"), what, REWRITE) from None
-        if not isinstance(self.config, dict):
-            raise UserError(str(self.dir / "config.yaml"), "does not hold a mapping of config blocks", REWRITE)
-        self.metadata = read_json(self.dir / "metadata.json")
-        if not isinstance(self.metadata.get("tasks"), dict) or not self.metadata["tasks"]:
-            raise UserError(str(self.dir / "metadata.json"), "has no 'tasks' mapping", REWRITE)
-        self.history = read_json(self.dir / "history.json")
-        self.metrics = read_json(self.dir / "metrics.json")
-        self.transfer = read_json(self.dir / "transfer.json")
-        self.inspection = read_json(self.dir / "inspection.json")
-        self.data_sizes = read_json(self.dir / "data_sizes.json")
-        self.timings = read_json(self.dir / "timings.json")
-        self.evaluation = read_dump(self.dir / "evaluation.npz")
-        self.tasks = list(self.metadata["tasks"])
-
-    def setting(self, section: str, key: str, default: str = "?") -> str:
-        return str((self.config.get(section) or {}).get(key, default))
-
-    def main_metric(self, task: str) -> str | None:
-        """The task's first metric: the configured one, else the first in metrics.json or history.json."""
-        configured = self.metadata["tasks"][task].get("metrics")
-        if configured:
-            return configured[0]
-        scored = ((self.metrics or {}).get("tasks") or {}).get(task, {})
-        logged = [key[len(task) + 1 :] for key in (self.history or {}) if key.startswith(f"{task}_")]
-        names = [name for name in [*scored, *logged] if name not in ("loss", "labelled")]
-        return names[0] if names else None
-
-    def best_epoch(self) -> int | None:
-        """The 0-based epoch whose checkpoint training kept (lowest validation loss, else training loss)."""
-        history = self.history or {}
-        for key in ("val_loss", "loss"):
-            values = [math.inf if v is None else v for v in history.get(key, [])]
-            if values and any(math.isfinite(v) for v in values):
-                return int(history["epoch"][values.index(min(values))])
-        return None
-
-
-def read_dump(path: Path):
-    """The evaluation dump `(split, {task: arrays})`, None when absent; a corrupt one is a UserError naming it."""
-    import zipfile
-
-    from keras_mtmm.training.run_files import read_evaluation_dump
-
-    if not path.is_file():
-        return None
-    try:
-        return read_evaluation_dump(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise UserError(str(path), f"not a readable evaluation dump ({error})", "rerun evaluate.py --output") from None
 
 
 def build_report(run_dir: str | Path, baselines: str | Path | None = None, out: str | Path | None = None) -> Path:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from keras_mtmm.report.html import Page, esc, number, section, table
 
 if TYPE_CHECKING:
-    from keras_mtmm.report.build import Run
+    from keras_mtmm.report.run import Run
 
 
 def health_section(run: Run, page: Page) -> tuple[str, str, str]:

@@ -13,7 +13,7 @@ from keras_mtmm.report.html import Page, esc, number, read_json, section, table
 from keras_mtmm.weighting import gradient_strategies
 
 if TYPE_CHECKING:
-    from keras_mtmm.report.build import Run
+    from keras_mtmm.report.run import Run
 
 NOT_METRICS = ("loss", "labelled")
 
