@@ -10,7 +10,7 @@ requests (throughput, examples/s):
 - `signature_tf2`: the export's `serving_default` through `tf.saved_model.load`;
 - `signature_tf1`: the export through the TF1 bundle loader + `Session.run` (tensorflow_model_server's path);
 - `client_rest_row`, `client_rest_column`, `client_grpc`: `keras_mtmm.serve.client.ServingClient` against the
-  TF Serving test double (tests/fake_model_server.py: TF1 bundle loader behind Python REST/gRPC
+  TF Serving test double (tests/support/fake_model_server.py: TF1 bundle loader behind Python REST/gRPC
   servers) in a separate process on loopback. The double is Python, so these figures bound the
   client + protocol cost from above; the real C++ server's own overhead is lower.
 
@@ -114,7 +114,7 @@ def _callers(run, raw, folder: Path):
 
     grpc_port, rest_port = find_ports(2)
     server = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "tests" / "fake_model_server.py"), f"--port={grpc_port}"]
+        [sys.executable, str(REPO_ROOT / "tests" / "support" / "fake_model_server.py"), f"--port={grpc_port}"]
         + [f"--rest_api_port={rest_port}", f"--model_config_file={folder / 'models' / 'models.config'}"],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,

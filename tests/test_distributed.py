@@ -23,7 +23,7 @@ from .conftest import DEMO_CONFIG, REPO_ROOT
 @pytest.mark.slow  # ~40 s alone per case: two trainings in a subprocess
 @pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad"])
 def test_mirrored_on_two_devices_matches_one_device(tmp_path, weighting):
-    script = REPO_ROOT / "tests" / "mirrored_vs_none.py"
+    script = REPO_ROOT / "tests" / "support" / "mirrored_vs_none.py"
     completed = subprocess.run(
         [sys.executable, str(script), str(tmp_path), f"weighting.strategy={weighting}"],
         cwd=REPO_ROOT,
@@ -56,7 +56,7 @@ def _weights(path):
 def test_two_workers_train_as_one_with_a_gradient_strategy(tmp_path):
     """2 local workers (mtmm launch, TF_CONFIG on loopback) with PCGrad: identical weights on both, equal to one
     worker training on the same global batches; only the chief writes the run folder."""
-    script = str(REPO_ROOT / "tests" / "train_and_save.py")
+    script = str(REPO_ROOT / "tests" / "support" / "train_and_save.py")
     strategy = "weighting.strategy=pcgrad"
     launch = [sys.executable, "-m", "keras_mtmm.cli.commands", "launch", "--workers", "2", "--timeout", "500"]
     workers = subprocess.run(
@@ -121,7 +121,7 @@ def test_a_killed_worker_stops_the_cluster_and_a_rerun_resumes_where_the_chief_s
     import signal
     import time
 
-    script = str(REPO_ROOT / "tests" / "train_and_save.py")
+    script = str(REPO_ROOT / "tests" / "support" / "train_and_save.py")
     overrides = ["training.epochs=4", "training.checkpoint_every=2", "training.early_stopping_patience=9"]
     launch = [sys.executable, "-m", "keras_mtmm.cli.commands", "launch", "--workers", "2", "--timeout", "500", "--"]
     command = [*launch, sys.executable, script, str(tmp_path), "multi_worker", *overrides]

@@ -53,7 +53,7 @@ def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(HERE / "plain_tf_predict.py"),
+            str(HERE / "support" / "plain_tf_predict.py"),
             str(tiny_run.export_path),
             str(inputs_path),
             str(outputs_path),

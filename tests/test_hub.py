@@ -271,7 +271,7 @@ def test_export_with_hub_encoders_serves_after_the_modules_are_deleted(hub_modul
     inputs_path.write_bytes(pickle.dumps(raw))
     sizes = ["1", str(len(raw["text"]))]
     served = subprocess.run(
-        [sys.executable, str(HERE / "plain_tf_predict.py"), str(result.export_path), str(inputs_path)]
+        [sys.executable, str(HERE / "support" / "plain_tf_predict.py"), str(result.export_path), str(inputs_path)]
         + [str(outputs_path), *sizes],
         cwd=tmp_path,
         env=_environment(),

@@ -1,4 +1,4 @@
-"""keras_mtmm.serve.client.ServingClient end to end, against the TF Serving test double (tests/tf_serving_double.py).
+"""ServingClient end to end, against the TF Serving test double (tests/support/tf_serving_double.py).
 
 The double answers through the TF1 bundle loader + Session.run, the path
 tensorflow_model_server takes; the live-server test (test_serving_live.py)
@@ -19,7 +19,7 @@ import pytest
 from keras_mtmm.serve.client import RequestError, ServingClient, ServingTimeout, ServingUnavailable
 from keras_mtmm.training.launch import find_ports
 
-from .tf_serving_double import TFServingDouble
+from .support.tf_serving_double import TFServingDouble
 
 
 def build_repository(tiny_run, root):

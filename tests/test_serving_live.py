@@ -3,7 +3,7 @@ client's REST and gRPC answers equal in-process predictions, through a label swi
 
 `test_real_tensorflow_model_server` runs wherever the binary is on PATH and is
 skipped elsewhere (it cannot be installed on these machines). The same steps
-also run against a stand-in binary (tests/fake_model_server.py: the test
+also run against a stand-in binary (tests/support/fake_model_server.py: the test
 double behind the real command line), so this code is exercised here too.
 """
 
@@ -95,6 +95,7 @@ def test_the_same_steps_against_the_stand_in_binary(tiny_run, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / BINARY
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO_ROOT / "tests" / "fake_model_server.py"}" "$@"\n')
+    server = REPO_ROOT / "tests" / "support" / "fake_model_server.py"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{server}" "$@"\n')
     wrapper.chmod(0o755)
     check_live_server(root, raw, expected, f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

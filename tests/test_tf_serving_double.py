@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 )
 
 from keras_mtmm.export.warmup import read_warmup
-from tests.tf_serving_double import TFServingDouble
+from tests.support.tf_serving_double import TFServingDouble
 
 DEFAULT = "serving_default"
 

@@ -1,6 +1,6 @@
 """Train the tiny demo with training.distribute none and mirrored (2 logical CPUs); print both histories.
 
-    python tests/mirrored_vs_none.py OUTPUT_DIR [KEY=VALUE ...]
+    python tests/support/mirrored_vs_none.py OUTPUT_DIR [KEY=VALUE ...]
 
 Logical devices must be set before TensorFlow initialises, hence a script of its own (test_distributed.py).
 """
@@ -10,7 +10,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: conftest
 
 import tensorflow as tf  # noqa: E402
 

@@ -1,6 +1,6 @@
 """A stand-in for the `tensorflow_model_server` binary: the test double behind the real command line.
 
-    python tests/fake_model_server.py --port=8500 --rest_api_port=8501 --model_config_file=... \
+    python tests/support/fake_model_server.py --port=8500 --rest_api_port=8501 --model_config_file=... \
         [--model_config_file_poll_wait_seconds=N] [--enable_batching --batching_parameters_file=F]
         [--monitoring_config_file=F]
 
@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(argv=None) -> int:
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
             print(f"stand-in server: {path} does not exist", file=sys.stderr)
             return 1
 
-    from tests.tf_serving_double import TFServingDouble
+    from tests.support.tf_serving_double import TFServingDouble
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

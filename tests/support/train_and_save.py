@@ -1,6 +1,6 @@
 """Train the tiny demo (a test helper) and save this process's final weights and history.
 
-    python tests/train_and_save.py OUT DISTRIBUTE [KEY=VALUE ...]
+    python tests/support/train_and_save.py OUT DISTRIBUTE [KEY=VALUE ...]
 
 Writes OUT/weights_<DISTRIBUTE>_<worker index>.npz and OUT/history_<...>.json; run under
 `mtmm launch --workers N` for multi_worker (test_distributed.py).
@@ -11,7 +11,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: conftest
 
 import numpy as np  # noqa: E402
 from conftest import DEMO_CONFIG, TINY_OVERRIDES  # noqa: E402

@@ -1,0 +1,1 @@
+"""Test helpers: the TF Serving test double, and scripts the tests run in subprocesses."""
