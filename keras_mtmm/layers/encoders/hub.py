@@ -224,17 +224,18 @@ class HubEncoder(keras.layers.Layer):
         return found
 
     def build(self, input_shape):
-        for variable, trainable in self._module_variables():
-            # initializer=<tf.Variable> makes the Keras variable wrap it (no copy), as in keras.layers.TFSMLayer.
-            self._track_variable(
-                keras.Variable(
-                    initializer=variable,
-                    trainable=self.fine_tune and trainable,
-                    dtype=variable.dtype,
-                    shape=variable.shape,
-                    name=variable.name.split(":")[0].replace("/", "_"),
-                )
+        # initializer=<tf.Variable> makes the Keras variable wrap it (no copy), as in keras.layers.TFSMLayer;
+        # a list of variables assigned as an attribute is tracked as the layer's own weights.
+        self.module_weights = [
+            keras.Variable(
+                initializer=variable,
+                trainable=self.fine_tune and trainable,
+                dtype=variable.dtype,
+                shape=variable.shape,
+                name=variable.name.split(":")[0].replace("/", "_"),
             )
+            for variable, trainable in self._module_variables()
+        ]
         self.projection.build((input_shape[0], self._module_width(input_shape)))
 
     def _module_width(self, input_shape) -> int:
