@@ -14,7 +14,22 @@ from pathlib import Path
 
 from keras_mtmm.cli.demo_data import add_demo_data_parser
 from keras_mtmm.cli.inspect import inspect_command
+from keras_mtmm.config.schema import load_config
+from keras_mtmm.data.tables import load_splits
+from keras_mtmm.data.tfrecord import prepare, read_schema
+from keras_mtmm.disk_space import disk_full_line
+from keras_mtmm.errors import ConfigError, UserError, one_line
+from keras_mtmm.evaluation.scoring import compare_with_baselines, evaluate_model, write_report
+from keras_mtmm.evaluation.transfer import format_comparison
+from keras_mtmm.export.repository import set_label
+from keras_mtmm.export.saved_model import export_run
+from keras_mtmm.report.build import build_report
+from keras_mtmm.serve.batch_predict import predict_file
+from keras_mtmm.serve.server import serve
 from keras_mtmm.tf_start import quiet_tensorflow_start
+from keras_mtmm.training.baselines import seed_list, train_baselines, train_other_seeds
+from keras_mtmm.training.launch import launch
+from keras_mtmm.training.run import train
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 # `mtmm inspect` averages gates and modality weights over at most this many rows of the split.
@@ -194,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     # op determinism); real problems still surface as Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet_tensorflow_start()
-    from keras_mtmm.errors import UserError, one_line
 
     try:
         return args.handler(args) or 0
@@ -210,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as error:  # a full disk is the user's to fix, wherever a write hit it
-        from keras_mtmm.disk_space import disk_full_line
-
         line = disk_full_line(error)
         if line is None or args.debug:
             raise
@@ -220,9 +232,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args):
-    from keras_mtmm.config.schema import load_config
-    from keras_mtmm.errors import ConfigError
-
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG
     if args.config is None and not config_path.exists():
         raise ConfigError("--config", "the built-in demo config is not installed here", "pass --config PATH")
@@ -234,9 +243,6 @@ def _verbosity(args):
 
 
 def _train(args) -> int:
-    from keras_mtmm.training.baselines import seed_list, train_baselines, train_other_seeds
-    from keras_mtmm.training.run import train
-
     config = _load(args)
     seeds = seed_list(config, args.seeds)
     result = train(
@@ -251,10 +257,6 @@ def _train(args) -> int:
     )
     train_other_seeds(config, result.run_dir, seeds[1:], verbose=_verbosity(args))
     if args.single_task_baselines:
-        from keras_mtmm.data.tables import load_splits
-        from keras_mtmm.evaluation.scoring import compare_with_baselines, write_report
-        from keras_mtmm.evaluation.transfer import format_comparison
-
         folder = result.run_dir / "baselines"
         train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds, overwrite=args.overwrite)
         if result.metrics is not None:
@@ -271,8 +273,6 @@ def _train(args) -> int:
 
 def _report_after_training(run_dir: Path) -> None:
     """Build the run report; a missing matplotlib or a report problem is a note: the training succeeded."""
-    from keras_mtmm.report.build import build_report
-
     try:
         print(f"run report: {build_report(run_dir)}")
     except ImportError as error:
@@ -282,31 +282,23 @@ def _report_after_training(run_dir: Path) -> None:
 
 
 def _report(args) -> int:
-    from keras_mtmm.report.build import build_report
-
     print(f"run report: {build_report(args.run_dir, baselines=args.baselines, out=args.out)}")
     return 0
 
 
 def _export(args) -> int:
-    from keras_mtmm.export.saved_model import export_run
-
     path = export_run(args.run, args.export_dir, args.version, args.label, args.keep, args.checkpoint)
     print(f"exported for TF Serving: {path}")
     return 0
 
 
 def _label(args) -> int:
-    from keras_mtmm.export.repository import set_label
-
     path = set_label(args.export_dir, args.name, args.version, args.label)
     print(f"{args.name}: label {args.label} -> version {args.version} ({path})")
     return 0
 
 
 def _predict(args) -> int:
-    from keras_mtmm.serve.batch_predict import predict_file
-
     summary = predict_file(
         args.model, args.input, args.output, batch_size=args.batch_size, id_column=args.id_column, quiet=args.quiet
     )
@@ -315,8 +307,6 @@ def _predict(args) -> int:
 
 
 def _serve(args) -> int:
-    from keras_mtmm.serve.server import serve
-
     return serve(
         args.export_dir,
         port=args.port,
@@ -330,16 +320,12 @@ def _serve(args) -> int:
 
 
 def _launch(args) -> int:
-    from keras_mtmm.training.launch import launch
-
     command = args.command[1:] if args.command[:1] == ["--"] else args.command  # argparse keeps the `--`
     return launch(command, args.workers, port_base=args.port_base, timeout=args.timeout)
 
 
 def _prepare(args) -> int:
     import time
-
-    from keras_mtmm.data.tfrecord import prepare, read_schema
 
     config = _load(args)
     started = time.perf_counter()
@@ -352,8 +338,6 @@ def _prepare(args) -> int:
 
 
 def _baselines(args) -> int:
-    from keras_mtmm.training.baselines import seed_list, train_baselines
-
     config = _load(args)
     seeds = seed_list(config, args.seeds)
     folder = Path(args.output_dir) if args.output_dir else Path(config.training.output_dir) / config.name / "baselines"
@@ -363,9 +347,6 @@ def _baselines(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from keras_mtmm.errors import UserError
-    from keras_mtmm.evaluation.scoring import evaluate_model
-
     if args.batch_size < 1:
         raise UserError("--batch-size", f"expected a positive integer, got {args.batch_size}", "e.g. --batch-size 256")
     evaluate_model(

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from keras_mtmm.config.schema import load_config
+from keras_mtmm.data.demo_files import held_out_seed, write_demo_files
+from keras_mtmm.errors import ConfigError
+
 
 def add_demo_data_parser(commands, demo_config: Path) -> argparse.ArgumentParser:
     """Add the `demo-data` subcommand to `commands` (the parser's subparsers); `demo_config`: configs/demo.yaml."""
@@ -28,10 +32,6 @@ def add_demo_data_parser(commands, demo_config: Path) -> argparse.ArgumentParser
 
 
 def demo_data_command(args) -> int:
-    from keras_mtmm.config.schema import load_config
-    from keras_mtmm.data.demo_files import held_out_seed, write_demo_files
-    from keras_mtmm.errors import ConfigError
-
     if not args.demo_config.exists():
         raise ConfigError("demo-data", "the built-in demo config is not installed here", "run it from a checkout")
     demo = load_config(args.demo_config)

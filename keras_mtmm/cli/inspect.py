@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.data.tables import SPLITS, as_table, load_splits
+from keras_mtmm.errors import UserError
+from keras_mtmm.evaluation.inspection import (
+    format_gates,
+    format_modality_weights,
+    format_selected_experts,
+    fusion_summary,
+    gate_summary,
+    mixing_summary,
+)
+from keras_mtmm.export.saved_model import is_saved_model, read_export_metadata
+from keras_mtmm.export.warmup import WARMUP_FILE, read_warmup, rest_body
+from keras_mtmm.models.multitask import load_checkpoint
+from keras_mtmm.preprocessing.preprocessor import Preprocessor
+
 INSPECT_ROWS = 20000
 
 
 def inspect_command(args) -> int:
-    from keras_mtmm.errors import UserError
-    from keras_mtmm.export.saved_model import is_saved_model
-
     if str(args.model).endswith(".keras"):
         return _inspect_checkpoint(args)
     if not is_saved_model(args.model):
@@ -24,8 +37,6 @@ def _inspect_export(args) -> int:
     import json
 
     import tensorflow as tf
-
-    from keras_mtmm.export.saved_model import read_export_metadata
 
     _, metadata = read_export_metadata(args.model)
     signatures = tf.saved_model.load(args.model).signatures
@@ -56,9 +67,6 @@ def _print_requests(args, metadata: dict, signatures: list[str]) -> int:
     """A REST body from the export's warmup records, the curl command to send it, and the same call over gRPC."""
     import json
     import shlex
-
-    from keras_mtmm.errors import UserError
-    from keras_mtmm.export.warmup import WARMUP_FILE, read_warmup, rest_body
 
     if args.signature not in signatures:
         raise UserError("--signature", f"the export has no signature '{args.signature}'", f"choose: {signatures}")
@@ -103,20 +111,6 @@ def _inspect_checkpoint(args) -> int:
     import json
 
     import yaml
-
-    from keras_mtmm.config.schema import config_from_dict
-    from keras_mtmm.data.tables import SPLITS, as_table, load_splits
-    from keras_mtmm.errors import UserError
-    from keras_mtmm.evaluation.inspection import (
-        format_gates,
-        format_modality_weights,
-        format_selected_experts,
-        fusion_summary,
-        gate_summary,
-        mixing_summary,
-    )
-    from keras_mtmm.models.multitask import load_checkpoint
-    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     checkpoint = Path(args.model)
     run_dir = checkpoint.parent
