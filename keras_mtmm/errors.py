@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from keras_mtmm.data.values import as_strings
+
 
 class UserError(Exception):
     """A mistake in the user's config, data or flags (not a bug in keras_mtmm).
@@ -79,8 +81,6 @@ def locate_label(error: UnknownLabel, table, column: str, task: str) -> UserErro
 
 def binary_class_error(table, column: str, task: str, classes: list[str]) -> DataError:
     """A binary task whose labels hold more than 2 classes: the rarest one, with its count and first row's place."""
-    from keras_mtmm.data.values import as_strings
-
     values = as_strings(table[column])
     counts = {name: int((values == name).sum()) for name in classes}
     rarest = min(classes, key=lambda name: counts[name])

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from keras_mtmm import registry as registries
 from keras_mtmm.config.checks_data import validate_data
 from keras_mtmm.config.checks_encoders import validate_hub_options, validate_image_head
 from keras_mtmm.config.checks_sharing import validate_sharing
 from keras_mtmm.config.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
-from keras_mtmm.config.schema import PRESENCE_KEY
+from keras_mtmm.config.schema import PRESENCE_KEY, DataConfig
+from keras_mtmm.data.sampling import SAMPLERS
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
 from keras_mtmm.layers.fusion import fixed_weight_strategies
+from keras_mtmm.training.optimizers import LR_SCHEDULES, OPTIMIZERS
 from keras_mtmm.weighting import famo, gradient_strategies
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
@@ -26,8 +29,6 @@ def validate_config(config, check_files: bool = True) -> None:
     `check_files=False` skips what lives outside the config (TF Hub handles),
     for a config read back from an export that carries its own copy.
     """
-    from keras_mtmm import registry as registries
-
     check_model_name(config.name, "name")
     for kind, names in (("modalities", config.modalities), ("tasks", config.tasks)):
         for name in names:
@@ -119,9 +120,6 @@ DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker")
 
 
 def _validate_mixing(config) -> None:
-    from keras_mtmm.config.schema import DataConfig
-    from keras_mtmm.data.sampling import SAMPLERS
-
     data = config.data
     if data.mixing not in ("joint", "interleaved"):
         raise ConfigError("data.mixing", f"expected joint or interleaved, got {data.mixing!r}", "e.g. joint")
@@ -227,8 +225,6 @@ def _validate_modality(name: str, modality, registries: Any, check_files: bool =
 
 
 def _validate_optimizer(training) -> None:
-    from keras_mtmm.training.optimizers import LR_SCHEDULES, OPTIMIZERS
-
     if training.optimizer not in OPTIMIZERS:
         raise ConfigError(
             "training.optimizer",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from keras_mtmm.errors import ConfigError, choice_hint
+from keras_mtmm.layers.encoders.hub import resolve_hub_handle
+from keras_mtmm.layers.encoders.image import POOLINGS
 
 
 def validate_image_head(where: str, encoder) -> None:
     """cnn only: `pooling` one of the image encoder's heads, `grid` two positive ints."""
-    from keras_mtmm.layers.encoders.image import POOLINGS
-
     if encoder.type != "cnn":
         for key, default in (("pooling", "grid"), ("grid", [4, 4])):
             if getattr(encoder, key) != default:
@@ -42,7 +42,6 @@ def validate_hub_options(where: str, encoder, check_files: bool = True) -> None:
         )
     if not check_files:
         return
-    from keras_mtmm.layers.encoders.hub import resolve_hub_handle
 
     # Offline only: a local SavedModel folder, or a URL handle already in TFHUB_CACHE_DIR.
     resolve_hub_handle(encoder.handle, f"{where}.handle")

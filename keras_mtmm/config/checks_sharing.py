@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from keras_mtmm.errors import ConfigError, choice_hint
+from keras_mtmm.layers.encoders.layers import ACTIVATIONS
 
 DSELECT_KEYS = {"dselect_k": 2, "dselect_gamma": 1.0, "dselect_entropy_weight": 0.1, "dselect_per_example": False}
 
 
 def validate_sharing(config, registries: Any) -> None:
     """Check `config.sharing`; raise `ConfigError` (where, what, fix) on the first problem."""
-    from keras_mtmm.layers.encoders.layers import ACTIVATIONS
-
     sharing = config.sharing
     registries.SHARINGS.get(sharing.type, "sharing.type")
     for key in ("shared_units", "tower_units", "expert_units"):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mtmm.data.columns import column_kinds, column_positions, table_of_cells
+from keras_mtmm.data.csv_fast import read_cells
 from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
 
@@ -36,8 +37,6 @@ def read_csv_table(
     cannot be opened. The table's `header` is the file's header row. `fast`:
     try the columnar reader first (False: the Python path only, for tests).
     """
-    from keras_mtmm.data.csv_fast import read_cells
-
     path = Path(path)
     kinds = column_kinds(modalities, tasks, extra_columns)
     parsed = read_cells(path, kinds, MAX_CELL_BYTES) if fast else None

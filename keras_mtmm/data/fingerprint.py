@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.tables import num_rows
+
 FILE_NAME = "data_fingerprint.json"
 BLOCK = 1 << 20
 
@@ -66,8 +68,6 @@ def read(path: Path) -> dict | None:
 
 
 def _split(split) -> dict:
-    from keras_mtmm.data.tables import num_rows
-
     digest = hashlib.sha256()
     _feed(digest, split)
     return {"rows": int(num_rows(split)), "sha256": digest.hexdigest()}

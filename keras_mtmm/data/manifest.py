@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.tables import StreamSplit, num_rows
+
 FILE_NAME = "split_manifest.json"
 ROW_IDS = (
     "line: 1-based lines of the CSV file named by source (the header is line 1); "
@@ -34,8 +36,6 @@ ROW_IDS = (
 
 def split_manifest(splits, source_name: str = "data") -> dict:
     """The manifest of `load_splits`' splits (`source_name`: what rows without files came from)."""
-    from keras_mtmm.data.tables import StreamSplit
-
     manifest: dict = {"row_ids": ROW_IDS, "splits": {}}
     for name, split in splits.items():
         parts = split.parts.items() if isinstance(split, StreamSplit) else [(None, split)]
@@ -48,8 +48,6 @@ def split_manifest(splits, source_name: str = "data") -> dict:
 
 
 def _entries(part, source_name: str) -> list[dict]:
-    from keras_mtmm.data.tables import num_rows
-
     files = getattr(part, "files", None)
     if files is not None:  # a prepared TFRecord split
         return [{"source": "tfrecord", "files": [str(f) for f in files], "rows": int(num_rows(part))}]

@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.data.sampling import AnnealedSampler, mix_interleaved, mix_joint
 from keras_mtmm.data.tables import StreamSplit, num_rows
 from keras_mtmm.errors import DataError
 
@@ -295,8 +296,6 @@ def make_mixed_dataset(
     Returns:
         `(dataset, probabilities per epoch)`; pass `steps_per_epoch` to `fit`.
     """
-    from keras_mtmm.data.sampling import AnnealedSampler, mix_interleaved, mix_joint
-
     sizes = {name: num_rows(part) for name, part in split.parts.items() if num_rows(part) > 0}
     schedule = sampler.schedule(sizes, epochs)
     streams = {

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.csv_reader import read_csv_table
 from keras_mtmm.data.demo import generate_demo
+from keras_mtmm.data.parquet import SUFFIXES, read_parquet_table
 from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
 from keras_mtmm.registry import SOURCES
@@ -55,8 +57,6 @@ def load_file_source(data, modalities, tasks, seed: int, base_dir: Path) -> Tabl
 
 def file_format(path: Path, source: str = "csv") -> str:
     """`parquet` or `csv`: by the file's extension, else by `data.source`."""
-    from keras_mtmm.data.parquet import SUFFIXES
-
     suffix = Path(path).suffix.lower()
     if suffix in SUFFIXES:
         return "parquet"
@@ -68,10 +68,7 @@ def file_format(path: Path, source: str = "csv") -> str:
 def read_table_file(path: Path, data, modalities, tasks, key: str = "data.path", extra_columns=()) -> Table:
     """One data file (CSV or Parquet, see `file_format`) as a `Table` of the configured columns."""
     if file_format(path, data.source) == "parquet":
-        from keras_mtmm.data.parquet import read_parquet_table
-
         return read_parquet_table(path, data, modalities, tasks, key, extra_columns)
-    from keras_mtmm.data.csv_reader import read_csv_table
 
     return read_csv_table(path, data, modalities, tasks, key, extra_columns)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.sources import read_table_file
 from keras_mtmm.data.table import Table
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError, did_you_mean
@@ -126,8 +127,6 @@ def load_split_files(data, modalities, tasks, seed: int, base_dir: Path, block: 
     least one data row. Without a validation file, the validation split is cut from train by
     `validation_fraction` (stratified by `data.stratify`); without a test file, the test split is empty.
     """
-    from keras_mtmm.data.sources import read_table_file
-
     splits: dict[str, Table] = {}
     first: tuple[Path, list[str]] | None = None
     owners: dict[Path, str] = {}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.columns import non_finite_error, non_finite_rows
+from keras_mtmm.data.sources import read_table_file, table_from_memory
 from keras_mtmm.data.splits import SPLITS, load_split_files, split_source_table, split_table  # noqa: F401
 from keras_mtmm.data.table import Table
 from keras_mtmm.data.values import as_strings
@@ -28,8 +30,6 @@ def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:
         DataFrame or a dict of columns, split like any other source.
     """
     if data is not None:
-        from keras_mtmm.data.sources import table_from_memory
-
         if config.data.source != "memory":
             raise DataError(
                 "data.source",
@@ -60,8 +60,6 @@ def load_file(path: str | Path, config) -> Table:
     and the row ids of the evaluation dump). Every label column must be in the file (an empty cell
     is an unlabelled row).
     """
-    from keras_mtmm.data.sources import read_table_file
-
     # The reader checks every numeric cell (finite float32) and names its file, line and column.
     return read_table_file(Path(path).absolute(), config.data, config.modalities, config.tasks, "--data")
 
@@ -147,8 +145,6 @@ def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None
     Tables read from files (CSV, Parquet) were checked cell by cell as they were read
     (`keras_mtmm.data.columns.table_of_cells`); this checks the others (memory, demo).
     """
-    from keras_mtmm.data.columns import non_finite_error, non_finite_rows
-
     if getattr(table, "sources", ()):
         return
     for modality in config.modalities.values():

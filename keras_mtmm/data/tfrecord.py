@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-exported)
     SCHEMA_FILE,
     SCHEMA_FORMAT,
@@ -48,6 +49,7 @@ from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-
 )
 from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError, UserError
+from keras_mtmm.layers.heads import get_task_type
 from keras_mtmm.registry import SOURCES
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -245,9 +247,6 @@ def prepare(config, out: str | Path, shards: int = 4) -> Path:
     Returns:
         The folder.
     """
-    from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.layers.heads import get_task_type
-
     if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
         raise UserError("--shards", f"expected a positive integer, got {shards!r}", "e.g. --shards 4")
     out = Path(out)

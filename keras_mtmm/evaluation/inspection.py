@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_mtmm.config.schema import PRESENCE_KEY
+from keras_mtmm.data.pipeline import make_input_dataset
+
 
 def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
     """Mean gate weight per task and expert (`{task: {expert: weight}}`), or {} if the model has no gates.
@@ -62,8 +65,6 @@ def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_si
     (`early`, `intermediate`, `low_rank`).
     """
     import keras
-
-    from keras_mtmm.config.schema import PRESENCE_KEY
 
     modalities = list(preprocessor.modalities)
     tasks = list(network.output.keys())
@@ -127,8 +128,6 @@ def _mean_over_split(weigh, preprocessor, table, batch_size: int) -> dict[str, n
 
 
 def _batches(preprocessor, table, batch_size: int):
-    from keras_mtmm.data.pipeline import make_input_dataset
-
     return make_input_dataset(preprocessor, preprocessor.raw_inputs(table), batch_size)
 
 

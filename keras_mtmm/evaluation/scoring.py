@@ -16,11 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.config.schema import config_from_dict, load_config
 from keras_mtmm.data.manifest import join_row_ids, row_ids_of
-from keras_mtmm.data.tables import label_column
+from keras_mtmm.data.pipeline import data_errors
+from keras_mtmm.data.tables import iter_tables, label_column, load_file, load_splits, modality_inputs, num_rows
 from keras_mtmm.errors import DataError, UnknownLabel, UserError, locate_label
 from keras_mtmm.evaluation.tracing import traced_once
+from keras_mtmm.evaluation.transfer import format_comparison
+from keras_mtmm.evaluation.transfer_seeds import compare_with_baselines as compare_runs
+from keras_mtmm.export.saved_model import is_saved_model, read_export_metadata
 from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.models.multitask import load_checkpoint
+from keras_mtmm.preprocessing.preprocessor import Preprocessor
 from keras_mtmm.training.run_files import evaluation_dump_path, write_evaluation_dump
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -121,8 +128,6 @@ def write_report(report: dict, path: str | Path) -> None:
 
 def read_model_files(model_path: str | Path) -> tuple[str, str, dict]:
     """(kind, resolved config YAML, metadata) of an export folder (`"export"`) or a run's `.keras` (`"keras"`)."""
-    from keras_mtmm.export.saved_model import is_saved_model, read_export_metadata
-
     model_path = Path(model_path)
     if model_path.is_dir() and is_saved_model(model_path):
         return ("export", *read_export_metadata(model_path))
@@ -164,9 +169,6 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
             return {task: outputs[task].numpy() for task in metadata["tasks"]}
 
         return predict, config_yaml, metadata
-
-    from keras_mtmm.models.multitask import load_checkpoint
-    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     preprocessor = Preprocessor.load(Path(model_path).parent / "preprocessor")
     model = load_checkpoint(model_path)
@@ -232,9 +234,6 @@ def evaluate_model(
     """
     import yaml
 
-    from keras_mtmm.config.schema import config_from_dict, load_config
-    from keras_mtmm.data.tables import load_splits
-
     if data is not None and split is not None and split != "test":
         raise UserError("--data", "scores a file, --split a split of the configured data", "pass one of them")
     split = split or "test"
@@ -247,8 +246,6 @@ def evaluate_model(
         # An export carries its hub modules: the handles it was trained from need not exist here.
         config = config_from_dict(yaml.safe_load(config_yaml), overrides, check_files=kind != "export")
     if data is not None:
-        from keras_mtmm.data.tables import load_file
-
         table, split = load_file(data, config), str(data)
     else:
         table = load_splits(config)[split]
@@ -261,8 +258,6 @@ def evaluate_model(
             report, baselines, table, split, batch_size, delta_m_form, model_path, config, same_rows=data is not None
         )
         if not quiet:
-            from keras_mtmm.evaluation.transfer import format_comparison
-
             print(format_comparison(report["transfer"]))
     if robustness:
         report["robustness"] = robustness_table(model_path, table, batch_size)
@@ -289,8 +284,6 @@ def robustness_table(model_path: str | Path, table, batch_size: int = 256) -> di
 
 def robustness_scores(predict, metadata: dict, table, batch_size: int = 256) -> dict:
     """`robustness_table` of a predictor (raw inputs -> outputs), e.g. an in-memory model's."""
-    from keras_mtmm.data.pipeline import data_errors
-    from keras_mtmm.data.tables import iter_tables
 
     def scores(transform=None):
         with data_errors():
@@ -332,15 +325,12 @@ def score_model(
 
     With `dump`, also write the evaluation dump there (see `score_batches`).
     """
-    from keras_mtmm.data.tables import iter_tables, num_rows
-
     if num_rows(table) == 0:
         raise DataError(
             f"data ({split} split)",
             "the split is empty",
             "evaluate another split, change data.*_fraction, or score a file with --data FILE",
         )
-    from keras_mtmm.data.pipeline import data_errors
 
     predict, _, metadata = load_predictor(model_path, batch_size)
     with data_errors():
@@ -385,8 +375,6 @@ def raw_inputs(table: dict[str, np.ndarray], metadata: dict) -> dict[str, np.nda
     """The model's raw serving inputs from a column table, as its metadata describes them."""
     from types import SimpleNamespace
 
-    from keras_mtmm.data.tables import modality_inputs
-
     modalities = {name: SimpleNamespace(**spec) for name, spec in metadata["inputs"].items()}
     return modality_inputs(table, modalities)
 
@@ -395,6 +383,4 @@ def compare_with_baselines(
     report, folder, table, split, batch_size, form, model_path=None, config=None, same_rows=False
 ) -> dict:
     """Δm against single-task baselines, over seeds: see `transfer_seeds.compare_with_baselines`."""
-    from keras_mtmm.evaluation.transfer_seeds import compare_with_baselines as compare_runs
-
     return compare_runs(report, folder, table, split, batch_size, form, model_path, config, same_rows)

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from keras_mtmm.config.names import check_model_name
 from keras_mtmm.errors import ExportError, UserError
 
 CONFIG_FILE = "models.config"
@@ -137,8 +138,6 @@ def check_keep(keep, where: str = "--keep") -> int:
 
 def check_request(name: str, version=None, labels=None, keep=None) -> None:
     """Everything an export is asked for, checked before it writes anything."""
-    from keras_mtmm.config.names import check_model_name
-
     check_model_name(name, "name")
     if version is not None:
         check_version(version)
@@ -233,8 +232,6 @@ def register_model(export_dir: str | Path, name: str) -> Path:
 
 def set_label(export_dir: str | Path, name: str, version: int, label: str) -> Path:
     """Point `label` (e.g. stable, canary) at an existing version of a model."""
-    from keras_mtmm.config.names import check_model_name
-
     check_model_name(name, "name")
     check_label(label, "label")
     check_version(version, "version")

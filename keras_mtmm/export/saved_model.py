@@ -22,9 +22,15 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.data.tables import as_table, load_splits, warmup_split
 from keras_mtmm.disk_space import DiskFull, is_disk_full, model_bytes, require_free_space
 from keras_mtmm.errors import ExportError
-from keras_mtmm.export.repository import check_free, existing_versions, next_version  # noqa: F401 (re-exported)
+from keras_mtmm.export.repository import check_free, check_request, existing_versions, next_version, publish_version  # noqa: F401 (re-exported)
+from keras_mtmm.export.warmup import warmup_requests, write_warmup
+from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.models.multitask import load_checkpoint
+from keras_mtmm.preprocessing.preprocessor import Preprocessor
 from keras_mtmm.version import __version__
 
 CONFIG_ASSET = "keras_mtmm_config.yaml"
@@ -68,8 +74,6 @@ def export_model(
         labels: version labels to point at the new version.
         keep: versions to keep (labelled ones are always kept).
     """
-    from keras_mtmm.export.repository import check_request, publish_version
-
     check_request(name, version, labels, keep)
     check_finite_weights(model)
     export_dir = Path(export_dir)
@@ -86,8 +90,6 @@ def export_model(
         staging.mkdir(parents=True)  # one call: another export may remove an empty .tmp at any moment
         write_saved_model(model, preprocessor, staging)
         if warmup_inputs is not None:
-            from keras_mtmm.export.warmup import warmup_requests, write_warmup
-
             dtypes = {key: spec.dtype for key, spec in preprocessor.raw_input_signature().items()}
             signatures = [DEFAULT_SIGNATURE, *(task_signature(task) for task in model.output)]
             write_warmup(staging, warmup_requests(warmup_inputs, dtypes, name, signatures=signatures))
@@ -141,8 +143,6 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
     predicted class names, tf.string [batch]; multilabel names joined by
     `data.label_separator`).
     """
-    from keras_mtmm.layers.heads import get_task_type
-
     signature = preprocessor.raw_input_signature()
     names = list(signature)
     task_names = list(model.output.keys()) if isinstance(model.output, dict) else None
@@ -290,11 +290,6 @@ def export_run(
     they are; the warmup requests come from the run's data (validation rows).
     """
     import yaml
-
-    from keras_mtmm.config.schema import config_from_dict
-    from keras_mtmm.data.tables import as_table, load_splits, warmup_split
-    from keras_mtmm.models.multitask import load_checkpoint
-    from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     run_dir = Path(run_dir)
     files = [run_dir / "config.yaml", run_dir / "metadata.json", run_dir / "preprocessor", run_dir / checkpoint]

@@ -23,6 +23,10 @@ from keras_mtmm.layers.heads import TaskHead, get_task_type
 from keras_mtmm.layers.sharing import build_sharing
 from keras_mtmm.registry import ENCODERS, FUSIONS, SHARINGS
 from keras_mtmm.training.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
+from keras_mtmm.training.distributed import global_task_losses, num_replicas
+from keras_mtmm.training.optimizers import build_optimizer
+from keras_mtmm.weighting import build_weighting
+from keras_mtmm.weighting.gradient import backend_variables
 
 
 def build_model(config, preprocessor) -> keras.Model:
@@ -167,9 +171,6 @@ def compile_model(
     Returns:
         The compiled `MultiTaskModel` (train it; export its `network`).
     """
-    from keras_mtmm.training.optimizers import build_optimizer
-    from keras_mtmm.weighting import build_weighting
-
     losses, metrics = {}, {}
     for task, task_config in config.tasks.items():
         task_type = get_task_type(task_config.type)
@@ -244,8 +245,6 @@ class MultiTaskModel(keras.Model):
         Under tf.distribute the losses are valued as the global batch's and graded as this replica's
         share (`keras_mtmm.training.distributed.global_task_losses`); with one replica, the plain losses.
         """
-        from keras_mtmm.training.distributed import global_task_losses
-
         losses, counts = [], []
         for task in self.task_names:
             mask = None if sample_weight is None else sample_weight[task]
@@ -262,8 +261,6 @@ class MultiTaskModel(keras.Model):
             tracker.update_state(global_losses[i], sample_weight=batch_size)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        from keras_mtmm.training.distributed import num_replicas
-
         losses, present, global_losses = self.task_loss_vector(y, y_pred, sample_weight)
         self._track_task_losses(global_losses, _batch_size(y_pred))
         total = self.weighting(losses, present, training=training)
@@ -283,9 +280,6 @@ class MultiTaskModel(keras.Model):
                 self.weighting.after_step(keras.ops.stop_gradient(global_losses), present)
             return logs
         import tensorflow as tf
-
-        from keras_mtmm.training.distributed import num_replicas
-        from keras_mtmm.weighting.gradient import backend_variables
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         needs_representation = getattr(self.weighting, "needs_representation", False)

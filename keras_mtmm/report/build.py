@@ -25,6 +25,7 @@ from pathlib import Path
 from keras_mtmm.errors import UserError
 from keras_mtmm.report.health import health_section
 from keras_mtmm.report.html import Page, esc
+from keras_mtmm.report.plots import require_matplotlib, task_colours
 from keras_mtmm.report.run import Run
 from keras_mtmm.report.sections import (
     curves_section,
@@ -55,8 +56,6 @@ def build_report(run_dir: str | Path, baselines: str | Path | None = None, out: 
             baseline is missing.
         ImportError: matplotlib is not installed (the message names the pip command).
     """
-    from keras_mtmm.report.plots import require_matplotlib, task_colours
-
     require_matplotlib()
     run = Run(run_dir)
     transfer = load_transfer(run, baselines)  # a missing baseline fails before anything is written

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from keras_mtmm.errors import UserError
+from keras_mtmm.report.plots import png_bytes
 
 
 class Page:
@@ -26,8 +27,6 @@ class Page:
         self.figures: list[Path] = []
 
     def figure(self, name: str, figure, caption: str) -> str:
-        from keras_mtmm.report.plots import png_bytes
-
         data = png_bytes(figure)
         path = self.folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
         path.write_bytes(data)

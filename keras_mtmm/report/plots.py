@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from keras_mtmm.evaluation.transfer import HIGHER_IS_BETTER
+
 PIP_HINT = 'pip install "keras_mtmm[report]"  (or: pip install matplotlib)'
 TRAIN_STYLE = {"linestyle": "-", "marker": "o"}
 # Task pairs (gradient cosines): no red, which marks conflicts.
@@ -87,8 +89,6 @@ def training_curves(history: dict, tasks: dict[str, str], colours: dict[str, str
         colours: task -> colour.
         best_epoch: the 0-based epoch of the kept checkpoint (a dotted line), or None.
     """
-    from keras_mtmm.evaluation.transfer import HIGHER_IS_BETTER
-
     epochs = np.asarray(history["epoch"]) + 1
     layout = [["total", "total"], *([f"{task}:loss", f"{task}:metric"] for task in tasks)]
     figure = _figure(10, 1.2 + 2.1 * len(layout))

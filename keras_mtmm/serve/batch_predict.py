@@ -47,7 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.errors import DataError, UserError
+from keras_mtmm.evaluation.scoring import load_predictor, raw_inputs
+from keras_mtmm.layers.heads import get_task_type
 
 # _parse_cell: the CSV source's own cell parser (numbers, image paths -> checked bytes, text).
 from keras_mtmm.serve.batch_predict_io import (  # noqa: F401 (the readers: re-exported)
@@ -106,9 +109,6 @@ def predict_file(
     Returns:
         A `PredictSummary` (rows, seconds, output path).
     """
-    from keras_mtmm.data.pipeline import data_errors
-    from keras_mtmm.evaluation.scoring import load_predictor, raw_inputs
-
     input_path, output_path = Path(input_path), Path(output_path)
     input_format = file_format(input_path, "--input")
     output_format = file_format(output_path, "--output")
@@ -223,8 +223,6 @@ def prediction_records(
     outputs: dict[str, np.ndarray], metadata: dict, identifiers: Iterable, id_field: str, output_format: str
 ) -> Iterator[dict]:
     """One output record per row of a batch of model outputs (see the module docstring for the columns)."""
-    from keras_mtmm.layers.heads import get_task_type
-
     separator = metadata.get("label_separator", "|")
     jsonl = output_format == "jsonl"
     # The class names by the rule the metrics and the export's `<task>_label` outputs use (one call per batch).

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from keras_mtmm.config.schema import WeightingConfig, validate
+from keras_mtmm.errors import UserError
 from keras_mtmm.training.run import TrainResult, train
 
 
 def single_task_config(config, task: str):
     """The experiment restricted to one task: same data, inputs, fusion and sharing; weight 1, static."""
-    from keras_mtmm.config.schema import WeightingConfig, validate
-
     single = copy.deepcopy(config)
     single.name = f"{config.name}_{task}"
     single.tasks = {task: single.tasks[task]}
@@ -57,8 +57,6 @@ def train_other_seeds(config, run_dir: str | Path, seeds: list[int], verbose: in
 
 def seed_list(config, count: int) -> list[int]:
     """The seeds of `--seeds N`: the config's seed and the N − 1 after it."""
-    from keras_mtmm.errors import UserError
-
     if not isinstance(count, int) or count < 1:
         raise UserError("--seeds", f"expected a positive integer, got {count}", "e.g. --seeds 3")
     return [config.seed + k for k in range(count)]

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from keras_mtmm.disk_space import disk_full_errors, model_bytes, require_free_space
-from keras_mtmm.errors import TrainingDiverged
+from keras_mtmm.errors import TrainingDiverged, UserError
 
 LATEST = "latest.json"
 # A `.keras` archive, not `save_weights`' `.weights.h5`: Keras builds the archive's HDF5 file in memory
@@ -234,7 +234,6 @@ def load_checkpoint(path) -> keras.Model:
     import zipfile
 
     import keras_mtmm.registry  # noqa: F401
-    from keras_mtmm.errors import UserError
 
     try:
         return keras.models.load_model(path, compile=False)  # safe_mode: no Python code is deserialized

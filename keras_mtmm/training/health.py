@@ -25,6 +25,9 @@ import math
 
 import numpy as np
 
+from keras_mtmm.data.pipeline import data_errors
+from keras_mtmm.data.tables import as_table, iter_tables, num_rows
+from keras_mtmm.evaluation.scoring import encode_targets, raw_inputs, robustness_scores, score_tasks
 from keras_mtmm.evaluation.transfer import metric_direction
 from keras_mtmm.layers.heads import get_task_type
 
@@ -57,9 +60,6 @@ def probe_network(network):
 
 def dead_units(predict, metadata: dict, table: dict, batch_size: int = 256) -> dict[str, dict]:
     """`{modality: {"units", "dead", "dead_fraction"}}` of every encoder output of a probe's `predict` on `table`."""
-    from keras_mtmm.data.tables import iter_tables
-    from keras_mtmm.evaluation.scoring import raw_inputs
-
     parts: dict[str, list] = {}
     for batch in iter_tables(table, batch_size):
         for name, values in predict(raw_inputs(batch, metadata)).items():
@@ -181,9 +181,6 @@ def training_health(predict, splits: dict, metadata: dict, batch_size: int = 256
     `predict`: raw inputs -> outputs of a `probe_network` (its encoder outputs included).
     None when there is no validation data.
     """
-    from keras_mtmm.data.tables import as_table, num_rows
-    from keras_mtmm.evaluation.scoring import encode_targets, robustness_scores, score_tasks
-
     table = as_table(splits["validation"], HEALTH_ROWS)
     rows = num_rows(table)
     if rows == 0:
@@ -224,8 +221,6 @@ def format_health(health: dict) -> str:
 def check_health(predict, splits, metadata, batch_size: int) -> dict | None:
     """`health.training_health`, printed with its warnings; a failure to compute it is one warning line."""
     try:
-        from keras_mtmm.data.pipeline import data_errors
-
         with data_errors():
             health = training_health(predict, splits, metadata, batch_size)
     except Exception as error:  # a diagnostic must never fail a finished training run

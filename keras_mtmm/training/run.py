@@ -50,6 +50,7 @@ from keras_mtmm.data.tables import (
 )
 from keras_mtmm.errors import ConfigError, DataError
 from keras_mtmm.evaluation.scoring import format_table, in_memory_predictor, score_batches, write_report
+from keras_mtmm.export.repository import check_request
 from keras_mtmm.export.saved_model import export_model, model_metadata
 from keras_mtmm.models.multitask import build_model, compile_model
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
@@ -108,8 +109,6 @@ def train(
     timings: dict[str, float] = {}
     config = copy.deepcopy(config)
     if export:  # a refused version, label or keep is found now, not after the training
-        from keras_mtmm.export.repository import check_request
-
         check_request(config.name, config.export.version, labels, keep)
         check_writable_folder(export_dir if export_dir is not None else config.export.dir, "--export-dir")
     check_writable_folder(output_dir if output_dir else Path(config.training.output_dir) / config.name, "--output-dir")

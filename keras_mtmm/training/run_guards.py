@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from keras_mtmm.data import fingerprint
+from keras_mtmm.data.manifest import FILE_NAME, write_split_manifest
 from keras_mtmm.data.tables import StreamSplit, as_table, num_rows
 from keras_mtmm.errors import ConfigError, DataError
 
@@ -29,9 +31,6 @@ def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool,
     """A resumed run must see the data it started with; a fresh one records what it trains on: the
     data's fingerprint, and which source rows went to which split (`split_manifest.json`; `source`
     names data that is not read from files)."""
-    from keras_mtmm.data import fingerprint
-    from keras_mtmm.data.manifest import FILE_NAME, write_split_manifest
-
     current = fingerprint.fingerprint(splits)
     stored = fingerprint.read(shared_run_dir / fingerprint.FILE_NAME) if resuming else None
     changes = fingerprint.differences(stored, current) if stored is not None else []
