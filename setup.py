@@ -45,5 +45,5 @@ setup(
         # Peers measured side by side in benchmarks/ (imported lazily there).
         "bench": ["deepctr==0.9.4"],
     },
-    entry_points={"console_scripts": ["mtmm=keras_mtmm.cli.commands:main"]},
+    entry_points={"console_scripts": ["mtmm=keras_mtmm.cli:main"]},
 )
