@@ -9,8 +9,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from keras_mtmm.data.values import as_strings
-
 
 class UserError(Exception):
     """A mistake in the user's config, data or flags (not a bug in keras_mtmm).
@@ -76,22 +74,6 @@ def locate_label(error: UnknownLabel, table, column: str, task: str) -> UserErro
         f"{where}: column '{column}'",
         f"label {error.label!r} is not one of the classes the model learns {error.classes}{seen}",
         f"list every class in tasks.{task}.classes (a class with no train row cannot be learned), or fix the label",
-    )
-
-
-def binary_class_error(table, column: str, task: str, classes: list[str]) -> DataError:
-    """A binary task whose labels hold more than 2 classes: the rarest one, with its count and first row's place."""
-    values = as_strings(table[column])
-    counts = {name: int((values == name).sum()) for name in classes}
-    rarest = min(classes, key=lambda name: counts[name])
-    first = int((values == rarest).argmax())
-    place = table.where(first) if hasattr(table, "where") else None
-    at = f"{place}: column '{column}'" if place else f"row {first}"
-    return DataError(
-        f"tasks.{task}.label (column '{column}')",
-        f"a binary task needs exactly 2 classes, found {classes}; the rarest, {rarest!r} "
-        f"({counts[rarest]} row{'s' if counts[rarest] != 1 else ''}), is first at {at}",
-        f"fix the labels, list the two classes in tasks.{task}.classes, or use type: multiclass",
     )
 
 

@@ -382,3 +382,6 @@ def test_a_tasks_own_split_files_are_named_by_its_key(tmp_path):
     raw["tasks"]["price"]["data"] = {"source": "csv", "path": str(tmp_path / "other" / "missing.csv")}
     with pytest.raises(DataError, match=r"^tasks.price.data.path: cannot open CSV .*missing.csv"):
         load_splits(config_from_dict(raw))
+    raw["tasks"]["price"]["data"] = {"source": "tfrecord", "path": str(tmp_path / "other")}
+    with pytest.raises(DataError, match=r"^tasks.price.data.path: .*other' has no .*; point tasks.price.data.path at"):
+        load_splits(config_from_dict(raw))

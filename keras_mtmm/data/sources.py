@@ -37,7 +37,7 @@ FILE_SOURCES = ("csv", "parquet")
 
 
 @SOURCES.register("demo")
-def load_demo(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np.ndarray]:
+def load_demo(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, np.ndarray]:
     """The built-in demo table (`data.num_examples` rows, deterministic in `seed`)."""
     image_sizes = {tuple(m.image_size) for m in modalities.values() if m.type == "image"}
     side = max((max(size) for size in image_sizes), default=32)
@@ -46,13 +46,16 @@ def load_demo(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, n
 
 @SOURCES.register("csv")
 @SOURCES.register("parquet")
-def load_file_source(data, modalities, tasks, seed: int, base_dir: Path) -> Table:
-    """Read `data.path` (relative to `base_dir` unless absolute) into a column table."""
+def load_file_source(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> Table:
+    """Read `data.path` (relative to `base_dir` unless absolute) into a column table.
+
+    `where`: the config key of the data block (`data`, or a task's `tasks.<t>.data`), for its errors.
+    """
     path = Path(data.path)
     if not path.is_absolute():
         path = base_dir / path
     extra = [data.split_column] if getattr(data, "split_column", None) else []
-    return read_table_file(path, data, modalities, tasks, "data.path", extra)
+    return read_table_file(path, data, modalities, tasks, f"{where}.path", extra)
 
 
 def file_format(path: Path, source: str = "csv") -> str:
@@ -74,7 +77,7 @@ def read_table_file(path: Path, data, modalities, tasks, key: str = "data.path",
 
 
 @SOURCES.register("memory")
-def load_memory(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, np.ndarray]:
+def load_memory(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, np.ndarray]:
     """`data.source: memory` has nothing to load by itself: the table comes from the Python API."""
     raise DataError(
         "data.source",

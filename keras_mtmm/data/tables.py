@@ -80,16 +80,11 @@ def data_streams(config) -> dict[str, tuple]:
 def _load_stream(config, data, tasks, stream: str, base_dir) -> Splits:
     source = SOURCES.get(data.source, f"{stream}.source")
     if getattr(source, "returns_splits", False):
-        return Splits(source(data, config.modalities, tasks, config.seed, Path(base_dir)))
+        return Splits(source(data, config.modalities, tasks, config.seed, Path(base_dir), where=stream))
     if data.train:  # the split files a dataset comes with
         splits = load_split_files(data, config.modalities, tasks, config.seed, Path(base_dir), stream)
         return Splits(splits, skipped=[reason for split in splits.values() for reason in split.skipped])
-    try:
-        table = source(data, config.modalities, tasks, config.seed, Path(base_dir))
-    except DataError as error:  # a source names `data.path`; a task's own data is `tasks.<t>.data.path`
-        if stream == "data" or not error.where.startswith("data."):
-            raise
-        raise DataError(f"{stream}.{error.where[5:]}", error.what, error.fix) from None
+    table = source(data, config.modalities, tasks, config.seed, Path(base_dir), where=stream)
     if not isinstance(table, Table):  # demo data: rows are known by their index
         table = Table(table, rows=np.arange(num_rows(table), dtype=np.int64))
     check_columns(table, config, data.source, tasks)

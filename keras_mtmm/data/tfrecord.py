@@ -190,12 +190,12 @@ def _to_numpy(value, dtype: str) -> np.ndarray:
 
 
 @SOURCES.register("tfrecord")
-def load_tfrecord(data, modalities, tasks, seed: int, base_dir: Path) -> dict[str, RecordSplit]:
+def load_tfrecord(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, RecordSplit]:
     """The splits of the prepared folder `data.path`, as streaming `RecordSplit`s (nothing is read yet)."""
     folder = Path(data.path)
     if not folder.is_absolute():
         folder = base_dir / folder
-    schema = read_schema(folder)
+    schema = read_schema(folder, f"{where}.path")
     columns = schema["columns"]
     wanted = [(f"modalities.{name}.columns", c) for name, m in modalities.items() for c in m.columns]
     wanted += [(f"tasks.{name}.label", task.label) for name, task in tasks.items()]

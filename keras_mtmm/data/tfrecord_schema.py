@@ -19,14 +19,14 @@ SCHEMA_FORMAT = "keras_mtmm.tfrecord"
 SCHEMA_VERSION = 1
 
 
-def read_schema(folder: str | Path) -> dict:
-    """The schema of a prepared folder; a `DataError` if it is missing or not one of ours."""
+def read_schema(folder: str | Path, key: str = "data.path") -> dict:
+    """The schema of a prepared folder; a `DataError` (naming config key `key`) if it is missing or not ours."""
     path = Path(folder) / SCHEMA_FILE
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
         raise DataError(
-            "data.path", f"'{folder}' has no {SCHEMA_FILE}", "point data.path at a folder written by `mtmm prepare`"
+            key, f"'{folder}' has no {SCHEMA_FILE}", f"point {key} at a folder written by `mtmm prepare`"
         ) from None
     except json.JSONDecodeError as error:
         raise DataError(str(path), f"not valid JSON ({error.msg})", "re-run `mtmm prepare`") from None

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.data.values import as_strings
-from keras_mtmm.errors import DataError, UnknownLabel, binary_class_error, locate_label
+from keras_mtmm.errors import DataError, UnknownLabel, locate_label
 from keras_mtmm.layers.heads import get_task_type
 
 
@@ -81,3 +81,19 @@ def adapt_labels(tasks: dict, table, separator: str) -> tuple[dict, dict]:
                 raise locate_label(error, table, spec["label"], name) from None
             targets_by_task[name] = target_statistics(targets[mask > 0, 0])
     return classes_by_task, targets_by_task
+
+
+def binary_class_error(table, column: str, task: str, classes: list[str]) -> DataError:
+    """A binary task whose labels hold more than 2 classes: the rarest one, with its count and first row's place."""
+    values = as_strings(table[column])
+    counts = {name: int((values == name).sum()) for name in classes}
+    rarest = min(classes, key=lambda name: counts[name])
+    first = int((values == rarest).argmax())
+    place = table.where(first) if hasattr(table, "where") else None
+    at = f"{place}: column '{column}'" if place else f"row {first}"
+    return DataError(
+        f"tasks.{task}.label (column '{column}')",
+        f"a binary task needs exactly 2 classes, found {classes}; the rarest, {rarest!r} "
+        f"({counts[rarest]} row{'s' if counts[rarest] != 1 else ''}), is first at {at}",
+        f"fix the labels, list the two classes in tasks.{task}.classes, or use type: multiclass",
+    )

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.data.columns import non_finite_rows
 from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.evaluation.scoring import load_predictor, raw_inputs
@@ -186,7 +187,7 @@ def _float32(values: list, rows: list[InputRow], column: str) -> np.ndarray:
     """A numeric column as the model reads it; `inf`, or a number beyond float32 (1e39), is an error at its row."""
     with np.errstate(over="ignore"):
         numbers = np.asarray(values, dtype=np.float64).astype(np.float32)
-    bad = np.flatnonzero(np.isinf(numbers))
+    bad = non_finite_rows(numbers)
     if bad.size:
         row = rows[int(bad[0])]
         raise DataError(

@@ -24,12 +24,12 @@ class FusionSettings:
     """
 
     num_modalities: int
-    units: int = 64
-    modality_weights: list | None = None
-    rank: int = 4
-    depth: int = 1
-    num_heads: int = 2
-    task_names: list | None = None
+    units: int
+    modality_weights: list | None
+    rank: int
+    depth: int
+    num_heads: int
+    task_names: list | None
 
 
 # Added to the score of a missing modality before a softmax: exp(-1e9) is 0 in float32.
