@@ -73,7 +73,7 @@ def main() -> None:
 
     from keras_mtmm.config.schema import load_config
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.evaluation.scoring import robustness_table
+    from keras_mtmm.evaluation.robustness import robustness_table
     from keras_mtmm.training.run import train
 
     base = []
@@ -166,7 +166,8 @@ def _main_metrics(table: dict) -> dict:
 
 def _latencies(exports: list[str], table: dict, calls: int) -> list[dict]:
     """p50/p99 ms of batch-1 calls per export, the exports interleaved call by call."""
-    from keras_mtmm.evaluation.scoring import raw_inputs, read_model_files
+    from keras_mtmm.evaluation.predictor import read_model_files
+    from keras_mtmm.evaluation.scoring import raw_inputs
 
     signatures = []
     for export in exports:

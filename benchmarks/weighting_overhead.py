@@ -138,7 +138,7 @@ def measure_task_count(num_tasks: int, args, workdir: Path) -> dict:
     from keras_mtmm.data.tables import load_splits, num_rows
     from keras_mtmm.models.multitask import build_model, compile_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
-    from keras_mtmm.training.run import seed_everything
+    from keras_mtmm.training.result import seed_everything
     from keras_mtmm.weighting import resolve_task_weights
 
     raw = experiment_dict(num_tasks, args.num_examples, args.batch_size, args.seed)

@@ -21,8 +21,8 @@ quiet_tensorflow_start()
 from keras_mtmm import weighting  # noqa: E402, F401
 from keras_mtmm.config.schema import load_config  # noqa: E402
 from keras_mtmm.data import sources, tfrecord  # noqa: E402, F401
-from keras_mtmm.evaluation.scoring import evaluate_model as evaluate  # noqa: E402
-from keras_mtmm.evaluation.scoring import load_predictor  # noqa: E402
+from keras_mtmm.evaluation.evaluate import evaluate_model as evaluate  # noqa: E402
+from keras_mtmm.evaluation.predictor import load_predictor  # noqa: E402
 from keras_mtmm.layers import encoders, fusion, heads, sharing  # noqa: E402, F401
 from keras_mtmm.serve.client import ServingClient  # noqa: E402
 from keras_mtmm.training.run import train  # noqa: E402

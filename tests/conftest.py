@@ -150,7 +150,7 @@ def untrained_factory():
     from keras_mtmm.data.tables import load_splits
     from keras_mtmm.models.multitask import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
-    from keras_mtmm.training.run import adapt_preprocessor
+    from keras_mtmm.training.run_guards import adapt_preprocessor
 
     def make(config, folder):
         preprocessor = Preprocessor.from_config(config)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.models.multitask import build_model, compile_model
 from keras_mtmm.registry import WEIGHTINGS
-from keras_mtmm.training.checkpointing import load_checkpoint
+from keras_mtmm.run_folder import load_checkpoint
 from keras_mtmm.training.run import train
 from keras_mtmm.weighting import IMTL, AlignedMTL, NashMTL, UPGrad, aggregators
 from tests.test_sharing_weighting_matrix import TWO_BY_TWO

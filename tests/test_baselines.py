@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from keras_mtmm.evaluation.scoring import evaluate_model
+from keras_mtmm.evaluation.evaluate import evaluate_model
 from keras_mtmm.evaluation.transfer import compare
 from keras_mtmm.training.baselines import single_task_config, train_baselines
 

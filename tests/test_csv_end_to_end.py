@@ -124,7 +124,7 @@ def test_the_same_rows_as_parquet_score_the_same_metrics(csv_experiment, tmp_pat
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
 
     folder, result = csv_experiment
     table = pacsv.read_csv(folder / "items.csv")  # numbers as float64, empty cells as nulls

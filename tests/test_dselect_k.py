@@ -264,7 +264,7 @@ def test_config_errors_name_the_key(sharing, where):
 def test_trains_reloads_exports_and_inspect_reports_the_experts(tiny_config_factory, tmp_path, capsys):
     from keras_mtmm.cli.commands import main
     from keras_mtmm.evaluation.inspection import gate_summary
-    from keras_mtmm.models.multitask import load_checkpoint
+    from keras_mtmm.run_folder import load_checkpoint
 
     config = tiny_config_factory(*TWO_BY_TWO, "sharing.type=dselect_k", "sharing.num_experts=4")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

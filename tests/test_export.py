@@ -124,7 +124,7 @@ def test_evaluate_script_writes_metrics_json_equal_to_in_process_scores(tiny_run
 
 
 def test_evaluate_a_keras_checkpoint(tiny_run, tmp_path):
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
 
     report = evaluate_model(tiny_run.run_dir / "best.keras", split="test")
     for task, values in tiny_run.metrics["tasks"].items():

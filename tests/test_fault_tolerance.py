@@ -27,7 +27,7 @@ def _command(run_dir) -> list[str]:
 
 
 def _weights(path):
-    from keras_mtmm.models.multitask import load_checkpoint
+    from keras_mtmm.run_folder import load_checkpoint
 
     return [np.asarray(w) for w in load_checkpoint(path).get_weights()]
 

@@ -289,7 +289,7 @@ def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_pa
     Some test rows have modalities missing (empty image/text, NaN numerics),
     so the presence masks go through serving too.
     """
-    from keras_mtmm.models.multitask import load_checkpoint
+    from keras_mtmm.run_folder import load_checkpoint
     from keras_mtmm.training.run import train
 
     overrides = END_TO_END[case] or [f"fusion.strategy={case}"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.evaluation.scoring import in_memory_predictor, score_batches
+from keras_mtmm.evaluation.predictor import in_memory_predictor
+from keras_mtmm.evaluation.scoring import score_batches
 from keras_mtmm.export.saved_model import model_metadata
 from keras_mtmm.training.health import (
     dead_units,

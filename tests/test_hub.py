@@ -289,7 +289,7 @@ def test_export_with_hub_encoders_serves_after_the_modules_are_deleted(hub_modul
                 )
 
     # evaluate.py reads the export's stored config; its hub handles are gone, the export is not.
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
 
     report = evaluate_model(result.export_path, quiet=True)
     assert set(report["tasks"]) == set(config.tasks) and report["tasks"]["shape"]["labelled"] > 0

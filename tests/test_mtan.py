@@ -236,7 +236,7 @@ def test_per_task_fusion_weights_are_inspected(tiny_config_factory, untrained_fa
 
 
 def test_trains_reloads_and_exports(tiny_config_factory, tmp_path):
-    from keras_mtmm.models.multitask import load_checkpoint
+    from keras_mtmm.run_folder import load_checkpoint
 
     config = tiny_config_factory(*TWO_BY_TWO, "sharing.type=mtan", "weighting.strategy=pcgrad")
     result = train(config, output_dir=tmp_path / "run", export_dir=tmp_path / "models", verbose=0)

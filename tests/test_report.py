@@ -124,7 +124,7 @@ def lookup(data: dict, key: str):
 @pytest.fixture(scope="module")
 def full_run(tiny_run, tmp_path_factory):
     """The tiny run plus a robustness table (evaluate.py --robustness --output) and transfer.json."""
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
     from keras_mtmm.evaluation.transfer import compare
 
     run_dir = copy_run(tiny_run.run_dir, tmp_path_factory.mktemp("report"))
@@ -291,7 +291,7 @@ def test_gates_modality_weights_and_gradient_conflicts(gated_run):
 
 
 def test_evaluation_dump_matches_the_metrics(full_run):
-    from keras_mtmm.training.run_files import evaluation_dump_path, read_evaluation_dump
+    from keras_mtmm.evaluation.dump import evaluation_dump_path, read_evaluation_dump
 
     assert evaluation_dump_path(full_run / "metrics.json") == full_run / "evaluation.npz"
     assert evaluation_dump_path(full_run / "other.json") == full_run / "other.npz"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from keras_mtmm.config.schema import config_from_dict
-from keras_mtmm.data.manifest import manifest_rows, read_split_manifest
+from keras_mtmm.data.manifest import manifest_rows
+from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.training.run import train
 
 HEADER = ["x", "colour", "y", "price"]
@@ -68,7 +69,7 @@ def split_file_run(tmp_path_factory):
 
 def test_the_manifest_records_which_lines_went_to_which_split(split_file_run):
     folder, _, result = split_file_run
-    manifest = read_split_manifest(result.run_dir / "split_manifest.json")
+    manifest = RunFolder(result.run_dir).read_json(RunFolder.MANIFEST)
     train_csv, test_csv = str(folder / "train.csv"), str(folder / "test.csv")
     assert manifest_rows(manifest, "test") == {(test_csv, line) for line in range(2, 23)}  # 21 rows after the header
     train_rows, validation_rows = manifest_rows(manifest, "train"), manifest_rows(manifest, "validation")
@@ -85,7 +86,7 @@ def test_the_test_predictions_carry_the_row_ids_of_the_rows_scored(split_file_ru
     from keras_mtmm.evaluation.scoring import raw_inputs
 
     folder, config, result = split_file_run
-    manifest = read_split_manifest(result.run_dir / "split_manifest.json")
+    manifest = RunFolder(result.run_dir).read_json(RunFolder.MANIFEST)
     with np.load(result.run_dir / "evaluation.npz") as dump:
         row_ids, row_files, predicted = dump["row_ids"], dump["row_files"], dump["y__predictions"]
     assert len(row_ids) == result.metrics["examples"] == 21
@@ -136,7 +137,7 @@ def test_evaluate_data_scores_every_row_of_a_file_as_the_export_does(split_file_
 
 def _delta_m_by_hand(model, baselines, held_out):
     """compare() of the metrics JSONs that `evaluate --data held_out` writes for the model and each baseline."""
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
     from keras_mtmm.evaluation.transfer import compare
 
     mtl = evaluate_model(model, data=held_out, quiet=True)
@@ -174,7 +175,7 @@ def test_evaluate_data_with_baselines_scores_every_model_on_the_file(split_file_
 def test_evaluate_data_with_baselines_of_two_seeds_scores_both_seeds_on_the_file(split_file_run, tmp_path):
     import shutil
 
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
     from keras_mtmm.training.baselines import train_baselines, train_other_seeds
 
     folder, config, result = split_file_run
@@ -235,4 +236,4 @@ def test_overwrite_replaces_a_finished_run_and_a_run_without_test_says_so(split_
     assert replaced.metrics is None
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "evaluation.npz").exists()  # the old run's
     assert not (run_dir / "report").exists()
-    assert manifest_rows(read_split_manifest(run_dir / "split_manifest.json"), "test") == set()
+    assert manifest_rows(RunFolder(run_dir).read_json(RunFolder.MANIFEST), "test") == set()

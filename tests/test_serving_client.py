@@ -30,7 +30,7 @@ def build_repository(tiny_run, root):
     from keras_mtmm.data.tables import as_table, load_splits
     from keras_mtmm.export.repository import set_label
     from keras_mtmm.export.saved_model import export_model
-    from keras_mtmm.models.multitask import load_checkpoint
+    from keras_mtmm.run_folder import load_checkpoint
 
     table = as_table(load_splits(_config(tiny_run))["validation"], 6)
     raw = tiny_run.preprocessor.raw_inputs(table)

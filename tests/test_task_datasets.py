@@ -54,7 +54,7 @@ def _batches(config, tmp_path, steps=150):
     from keras_mtmm.data.pipeline import make_mixed_dataset
     from keras_mtmm.data.sampling import build_sampler
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
-    from keras_mtmm.training.run import adapt_preprocessor
+    from keras_mtmm.training.run_guards import adapt_preprocessor
 
     splits = load_splits(config)
     assert isinstance(splits["train"], StreamSplit)
@@ -106,7 +106,7 @@ def test_sampler_frequencies_match_the_configured_strategy(tmp_path, sampler, ex
 
 
 def test_training_and_evaluation_with_two_datasets(tmp_path):
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
     from keras_mtmm.training.run import train
 
     config = config_from_dict(_raw(tmp_path, mixing="interleaved", sampler="annealed"))

@@ -77,7 +77,7 @@ def test_prepare_writes_round_robin_shards_and_a_schema(prepared):
 
 
 def test_training_from_the_shards_gives_the_csv_metrics(prepared):
-    from keras_mtmm.evaluation.scoring import evaluate_model
+    from keras_mtmm.evaluation.evaluate import evaluate_model
     from keras_mtmm.training.run import train
 
     folder, raw, out = prepared
@@ -112,7 +112,7 @@ def test_label_encoding_in_tensorflow_equals_the_numpy_encoding(prepared):
 
 def test_adaptation_reads_a_bounded_sample(prepared):
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
-    from keras_mtmm.training.run import adapt_preprocessor
+    from keras_mtmm.training.run_guards import adapt_preprocessor
 
     folder, raw, out = prepared
     config = config_from_dict(_records(raw, out, adapt_rows=20))

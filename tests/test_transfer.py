@@ -261,7 +261,8 @@ def test_over_seeds_pairs_seed_by_seed_and_refuses_seeds_one_side_lacks():
 
 
 def test_seed_folders_are_found_and_a_plain_baselines_folder_is_one_seed(tmp_path):
-    from keras_mtmm.evaluation.transfer_seeds import baseline_seed_folders, extra_seed_runs, seed_of
+    from keras_mtmm.evaluation.transfer_seeds import baseline_seed_folders
+    from keras_mtmm.run_folder import RunFolder, seed_of
 
     assert baseline_seed_folders(tmp_path) == {None: tmp_path}
     for seed in (43, 42, 100):
@@ -269,6 +270,7 @@ def test_seed_folders_are_found_and_a_plain_baselines_folder_is_one_seed(tmp_pat
     (tmp_path / "seed-x").mkdir()
     assert list(baseline_seed_folders(tmp_path)) == [42, 43, 100]
     assert seed_of(tmp_path / "seed-7") == 7 and seed_of(tmp_path / "seed-x") is None
-    assert extra_seed_runs(tmp_path) == {}
+    assert RunFolder(tmp_path).other_seed_runs() == {}
     (tmp_path / "seeds" / "seed-5").mkdir(parents=True)
-    assert extra_seed_runs(tmp_path) == {5: tmp_path / "seeds" / "seed-5"}
+    assert {s: r.path for s, r in RunFolder(tmp_path).other_seed_runs().items()} == {5: tmp_path / "seeds" / "seed-5"}
+    assert RunFolder(tmp_path).seed_run(5).path == tmp_path / "seeds" / "seed-5"

@@ -19,11 +19,14 @@ from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord import prepare, read_schema
 from keras_mtmm.disk_space import disk_full_line
 from keras_mtmm.errors import ConfigError, UserError, one_line
-from keras_mtmm.evaluation.scoring import compare_with_baselines, evaluate_model, write_report
+from keras_mtmm.evaluation.baselines import compare_with_baselines
+from keras_mtmm.evaluation.evaluate import evaluate_model
+from keras_mtmm.evaluation.scoring import write_report
 from keras_mtmm.evaluation.transfer import format_comparison
 from keras_mtmm.export.repository import set_label
 from keras_mtmm.export.saved_model import export_run
 from keras_mtmm.report.build import build_report
+from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.serve.batch_predict import predict_file
 from keras_mtmm.serve.server import serve
 from keras_mtmm.tf_start import quiet_tensorflow_start
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label", action="append", default=[], help="TF Serving version label for the new version (repeatable)"
     )
     export.add_argument("--keep", type=int, default=None, help="keep only the newest N versions (labelled ones stay)")
-    export.add_argument("--checkpoint", default="best.keras", help="checkpoint file in the run folder")
+    export.add_argument("--checkpoint", default=RunFolder.BEST, help="checkpoint file in the run folder")
     export.set_defaults(handler=_export)
 
     label = commands.add_parser("label", help="point a TF Serving version label at a version (models.config)")
@@ -257,14 +260,14 @@ def _train(args) -> int:
     )
     train_other_seeds(config, result.run_dir, seeds[1:], verbose=_verbosity(args))
     if args.single_task_baselines:
-        folder = result.run_dir / "baselines"
+        folder = result.run_dir / RunFolder.BASELINES
         train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds, overwrite=args.overwrite)
         if result.metrics is not None:
             test_table = load_splits(config)["test"]
             transfer = compare_with_baselines(
-                result.metrics, folder, test_table, "test", 256, "libmtl", result.run_dir / "best.keras", config
+                result.metrics, folder, test_table, "test", 256, "libmtl", result.run_dir / RunFolder.BEST, config
             )
-            write_report(transfer, result.run_dir / "transfer.json")
+            write_report(transfer, result.run_dir / RunFolder.TRANSFER)
             print(format_comparison(transfer))
     if not args.no_report and result.chief:
         _report_after_training(result.run_dir)
@@ -340,7 +343,8 @@ def _prepare(args) -> int:
 def _baselines(args) -> int:
     config = _load(args)
     seeds = seed_list(config, args.seeds)
-    folder = Path(args.output_dir) if args.output_dir else Path(config.training.output_dir) / config.name / "baselines"
+    run_dir = Path(config.training.output_dir) / config.name
+    folder = Path(args.output_dir) if args.output_dir else run_dir / RunFolder.BASELINES
     train_baselines(config, folder, verbose=_verbosity(args), seeds=seeds, overwrite=args.overwrite)
     print(f"single-task baselines in {folder}; compare with: python evaluate.py --model MODEL --baselines {folder}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import SPLITS, as_table, load_splits
 from keras_mtmm.errors import UserError
 from keras_mtmm.evaluation.inspection import (
@@ -17,8 +16,7 @@ from keras_mtmm.evaluation.inspection import (
 )
 from keras_mtmm.export.saved_model import is_saved_model, read_export_metadata
 from keras_mtmm.export.warmup import WARMUP_FILE, read_warmup, rest_body
-from keras_mtmm.models.multitask import load_checkpoint
-from keras_mtmm.preprocessing.preprocessor import Preprocessor
+from keras_mtmm.run_folder import RunFolder
 
 INSPECT_ROWS = 20000
 
@@ -110,18 +108,13 @@ def _print_requests(args, metadata: dict, signatures: list[str]) -> int:
 def _inspect_checkpoint(args) -> int:
     import json
 
-    import yaml
-
     checkpoint = Path(args.model)
-    run_dir = checkpoint.parent
-    if not checkpoint.is_file() or not (run_dir / "config.yaml").is_file():
+    run = RunFolder(checkpoint.parent)
+    if not checkpoint.is_file() or not (run / run.CONFIG).is_file():
         raise UserError("--model", f"'{checkpoint}' is not a checkpoint in a run folder", "pass runs/<name>/best.keras")
     if args.split not in SPLITS:
         raise UserError("--split", f"unknown split '{args.split}'", f"choose one of: {', '.join(SPLITS)}")
-    config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
-    preprocessor = Preprocessor.load(run_dir / "preprocessor")
-    model = load_checkpoint(checkpoint)
-    network = getattr(model, "network", model)
+    config, preprocessor, network = run.load_config(), run.load_preprocessor(), run.load_network(checkpoint.name)
     table = as_table(load_splits(config)[args.split], INSPECT_ROWS)
     summary = {"split": args.split, "gates": gate_summary(network, preprocessor, table), **mixing_summary(network)}
     summary["modality_weights"] = fusion_summary(network, preprocessor, table)

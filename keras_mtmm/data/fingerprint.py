@@ -1,6 +1,6 @@
 """A fingerprint of the data a run trains on, so that a run resumes only on the data it started with.
 
-A run folder records `data_fingerprint.json` when it starts; a rerun into the
+A run folder records the fingerprint (`RunFolder.FINGERPRINT`) when it starts; a rerun into the
 same folder that would resume its checkpoint first compares the fingerprint
 of the data it has loaded now, and refuses on a difference (naming the split
 and what changed) instead of resuming silently on other rows.
@@ -22,14 +22,12 @@ takes about 0.1 s.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 from keras_mtmm.data.tables import num_rows
 
-FILE_NAME = "data_fingerprint.json"
 BLOCK = 1 << 20
 
 
@@ -52,19 +50,6 @@ def differences(stored: dict, current: dict) -> list[str]:
         else:
             changes.append(f"the {name} split's values differ")
     return changes
-
-
-def write(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-
-
-def read(path: Path) -> dict | None:
-    """The stored fingerprint, or None (a run folder from before fingerprints, or an unreadable file)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _split(split) -> dict:

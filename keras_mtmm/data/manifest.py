@@ -1,6 +1,6 @@
 """The split manifest: which source rows went to which split, recorded in every run folder.
 
-`split_manifest.json` holds, per split, one entry per source the split's rows
+The manifest (`RunFolder.MANIFEST`) holds, per split, one entry per source the split's rows
 came from:
 
     {"row_ids": "...what the numbers are...",
@@ -21,13 +21,10 @@ Rows are listed in increasing order. The test predictions in
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from keras_mtmm.data.tables import StreamSplit, num_rows
 
-FILE_NAME = "split_manifest.json"
 ROW_IDS = (
     "line: 1-based lines of the CSV file named by source (the header is line 1); "
     "index: 0-based row indices of the Parquet file named by source, or of memory or demo data"
@@ -62,23 +59,6 @@ def _entries(part, source_name: str) -> list[dict]:
         mine = rows[row_files == source]
         entries.append({"source": source, "row_ids": part.row_ids, "rows": np.sort(mine).tolist()})
     return entries
-
-
-def write_split_manifest(path: str | Path, splits, source_name: str = "data") -> Path:
-    """Write the manifest (compact JSON: one number per row), replacing `path` only once complete."""
-    import json
-
-    path = Path(path)
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(split_manifest(splits, source_name), separators=(",", ":")), encoding="utf-8")
-    staging.replace(path)
-    return path
-
-
-def read_split_manifest(path: str | Path) -> dict:
-    import json
-
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def manifest_rows(manifest: dict, split: str) -> set[tuple[str, int]]:

@@ -163,9 +163,9 @@ def compare(
 
     gains = [entry["relative_gain"] for result in tasks.values() for entry in result["metrics"].values()]
     if form == "libmtl":
-        delta_m = _mean([result["delta"] for result in tasks.values()])
+        delta_m = mean([result["delta"] for result in tasks.values()])
     else:
-        delta_m = -_mean(gains)
+        delta_m = -mean(gains)
     return {
         "form": form,
         "delta_m": delta_m,
@@ -288,11 +288,11 @@ def _compare_task(
     if not compared:
         reasons = "; ".join(f"{s['metric']}: {s['reason']}" for s in skipped if s["task"] == task)
         raise ValueError(f"task {task!r}: no comparable metric" + (f" ({reasons})" if reasons else ""))
-    delta = _mean([entry["relative_gain"] for entry in compared.values()])
+    delta = mean([entry["relative_gain"] for entry in compared.values()])
     return {"metrics": compared, "delta": delta, "negative_transfer": delta < 0}
 
 
-def _mean(values: list[float]) -> float:
+def mean(values: list[float]) -> float:
     """Arithmetic mean of a non-empty list."""
     return sum(values) / len(values)
 

@@ -22,15 +22,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_mtmm.config.schema import config_from_dict
 from keras_mtmm.data.tables import as_table, load_splits, warmup_split
 from keras_mtmm.disk_space import DiskFull, is_disk_full, model_bytes, require_free_space
 from keras_mtmm.errors import ExportError
 from keras_mtmm.export.repository import check_free, check_request, existing_versions, next_version, publish_version  # noqa: F401 (re-exported)
 from keras_mtmm.export.warmup import warmup_requests, write_warmup
 from keras_mtmm.layers.heads import get_task_type
-from keras_mtmm.models.multitask import load_checkpoint
-from keras_mtmm.preprocessing.preprocessor import Preprocessor
+from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.version import __version__
 
 CONFIG_ASSET = "keras_mtmm_config.yaml"
@@ -282,31 +280,25 @@ def export_run(
     version: int | None = None,
     labels: list[str] | None = None,
     keep: int | None = None,
-    checkpoint: str = "best.keras",
+    checkpoint: str = RunFolder.BEST,
 ) -> Path:
     """Export a finished run folder's checkpoint again (e.g. after `--no-export`, or into another repository).
 
     The run's resolved config, metadata and adapted Preprocessor are used as
     they are; the warmup requests come from the run's data (validation rows).
     """
-    import yaml
-
-    run_dir = Path(run_dir)
-    files = [run_dir / "config.yaml", run_dir / "metadata.json", run_dir / "preprocessor", run_dir / checkpoint]
-    absent = [path.name for path in files if not path.exists()]
+    run = RunFolder(run_dir)
+    absent = [name for name in (run.CONFIG, run.METADATA, run.PREPROCESSOR, checkpoint) if not (run / name).exists()]
     if absent:
         raise ExportError(
             "--run",
             f"'{run_dir}' is not a finished run folder ({', '.join(absent)} missing)",
             "pass the folder train.py printed as 'run folder: ...'",
         )
-    config_yaml = (run_dir / "config.yaml").read_text(encoding="utf-8")
-    config = config_from_dict(yaml.safe_load(config_yaml))
-    metadata = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+    config_yaml, config, metadata = run.config_yaml(), run.load_config(), run.metadata()
     metadata.pop("version", None)
-    preprocessor = Preprocessor.load(run_dir / "preprocessor")
-    model = load_checkpoint(run_dir / checkpoint)
-    network = getattr(model, "network", model)
+    preprocessor = run.load_preprocessor()
+    network = run.load_network(checkpoint)
     warmup = preprocessor.raw_inputs(as_table(warmup_split(load_splits(config)), 8))
     return export_model(
         network,

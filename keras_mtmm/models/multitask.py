@@ -22,7 +22,6 @@ from keras_mtmm.layers.fusion import ModalityDropout, TokenMask, build_fusion
 from keras_mtmm.layers.heads import TaskHead, get_task_type
 from keras_mtmm.layers.sharing import build_sharing
 from keras_mtmm.registry import ENCODERS, FUSIONS, SHARINGS
-from keras_mtmm.training.checkpointing import load_checkpoint  # noqa: F401 (where callers import it from)
 from keras_mtmm.training.distributed import global_task_losses, num_replicas
 from keras_mtmm.training.optimizers import build_optimizer
 from keras_mtmm.weighting import build_weighting

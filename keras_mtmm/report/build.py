@@ -36,6 +36,7 @@ from keras_mtmm.report.sections import (
     transfer_section,
     weights_section,
 )
+from keras_mtmm.run_folder import RunFolder
 
 
 def build_report(run_dir: str | Path, baselines: str | Path | None = None, out: str | Path | None = None) -> Path:
@@ -59,9 +60,9 @@ def build_report(run_dir: str | Path, baselines: str | Path | None = None, out: 
     require_matplotlib()
     run = Run(run_dir)
     transfer = load_transfer(run, baselines)  # a missing baseline fails before anything is written
-    out = Path(out) if out is not None else run.dir / "report" / "report.html"
+    out = Path(out) if out is not None else run.folder / RunFolder.REPORT_PAGE
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.parent == run.dir / "report":  # the report's own folder: drop figures of an earlier build
+    if out.parent == run.folder / RunFolder.REPORT:  # the report's own folder: drop figures of an earlier build
         for stale in out.parent.glob("*.png"):
             stale.unlink()
     page = Page(out.parent, task_colours(run.tasks))

@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 
 from keras_mtmm.errors import UserError, one_line
+from keras_mtmm.evaluation.dump import read_evaluation_dump
 from keras_mtmm.report.html import read_json
-from keras_mtmm.training.run_files import read_evaluation_dump
+from keras_mtmm.run_folder import RunFolder
 
 REWRITE = "restore the file, or rerun train.py into a new folder"
 
@@ -20,30 +21,31 @@ class Run:
 
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
-        if not (self.dir / "config.yaml").is_file() or not (self.dir / "metadata.json").is_file():
+        self.folder = folder = RunFolder(run_dir)
+        if not folder.is_run():
             raise UserError(
                 "RUN_DIR",
-                f"'{run_dir}' is not a keras_mtmm run folder (it needs config.yaml and metadata.json)",
+                f"'{run_dir}' is not a keras_mtmm run folder (it needs {folder.CONFIG} and {folder.METADATA})",
                 "pass the folder train.py wrote, e.g. runs/demo",
             )
-        self.config_yaml = (self.dir / "config.yaml").read_bytes().decode("utf-8", "replace")
+        self.config_yaml = (folder / folder.CONFIG).read_bytes().decode("utf-8", "replace")
         try:
             self.config = yaml.safe_load(self.config_yaml) or {}
         except yaml.YAMLError as error:
             what = f"not valid YAML ({one_line(str(error))})"
-            raise UserError(str(self.dir / "config.yaml"), what, REWRITE) from None
+            raise UserError(str(folder / folder.CONFIG), what, REWRITE) from None
         if not isinstance(self.config, dict):
-            raise UserError(str(self.dir / "config.yaml"), "does not hold a mapping of config blocks", REWRITE)
-        self.metadata = read_json(self.dir / "metadata.json")
+            raise UserError(str(folder / folder.CONFIG), "does not hold a mapping of config blocks", REWRITE)
+        self.metadata = read_json(folder / folder.METADATA)
         if not isinstance(self.metadata.get("tasks"), dict) or not self.metadata["tasks"]:
-            raise UserError(str(self.dir / "metadata.json"), "has no 'tasks' mapping", REWRITE)
-        self.history = read_json(self.dir / "history.json")
-        self.metrics = read_json(self.dir / "metrics.json")
-        self.transfer = read_json(self.dir / "transfer.json")
-        self.inspection = read_json(self.dir / "inspection.json")
-        self.data_sizes = read_json(self.dir / "data_sizes.json")
-        self.timings = read_json(self.dir / "timings.json")
-        self.evaluation = read_dump(self.dir / "evaluation.npz")
+            raise UserError(str(folder / folder.METADATA), "has no 'tasks' mapping", REWRITE)
+        self.history = read_json(folder / folder.HISTORY)
+        self.metrics = read_json(folder / folder.METRICS)
+        self.transfer = read_json(folder / folder.TRANSFER)
+        self.inspection = read_json(folder / folder.INSPECTION)
+        self.data_sizes = read_json(folder / folder.DATA_SIZES)
+        self.timings = read_json(folder / folder.TIMINGS)
+        self.evaluation = read_dump(folder / folder.EVALUATION)
         self.tasks = list(self.metadata["tasks"])
 
     def setting(self, section: str, key: str, default: str = "?") -> str:

@@ -9,7 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keras_mtmm.errors import UserError
+from keras_mtmm.evaluation import transfer_seeds as seeded
+from keras_mtmm.evaluation.transfer import HIGHER_IS_BETTER
 from keras_mtmm.report.html import Page, esc, number, read_json, section, table
+from keras_mtmm.report.plots import (
+    confusion_matrix,
+    heatmap,
+    prediction_scatter,
+    roc_area,
+    roc_curves,
+    training_curves,
+    transfer_bars,
+    weight_trajectories,
+)
+from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.weighting import gradient_strategies
 
 if TYPE_CHECKING:
@@ -20,8 +33,6 @@ NOT_METRICS = ("loss", "labelled")
 
 def curves_section(run: Run, page: Page) -> tuple[str, str, str]:
     """Per-task training and validation loss and main metric over epochs."""
-    from keras_mtmm.report.plots import training_curves
-
     intro = "Training (solid) and validation (dashed) per epoch, one shared epoch axis; the dotted line marks the "
     intro += "epoch whose weights were kept (best.keras, lowest validation loss)."
     if not run.history or not run.history.get("epoch"):
@@ -34,8 +45,6 @@ def curves_section(run: Run, page: Page) -> tuple[str, str, str]:
 
 def weights_section(run: Run, page: Page) -> tuple[str, str, str]:
     """Task-weight trajectories; σ for uncertainty; gradient cosines for gradient strategies."""
-    from keras_mtmm.report.plots import weight_trajectories
-
     strategy = run.metadata.get("weighting") or run.setting("weighting", "strategy")
     title = f"Task weights ({strategy})"
     history = run.history or {}
@@ -136,8 +145,6 @@ def _data_sizes(run: Run, page: Page) -> str:
 
 def inspection_section(run: Run, page: Page) -> tuple[str, str, str]:
     """Gate heatmaps (MMoE/PLE) and modality weights per task, on the validation split."""
-    from keras_mtmm.report.plots import heatmap
-
     title = "Gates and modality weights"
     summary = run.inspection
     if summary is None:
@@ -195,8 +202,6 @@ def _uniform(rows: dict[str, dict[str, float]]) -> str:
 
 def transfer_section(run: Run, page: Page, transfer: dict | None, source: str) -> tuple[str, str, str]:
     """The multi-task model against single-task baselines (`load_transfer`): bars, Δm, negative transfer."""
-    from keras_mtmm.report.plots import transfer_bars
-
     title = "Multi-task vs single-task"
     if transfer is None:
         why = "no single-task baselines (train with --single-task-baselines, which writes transfer.json, or pass "
@@ -252,8 +257,6 @@ def transfer_section(run: Run, page: Page, transfer: dict | None, source: str) -
 def load_transfer(run: Run, baselines) -> tuple[dict | None, str]:
     """The comparison: from `baselines` (single-task run folders, one or several seeds), else transfer.json,
     else metrics.json's. The run's other seeds (`<run>/seeds/seed-<s>/metrics.json`) join the multi-task side."""
-    from keras_mtmm.evaluation import transfer_seeds as seeded
-
     if baselines is not None:
         if run.metrics is None:
             raise UserError(
@@ -263,7 +266,7 @@ def load_transfer(run: Run, baselines) -> tuple[dict | None, str]:
         for seed, folder in seeded.baseline_seed_folders(baselines).items():
             reports[seed] = {}
             for task in run.metrics["tasks"]:
-                path = folder / task / "metrics.json"
+                path = folder / task / RunFolder.METRICS
                 if not path.is_file():
                     raise UserError(
                         "--baselines",
@@ -271,8 +274,8 @@ def load_transfer(run: Run, baselines) -> tuple[dict | None, str]:
                         "train them with `mtmm baselines --config ... --output-dir DIR`",
                     )
                 reports[seed][task] = read_json(path)
-        others = {s: p / "metrics.json" for s, p in seeded.extra_seed_runs(run.dir).items()}
-        mtl = {seeded.run_seed(run.dir): run.metrics, **{s: read_json(p) for s, p in others.items() if p.is_file()}}
+        others = {s: p / RunFolder.METRICS for s, p in run.folder.other_seed_runs().items()}
+        mtl = {run.folder.seed(): run.metrics, **{s: read_json(p) for s, p in others.items() if p.is_file()}}
         try:  # seed by seed, each run's metrics.json scored on its own seed's split
             seeds, mtl_reports, single_reports = seeded.pair_by_seed(mtl, reports)
             transfer = seeded.compare_over_seeds(mtl_reports, single_reports, seeds={"seeds": seeds})
@@ -280,7 +283,7 @@ def load_transfer(run: Run, baselines) -> tuple[dict | None, str]:
         except ValueError as error:
             raise UserError("--baselines", str(error), "train both on this config, with the same --seeds N") from None
     if run.transfer is not None:
-        return run.transfer, "transfer.json"
+        return run.transfer, RunFolder.TRANSFER
     if run.metrics is not None and "transfer" in run.metrics:
         return run.metrics["transfer"], "metrics.json (evaluate.py --baselines)"
     return None, ""
@@ -317,7 +320,6 @@ def evaluation_section(run: Run, page: Page) -> tuple[str, str, str]:
 
 
 def _task_plots(run: Run, page: Page) -> str:
-    from keras_mtmm.report.plots import confusion_matrix, prediction_scatter, roc_area, roc_curves
 
     if run.evaluation is None:
         why = "no evaluation.npz in the run folder (training writes it; `evaluate.py --model RUN/best.keras "
@@ -369,7 +371,6 @@ def _task_plots(run: Run, page: Page) -> str:
 
 
 def _robustness(run: Run, page: Page) -> str:
-    from keras_mtmm.evaluation.transfer import HIGHER_IS_BETTER
 
     robustness = run.metrics.get("robustness")
     if not robustness:

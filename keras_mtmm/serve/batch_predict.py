@@ -50,7 +50,8 @@ import numpy as np
 from keras_mtmm.data.columns import non_finite_rows
 from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.errors import DataError, UserError
-from keras_mtmm.evaluation.scoring import load_predictor, raw_inputs
+from keras_mtmm.evaluation.predictor import load_predictor
+from keras_mtmm.evaluation.scoring import raw_inputs
 from keras_mtmm.layers.heads import get_task_type
 
 # _parse_cell: the CSV source's own cell parser (numbers, image paths -> checked bytes, text).

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from keras_mtmm.config.schema import WeightingConfig, validate
 from keras_mtmm.errors import UserError
+from keras_mtmm.run_folder import SEED_PREFIX, RunFolder
 from keras_mtmm.training.run import TrainResult, train
 
 
@@ -34,7 +35,7 @@ def train_baselines(
     seeds = list(seeds) if seeds else [config.seed]
     results = {}
     for seed in seeds:
-        folder = Path(output_dir) / f"seed-{seed}" if len(seeds) > 1 else Path(output_dir)
+        folder = Path(output_dir) / f"{SEED_PREFIX}{seed}" if len(seeds) > 1 else Path(output_dir)
         results[seed] = {}
         for task in config.tasks:
             print(f"single-task baseline: {task}" + (f" (seed {seed})" if len(seeds) > 1 else ""))
@@ -52,7 +53,7 @@ def train_other_seeds(config, run_dir: str | Path, seeds: list[int], verbose: in
         print(f"multi-task model, seed {seed}")
         other = copy.deepcopy(config)
         other.seed = seed
-        train(other, output_dir=Path(run_dir) / "seeds" / f"seed-{seed}", export=False, verbose=verbose)
+        train(other, output_dir=RunFolder(run_dir).seed_run(seed).path, export=False, verbose=verbose)
 
 
 def seed_list(config, count: int) -> list[int]:

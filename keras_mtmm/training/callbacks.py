@@ -8,6 +8,8 @@ from pathlib import Path
 
 import keras
 
+from keras_mtmm.files import write_json
+
 
 class WeightingLogger(keras.callbacks.Callback):
     """Adds the epoch's mean task weights (`weight_<task>`) to the logs, so history and TensorBoard show them.
@@ -88,9 +90,7 @@ class HistoryWriter(keras.callbacks.Callback):
         self.records.append(record)
         keys = list(dict.fromkeys(key for r in self.records for key in r))
         columns = {key: [r.get(key) for r in self.records] for key in keys}
-        staging = self.path.with_suffix(".json.tmp")
-        staging.write_text(json.dumps(columns, indent=1), encoding="utf-8")
-        staging.replace(self.path)
+        write_json(self.path, columns)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

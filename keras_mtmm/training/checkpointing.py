@@ -28,7 +28,8 @@ import keras
 import numpy as np
 
 from keras_mtmm.disk_space import disk_full_errors, model_bytes, require_free_space
-from keras_mtmm.errors import TrainingDiverged, UserError
+from keras_mtmm.errors import TrainingDiverged
+from keras_mtmm.run_folder import RunFolder
 
 LATEST = "latest.json"
 # A `.keras` archive, not `save_weights`' `.weights.h5`: Keras builds the archive's HDF5 file in memory
@@ -210,9 +211,10 @@ class NonFiniteGuard(keras.callbacks.Callback):
         if loss is None or math.isfinite(float(loss)):
             return
         bad = [t for t in self.task_names if not math.isfinite(float(logs.get(f"{t}_loss", float("nan"))))]
-        state = read_training_state(self.run_dir / "backup")
+        backup = self.run_dir / RunFolder.BACKUP
+        state = read_training_state(backup)
         kept = (
-            f"the last good state (epoch {state['epoch']}, step {state['step']}) is in {self.run_dir / 'backup'}"
+            f"the last good state (epoch {state['epoch']}, step {state['step']}) is in {backup}"
             if state
             else "no training state was saved yet"
         )
@@ -223,32 +225,3 @@ class NonFiniteGuard(keras.callbacks.Callback):
             f"nothing was exported; {kept}. Lower training.learning_rate, or check those tasks' labels and"
             " features for extreme values",
         )
-
-
-def load_checkpoint(path) -> keras.Model:
-    """Load a `.keras` checkpoint written by training (a `MultiTaskModel`), without its compile state.
-
-    Importing this module and the registries registers every keras_mtmm
-    layer, loss and model, so no `custom_objects` are needed.
-    """
-    import zipfile
-
-    import keras_mtmm.registry  # noqa: F401
-
-    try:
-        return keras.models.load_model(path, compile=False)  # safe_mode: no Python code is deserialized
-    except ValueError as error:
-        text = str(error)
-        if "safe_mode" in text or "Lambda" in text:
-            raise UserError(
-                str(path),
-                "holds Python code (a Lambda layer or function), which Keras' safe mode refuses to run",
-                "load only checkpoints written by keras_mtmm's training",
-            ) from None
-        raise UserError(
-            str(path),
-            f"is not a loadable keras_mtmm checkpoint ({text.splitlines()[0][:200]})",
-            "pass a run's best.keras",
-        ) from None
-    except (OSError, zipfile.BadZipFile) as error:
-        raise UserError(str(path), f"cannot be read as a .keras file ({error})", "pass a run's best.keras") from None

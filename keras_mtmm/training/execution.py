@@ -25,14 +25,13 @@ and said in the run log and `metadata.json` (`execution`):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from keras_mtmm.data.pipeline import prepared_size
 from keras_mtmm.data.tables import StreamSplit
+from keras_mtmm.run_folder import RunFolder
 
 MAX_STEPS_PER_EXECUTION = 32
 # Below this many steps per epoch, `auto` runs one step per execution: tracing the multi-step loop
@@ -168,8 +167,7 @@ def plan_execution(config, preprocessor, train_split, steps_per_epoch: int | Non
     """The run's `ExecutionPlan`; a resumed run (`resumed_run`: its folder) keeps the plan it started with,
     so it reads the same training stream even on a machine with other memory or devices."""
     if resumed_run is not None:
-        metadata = Path(resumed_run) / "metadata.json"
-        saved = json.loads(metadata.read_text(encoding="utf-8")).get("execution") if metadata.is_file() else None
+        saved = RunFolder(resumed_run).read_json(RunFolder.METADATA, {}).get("execution")
         if saved:
             saved["reasons"] = {key: "as when the run started" for key in saved["reasons"]}
             return ExecutionPlan(**saved)

@@ -27,7 +27,8 @@ import numpy as np
 
 from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.data.tables import as_table, iter_tables, num_rows
-from keras_mtmm.evaluation.scoring import encode_targets, raw_inputs, robustness_scores, score_tasks
+from keras_mtmm.evaluation.robustness import robustness_scores
+from keras_mtmm.evaluation.scoring import encode_targets, raw_inputs, score_tasks
 from keras_mtmm.evaluation.transfer import metric_direction
 from keras_mtmm.layers.heads import get_task_type
 

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 from keras_mtmm.data import fingerprint
-from keras_mtmm.data.manifest import FILE_NAME, write_split_manifest
+from keras_mtmm.data.manifest import split_manifest
 from keras_mtmm.data.tables import StreamSplit, as_table, num_rows
 from keras_mtmm.errors import ConfigError, DataError
+from keras_mtmm.run_folder import RunFolder
 
 
 def check_writable_folder(folder: str | Path, flag: str) -> None:
@@ -27,22 +28,22 @@ def check_writable_folder(folder: str | Path, flag: str) -> None:
         )
 
 
-def check_same_data(shared_run_dir: Path, run_dir: Path, splits, resuming: bool, source: str = "data") -> None:
+def check_same_data(shared: RunFolder, run: RunFolder, splits, resuming: bool, source: str = "data") -> None:
     """A resumed run must see the data it started with; a fresh one records what it trains on: the
-    data's fingerprint, and which source rows went to which split (`split_manifest.json`; `source`
-    names data that is not read from files)."""
+    data's fingerprint, and which source rows went to which split (the split manifest; `source`
+    names data that is not read from files). `shared` is the chief's folder, `run` this process's."""
     current = fingerprint.fingerprint(splits)
-    stored = fingerprint.read(shared_run_dir / fingerprint.FILE_NAME) if resuming else None
-    changes = fingerprint.differences(stored, current) if stored is not None else []
+    stored = shared.read_json(RunFolder.FINGERPRINT) if resuming else None
+    changes = fingerprint.differences(stored, current) if isinstance(stored, dict) else []
     if changes:
         raise DataError(
             "--output-dir",
-            f"{shared_run_dir} holds an interrupted run on other data ({'; '.join(changes)}), which would be resumed",
+            f"{shared.path} holds an interrupted run on other data ({'; '.join(changes)}), which would be resumed",
             "rerun on the same data to resume, or pass another --output-dir"
-            f" (or delete {shared_run_dir / 'backup'} to start over there)",
+            f" (or delete {shared / RunFolder.BACKUP} to start over there)",
         )
-    fingerprint.write(run_dir / fingerprint.FILE_NAME, current)
-    write_split_manifest(run_dir / FILE_NAME, splits, source)
+    run.write_json(RunFolder.FINGERPRINT, current)
+    run.write_json(RunFolder.MANIFEST, split_manifest(splits, source), compact=True)
 
 
 def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, int]:
@@ -93,55 +94,3 @@ def check_labels(preprocessor, splits) -> None:
         for part in parts:
             if isinstance(part, dict) and num_rows(part) > 0:
                 preprocessor.encode_labels(part)
-
-
-# A run folder holds a finished run once it has this file: the last one a run writes.
-FINISHED_MARKER = "timings.json"
-# What a run writes into its folder; `--overwrite` removes these (and nothing else: a baselines/ folder
-# of `mtmm baselines` inside stays, and is refused or replaced on its own).
-RUN_FILES = (
-    "config.yaml",
-    "metadata.json",
-    "preprocessor",
-    "best.keras",
-    "backup",
-    "logs",
-    "history.json",
-    "metrics.json",
-    "evaluation.npz",
-    "inspection.json",
-    "data_sizes.json",
-    "timings.json",
-    "data_fingerprint.json",
-    "split_manifest.json",
-    "transfer.json",
-    "seeds",
-    "report",
-)
-
-
-def check_not_finished(folder: str | Path, overwrite: bool) -> None:
-    """A finished run is never silently replaced: without `overwrite`, a rerun into its folder is refused
-    (an interrupted run, with no `timings.json` yet, resumes or starts over as before)."""
-    folder = Path(folder)
-    if overwrite or not (folder / FINISHED_MARKER).is_file():
-        return
-    raise ConfigError(
-        "--output-dir",
-        f"'{folder}' holds a finished run, which this run would replace",
-        "pass another --output-dir to keep it, or --overwrite to replace it (overwrite=True in Python)",
-    )
-
-
-def clear_finished_run(folder: str | Path) -> None:
-    """Remove a run's files from `folder` (`--overwrite`), so nothing of the old run mixes with the new one."""
-    import shutil
-
-    found = [Path(folder) / name for name in RUN_FILES if (Path(folder) / name).exists()]
-    if found:
-        print(f"replacing the run in {folder} (--overwrite)")
-    for path in found:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()

@@ -10,7 +10,7 @@ import pytest
 
 from keras_mtmm.errors import UserError
 from keras_mtmm.export.saved_model import read_export_metadata
-from keras_mtmm.models.multitask import load_checkpoint
+from keras_mtmm.run_folder import load_checkpoint
 
 
 def test_a_keras_file_with_a_lambda_is_refused_without_running_it(tmp_path):

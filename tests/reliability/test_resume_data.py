@@ -7,6 +7,7 @@ import pytest
 
 from keras_mtmm.data import fingerprint
 from keras_mtmm.errors import DataError
+from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.training.run_guards import check_same_data
 
 
@@ -16,26 +17,28 @@ def _splits(values=(1.0, 2.0, 3.0), texts=("a", "b", "c")):
 
 
 def test_the_same_data_resumes_and_other_data_is_refused_naming_what_changed(tmp_path):
-    check_same_data(tmp_path, tmp_path, _splits(), resuming=False)
-    stored = (tmp_path / fingerprint.FILE_NAME).read_text()
-    check_same_data(tmp_path, tmp_path, _splits(), resuming=True)  # same data: resumes
+    check_same_data(RunFolder(tmp_path), RunFolder(tmp_path), _splits(), resuming=False)
+    stored = (tmp_path / RunFolder.FINGERPRINT).read_text()
+    check_same_data(RunFolder(tmp_path), RunFolder(tmp_path), _splits(), resuming=True)  # same data: resumes
     for splits, change in [
         (_splits(values=(1.0, 2.0, 3.5)), "the train split's values differ"),
         (_splits(texts=("a", "b", "d")), "the train split's values differ"),
         (_splits(values=(1.0, 2.0, 3.0, 4.0), texts=("a", "b", "c", "d")), "the train split has 4 rows, not 3"),
     ]:
         with pytest.raises(DataError, match="holds an interrupted run on other data") as caught:
-            check_same_data(tmp_path, tmp_path, splits, resuming=True)
+            check_same_data(RunFolder(tmp_path), RunFolder(tmp_path), splits, resuming=True)
         assert change in str(caught.value)
-        assert (tmp_path / fingerprint.FILE_NAME).read_text() == stored  # nothing overwritten
+        assert (tmp_path / RunFolder.FINGERPRINT).read_text() == stored  # nothing overwritten
 
 
 def test_a_fresh_start_records_the_new_data_and_an_old_run_folder_without_one_resumes(tmp_path):
-    check_same_data(tmp_path, tmp_path, _splits(), resuming=False)
-    check_same_data(tmp_path, tmp_path, _splits(values=(9.0, 9.0, 9.0)), resuming=False)  # no backup: fresh
-    (tmp_path / fingerprint.FILE_NAME).unlink()
-    check_same_data(tmp_path, tmp_path, _splits(), resuming=True)
-    assert fingerprint.read(tmp_path / fingerprint.FILE_NAME) == fingerprint.fingerprint(_splits())
+    check_same_data(RunFolder(tmp_path), RunFolder(tmp_path), _splits(), resuming=False)
+    check_same_data(
+        RunFolder(tmp_path), RunFolder(tmp_path), _splits(values=(9.0, 9.0, 9.0)), resuming=False
+    )  # no backup: fresh
+    (tmp_path / RunFolder.FINGERPRINT).unlink()
+    check_same_data(RunFolder(tmp_path), RunFolder(tmp_path), _splits(), resuming=True)
+    assert RunFolder(tmp_path).read_json(RunFolder.FINGERPRINT) == fingerprint.fingerprint(_splits())
 
 
 def test_shards_are_fingerprinted_by_size_and_their_first_and_last_blocks(tmp_path):
