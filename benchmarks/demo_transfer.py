@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "demo_transfer.json"
 
 def run_seed(config_path: Path, seed: int, overrides: list[str], workdir: Path) -> dict:
     """Train the multi-task model and its single-task baselines for one seed; compare them."""
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.evaluation.transfer import compare
     from keras_mtmm.training.baselines import train_baselines
     from keras_mtmm.training.run import train

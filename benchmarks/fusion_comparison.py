@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON")
     args = parser.parse_args()
 
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.data.tables import load_splits
     from keras_mtmm.evaluation.robustness import robustness_table
     from keras_mtmm.training.run import train

@@ -51,7 +51,7 @@ COLUMNS = ["image", "description", "weight_kg", "age_days", "rating", "material"
 # Run in a child process: one training epoch from the given source, then print the peak RSS.
 RSS_CHILD = """
 import json, resource, sys
-from keras_mtmm.config.schema import load_config
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.training.run import train
 config = load_config(sys.argv[1], ["data.source=" + sys.argv[2], "data.path=" + sys.argv[3], "training.epochs=1"])
 result = train(config, output_dir=sys.argv[4], export=False, verbose=0)
@@ -97,7 +97,7 @@ def main() -> None:
     if args.quick:
         args.rows, args.repeats = 400, 1
 
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.data.tfrecord import prepare
 
     info = machine_info()
@@ -152,7 +152,7 @@ def main() -> None:
 
 def pipeline_throughput(config, records_folder: Path, repeats: int) -> dict:
     """Examples/s of the training input pipeline from the CSV table and from the TFRecords, interleaved."""
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.data.pipeline import make_dataset
     from keras_mtmm.data.tables import as_table, load_splits
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
@@ -186,7 +186,8 @@ def training_throughput(config, repeats: int) -> float:
 
     from keras_mtmm.data.pipeline import make_dataset
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.models.multitask import compile_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     table = load_splits(config)["train"]

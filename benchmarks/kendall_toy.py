@@ -93,7 +93,7 @@ def experiment_dict(csv_path: Path, seed: int, args) -> dict:
 
 def run_seed(seed: int, args, workdir: Path) -> dict:
     """Generate, write, train one seed; returns its figures."""
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
     from keras_mtmm.training.run import train
 
     table = make_table(args.num_examples, args.scale, seed)

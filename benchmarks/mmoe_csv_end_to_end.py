@@ -112,7 +112,7 @@ def deepctr_worker(config_path: str, epochs: int, seed: int) -> None:
     from deepctr.feature_column import DenseFeat
     from deepctr.models import MMOE
 
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.data.tables import split_table
 
     config = load_config(config_path)

@@ -100,9 +100,10 @@ SHARING = {
 
 
 def keras_mtmm_run(kind: str, data, seed: int, epochs: int, fast: bool) -> dict:
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
     from keras_mtmm.data.pipeline import make_dataset, make_input_dataset
-    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.models.multitask import compile_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     dimension = data["train"][0].shape[1]

@@ -64,7 +64,7 @@ if spec["logical_cpus"] > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
 from keras_mtmm.training import checkpointing
-from keras_mtmm.config.schema import load_config
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.data.tables import load_splits, num_rows
 from keras_mtmm.training import run as training
 from keras_mtmm.training.run import train

@@ -84,7 +84,7 @@ def main() -> None:
 
 
 def _train(folder: Path, quick: bool, batch_size: int):
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.data.tables import as_table, load_splits
     from keras_mtmm.training.run import train
 

@@ -133,10 +133,11 @@ def experiment_dict(num_tasks: int, num_examples: int, batch_size: int, seed: in
 
 def measure_task_count(num_tasks: int, args, workdir: Path) -> dict:
     """Warm up and time every strategy for one task set; returns the figures for it."""
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
     from keras_mtmm.data.pipeline import make_dataset
     from keras_mtmm.data.tables import load_splits, num_rows
-    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.models.multitask import compile_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
     from keras_mtmm.training.result import seed_everything
     from keras_mtmm.weighting import resolve_task_weights

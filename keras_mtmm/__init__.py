@@ -18,8 +18,8 @@ from keras_mtmm.version import __version__
 quiet_tensorflow_start()
 
 # Each subpackage registers its implementations into keras_mtmm.registry's tables as it loads.
-from keras_mtmm import weighting  # noqa: E402, F401
-from keras_mtmm.config.schema import load_config  # noqa: E402
+from keras_mtmm import tasks, weighting  # noqa: E402, F401
+from keras_mtmm.config.loading import load_config  # noqa: E402
 from keras_mtmm.data import sources, tfrecord  # noqa: E402, F401
 from keras_mtmm.evaluation.evaluate import evaluate_model as evaluate  # noqa: E402
 from keras_mtmm.evaluation.predictor import load_predictor  # noqa: E402

@@ -66,8 +66,17 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
+    def names_with(self, flag: str) -> list[str]:
+        """The sorted names of the entries whose class attribute `flag` is true (e.g. `uses_gradients`)."""
+        return [name for name in self.names() if getattr(self._entries[name], flag, False)]
+
+    def holds(self, entry: T) -> bool:
+        """Whether `entry` (e.g. a layer's class) is registered here, under any name."""
+        return any(entry is registered for registered in self._entries.values())
+
 
 SOURCES: Registry = Registry("data.source")
+SAMPLERS: Registry = Registry("data.sampler")
 ENCODERS: Registry = Registry("encoder.type")
 FUSIONS: Registry = Registry("fusion.strategy")
 SHARINGS: Registry = Registry("sharing.type")

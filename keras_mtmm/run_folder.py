@@ -33,7 +33,7 @@ from pathlib import Path
 import keras
 import yaml
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.errors import ConfigError, UserError
 from keras_mtmm.files import write_json, write_text
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
@@ -122,13 +122,6 @@ class RunFolder:
                 shutil.rmtree(path)
             else:
                 path.unlink()
-
-    def require(self, names: tuple[str, ...], where: str, what: str, fix: str) -> None:
-        """A UserError at `where` naming the files of `names` that are missing (`what` says what the folder
-        should be)."""
-        absent = [name for name in names if not (self / name).exists()]
-        if absent:
-            raise UserError(where, f"'{self.path}' is not {what} ({', '.join(absent)} missing)", fix)
 
     # -- writing ----------------------------------------------------------------------------------------------
     def write_json(self, name: str, value, compact: bool = False) -> Path:

@@ -124,7 +124,7 @@ def _isolated_tf_state():
 @pytest.fixture(scope="session")
 def tiny_config_factory():
     """Build the tiny demo config, with extra `--set` style overrides."""
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
 
     def make(*overrides: str):
         return load_config(DEMO_CONFIG, [*TINY_OVERRIDES, *overrides])
@@ -148,7 +148,7 @@ def untrained_factory():
     not trained. For tests of what a model computes (gates, weights, shapes), not of what it learns:
     a `train` call costs its tracing, evaluation and checkpoints (tens of seconds on 2 cores)."""
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.models.multitask import build_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
     from keras_mtmm.training.run_guards import adapt_preprocessor
 

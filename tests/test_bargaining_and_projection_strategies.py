@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
-from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.models.multitask import compile_model
+from keras_mtmm.models.network import build_model
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.run_folder import load_checkpoint
 from keras_mtmm.training.run import train

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from keras_mtmm.config.schema import ExperimentConfig, config_from_dict, load_config
+from keras_mtmm.config.loading import config_from_dict, load_config
+from keras_mtmm.config.schema import ExperimentConfig
 from keras_mtmm.errors import ConfigError
 
 from .conftest import DEMO_CONFIG
@@ -129,7 +130,7 @@ def test_missing_config_file_is_a_config_error(tmp_path):
 
 def test_exponent_floats_without_a_dot_are_numbers():
     """YAML 1.1 reads `1e-3` as a string; a float field takes it as the number it means."""
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
 
     from .conftest import DEMO_CONFIG
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.training.run import train
 
 from .conftest import REPO_ROOT, write_demo_csv

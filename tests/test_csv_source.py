@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.demo import encode_png
 from keras_mtmm.data.sources import load_file_source as load_csv
 from keras_mtmm.data.tables import SPLITS, check_columns, load_splits, modality_inputs, split_table
 from keras_mtmm.errors import DataError
-from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.tasks import get_task_type
 
 HEADER = ["id", "image", "description", "weight", "height", "region", "shape", "premium", "price", "notes"]
 SHAPES = ["circle", "square", "triangle"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from keras_mtmm.config.data import config_relative_paths
-from keras_mtmm.config.schema import config_from_dict, load_config
+from keras_mtmm.config.loading import config_from_dict, load_config
 from keras_mtmm.data.demo import encode_png
 from keras_mtmm.data.splits import SPLITS, split_table
 from keras_mtmm.data.tables import load_splits

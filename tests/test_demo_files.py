@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras_mtmm.data.sources  # noqa: F401 (registers the csv source)
-from keras_mtmm.config.schema import load_config
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.data.demo import DEMO_COLUMNS, generate_demo
 from keras_mtmm.data.demo_files import DEMO_ENTRIES, float32_text, held_out_seed, write_demo_files
 from keras_mtmm.data.tables import label_column, load_splits

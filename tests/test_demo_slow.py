@@ -9,7 +9,7 @@ from .conftest import DEMO_CONFIG
 
 @pytest.mark.slow
 def test_full_demo_beats_chance_clearly(tmp_path):
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.training.run import train
 
     result = train(load_config(DEMO_CONFIG), output_dir=tmp_path / "run", export=False, verbose=0)
@@ -22,7 +22,7 @@ def test_full_demo_beats_chance_clearly(tmp_path):
 @pytest.mark.slow
 def test_late_fusion_cannot_solve_the_cross_modal_xor(tmp_path):
     """premium = warm colour XOR luxury material: averaging per-modality decisions stays near chance."""
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.training.run import train
 
     config = load_config(DEMO_CONFIG, ["fusion.strategy=late"])
@@ -40,7 +40,7 @@ def test_the_cross_modal_task_needs_fusion_of_both_modalities(tmp_path):
     """
     import yaml
 
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
     from keras_mtmm.training.run import train
 
     raw = yaml.safe_load(DEMO_CONFIG.read_text())

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_mtmm.config.schema import load_config
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.errors import ConfigError
 
 from .conftest import DEMO_CONFIG, REPO_ROOT

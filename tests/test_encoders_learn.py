@@ -12,7 +12,7 @@ import csv
 import numpy as np
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.demo import _shape_masks, encode_png
 
 FILLER = ("nice", "item", "fast", "shipping", "great", "value", "new", "stock", "best", "price", "quality", "deal")

@@ -76,7 +76,7 @@ def test_plain_tensorflow_reload_equals_in_memory_model(tiny_run, tmp_path):
 
 
 def _config(run):
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
 
     return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
 
@@ -174,7 +174,7 @@ def test_a_killed_exporter_never_shows_a_version(tiny_run, tmp_path):
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "e.write_saved_model = die\n"
         "from keras_mtmm.training.run import train\n"
-        "from keras_mtmm.config.schema import load_config\n"
+        "from keras_mtmm.config.loading import load_config\n"
         f"config = load_config({str(tiny_run.run_dir / 'config.yaml')!r},"
         " ['training.epochs=1', 'training.steps_per_epoch=1'])\n"
         f"train(config, output_dir={str(tmp_path / 'run')!r}, export_dir={str(tmp_path / 'models')!r}, verbose=0)\n"

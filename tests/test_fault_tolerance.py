@@ -90,7 +90,8 @@ def test_a_non_finite_loss_stops_training_names_the_task_and_keeps_the_last_stat
     assert not (tmp_path / "models").exists(), "no export from a poisoned model"
     state = read_training_state(run_dir / "backup")
     assert state is not None
-    from keras_mtmm.models.multitask import build_model, compile_model
+    from keras_mtmm.models.multitask import compile_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     preprocessor = Preprocessor.load(run_dir / "preprocessor")

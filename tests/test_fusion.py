@@ -323,7 +323,7 @@ def test_train_checkpoint_and_serve_end_to_end(case, tiny_config_factory, tmp_pa
 
 def test_fusion_rank_from_the_config_reaches_the_layer(tiny_config_factory, tmp_path):
     from keras_mtmm.data.tables import load_splits
-    from keras_mtmm.models.multitask import build_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = tiny_config_factory("fusion.strategy=low_rank", "fusion.rank=3", "fusion.units=8")

@@ -1,4 +1,4 @@
-"""Tests for the task types (keras_mtmm.layers.heads): NumPy metrics and losses against known answers and Keras."""
+"""Tests for the task types (keras_mtmm.tasks): NumPy metrics and losses against known answers and Keras."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from keras_mtmm.errors import ConfigError, DataError
-from keras_mtmm.layers.heads import f1, get_task_type, roc_auc
+from keras_mtmm.tasks import get_task_type
+from keras_mtmm.tasks.scores import f1, roc_auc
 
 TASK_TYPES = ("binary", "multiclass", "multilabel", "regression")
 

@@ -23,8 +23,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from keras_mtmm.config.hub_handles import resolve_hub_handle
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.layers.encoders.hub import HubEncoder, resolve_hub_handle
+from keras_mtmm.layers.encoders.hub import HubEncoder
 
 from .conftest import DEMO_CONFIG, REPO_ROOT
 

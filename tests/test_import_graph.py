@@ -103,3 +103,50 @@ def test_the_package_has_no_import_circles():
     assert not found, "import circles in keras_mtmm/ (module-level imports must run one way):\n" + "\n".join(
         " <-> ".join(circle) for circle in found
     )
+
+
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto the package's folders (`keras_mtmm.data`, ...; a module at the root is
+    its own node); `keras_mtmm/__init__` (the public API, which imports every folder) is left out."""
+
+    def folder(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    folded: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        if module == "keras_mtmm":
+            continue
+        folded.setdefault(folder(module), set()).update(folder(t) for t in targets if t != "keras_mtmm")
+    return {node: targets - {node} for node, targets in folded.items()}
+
+
+def test_the_folders_import_one_way():
+    """DESIGN.md: each arrow of the flow crosses from one folder to the next and never back."""
+    folded = folder_graph(import_graph())
+    assert {"keras_mtmm.config", "keras_mtmm.training", "keras_mtmm.errors"} <= set(folded)
+    found = circles(folded)
+    assert not found, "folders that import each other (a lower folder reached back up):\n" + "\n".join(
+        " <-> ".join(circle) for circle in found
+    )
+
+
+def in_function_imports() -> list[str]:
+    """`module:line: name` of every import of the package's own modules inside a function or method."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(function):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""] if not node.level else ["."]
+                for name in names:
+                    if name == "." or name.split(".")[0] == "keras_mtmm":
+                        found.append(f"{_module_name(path)}:{node.lineno}: {name}")
+    return found
+
+
+def test_the_package_imports_its_own_modules_at_the_top():
+    """An import inside a function is for an optional dependency only (matplotlib, tensorflow-serving-api)."""
+    found = in_function_imports()
+    assert not found, "package imports inside functions:\n" + "\n".join(found)

@@ -16,8 +16,9 @@ from keras_mtmm.layers.encoders import (
 )
 from keras_mtmm.layers.encoders.layers import MLPBlock
 from keras_mtmm.layers.fusion import ConcatFusion, LateFusion, WeightedSumFusion
-from keras_mtmm.layers.heads import ScaledMeanSquaredError, TaskHead
+from keras_mtmm.layers.heads import TaskHead
 from keras_mtmm.layers.sharing.hard import HardSharing
+from keras_mtmm.tasks import ScaledMeanSquaredError
 
 
 @pytest.fixture(autouse=True)

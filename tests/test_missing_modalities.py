@@ -88,7 +88,7 @@ def test_presence_marks_empty_strings_all_nan_rows_and_empty_categories(tiny_run
 def _table(run):
     import yaml
 
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
     from keras_mtmm.data.tables import load_splits
 
     config = config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
@@ -285,7 +285,7 @@ def test_modality_dropout_drops_at_the_configured_rates_and_never_everything():
 
 
 def test_modality_dropout_config_reaches_training(tiny_config_factory, tmp_path):
-    from keras_mtmm.models.multitask import build_model
+    from keras_mtmm.models.network import build_model
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = tiny_config_factory("fusion.modality_dropout={image: 0.25, numeric: 0.1}")
@@ -348,7 +348,7 @@ def test_fusion_config_errors_name_the_key(tiny_config_factory, overrides, key, 
 
 
 def test_a_modality_may_not_take_the_presence_input_name():
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
     from keras_mtmm.errors import ConfigError
 
     raw = {

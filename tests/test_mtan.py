@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.sharing import MTAN, TaskAttentionImageEncoder, build_sharing

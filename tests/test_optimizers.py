@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from keras_mtmm.config.schema import TrainingConfig
-from keras_mtmm.training.optimizers import build_optimizer
+from keras_mtmm.models.optimizers import build_optimizer
 
 
 def test_cosine_with_warmup_rises_linearly_then_follows_the_cosine():

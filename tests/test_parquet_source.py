@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.demo import encode_png
 from keras_mtmm.data.manifest import split_manifest
 from keras_mtmm.data.sources import load_file_source

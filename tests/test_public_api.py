@@ -26,7 +26,7 @@ np.savez(sys.argv[3], model_class=type(model).__name__, **outputs)
 
 def test_the_package_exports_the_public_api():
     import keras_mtmm
-    from keras_mtmm.config.schema import load_config
+    from keras_mtmm.config.loading import load_config
     from keras_mtmm.evaluation.evaluate import evaluate_model
     from keras_mtmm.evaluation.predictor import load_predictor
     from keras_mtmm.serve.client import ServingClient

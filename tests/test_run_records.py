@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.manifest import manifest_rows
 from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.training.run import train

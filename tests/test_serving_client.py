@@ -63,7 +63,7 @@ def server(repository):
 def _config(run):
     import yaml
 
-    from keras_mtmm.config.schema import config_from_dict
+    from keras_mtmm.config.loading import config_from_dict
 
     return config_from_dict(yaml.safe_load((run.run_dir / "config.yaml").read_text()))
 

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from keras_mtmm.config.schema import SharingConfig, config_from_dict
+from keras_mtmm.config.loading import config_from_dict
+from keras_mtmm.config.schema import SharingConfig
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.sharing import PLE, CrossStitch, HardSharing, MMoE, build_sharing

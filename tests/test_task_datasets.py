@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.tables import StreamSplit, load_splits
 
 ROWS = {"a": 300, "b": 100}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.tables import as_table, load_splits
 from keras_mtmm.data.tfrecord import RecordSplit, prepare, read_schema
 from keras_mtmm.errors import DataError, UserError

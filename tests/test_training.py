@@ -11,9 +11,10 @@ from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import DataError
 from keras_mtmm.evaluation.scoring import score_tasks
 from keras_mtmm.export.saved_model import model_metadata
-from keras_mtmm.layers.heads import get_task_type
-from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.models.multitask import compile_model
+from keras_mtmm.models.network import build_model
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
+from keras_mtmm.tasks import get_task_type
 from keras_mtmm.weighting import resolve_task_weights
 
 WEIGHTS = {"shape": 0.3, "premium": 2.0, "price": 0.5}

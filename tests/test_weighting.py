@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.models.multitask import compile_model
+from keras_mtmm.models.network import build_model
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting import (
     MGDA,

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.models.multitask import compile_model
+from keras_mtmm.models.network import build_model
 from keras_mtmm.training.run import train
 
 from .conftest import TWO_BY_TWO

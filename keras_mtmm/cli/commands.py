@@ -14,7 +14,7 @@ from pathlib import Path
 
 from keras_mtmm.cli.demo_data import add_demo_data_parser
 from keras_mtmm.cli.inspect import inspect_command
-from keras_mtmm.config.schema import load_config
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord import prepare, read_schema
 from keras_mtmm.disk_space import disk_full_line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from keras_mtmm.config.schema import load_config
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.data.demo_files import held_out_seed, write_demo_files
 from keras_mtmm.errors import ConfigError
 

@@ -12,13 +12,11 @@ from keras_mtmm import registry as registries
 from keras_mtmm.config.checks_data import validate_data
 from keras_mtmm.config.checks_encoders import validate_hub_options, validate_image_head
 from keras_mtmm.config.checks_sharing import validate_sharing
+from keras_mtmm.config.choices import FAMO_UPDATES, LR_SCHEDULES, OPTIMIZERS
+from keras_mtmm.config.data import DataConfig
 from keras_mtmm.config.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
-from keras_mtmm.config.schema import PRESENCE_KEY, DataConfig
-from keras_mtmm.data.sampling import SAMPLERS
+from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
-from keras_mtmm.layers.fusion import fixed_weight_strategies
-from keras_mtmm.training.optimizers import LR_SCHEDULES, OPTIMIZERS
-from keras_mtmm.weighting import famo, gradient_strategies
 
 MODALITY_TYPES = ("image", "text", "numeric", "categorical")
 
@@ -44,11 +42,11 @@ def validate_config(config, check_files: bool = True) -> None:
 
     fusion_key = "fusion.strategy"
     registries.FUSIONS.get(config.fusion.strategy, fusion_key)
-    if config.fusion.weights is not None and config.fusion.strategy not in fixed_weight_strategies():
+    fixed = registries.FUSIONS.names_with("takes_fixed_weights")
+    if config.fusion.weights is not None and config.fusion.strategy not in fixed:
         raise ConfigError(
             "fusion.weights",
-            f"fixed modality weights apply to {' and '.join(fixed_weight_strategies())} fusion, "
-            f"not '{config.fusion.strategy}'",
+            f"fixed modality weights apply to {' and '.join(fixed)} fusion, not '{config.fusion.strategy}'",
             "remove fusion.weights or use fusion.strategy: weighted",
         )
     if config.fusion.weights is not None:
@@ -123,7 +121,7 @@ def _validate_mixing(config) -> None:
     data = config.data
     if data.mixing not in ("joint", "interleaved"):
         raise ConfigError("data.mixing", f"expected joint or interleaved, got {data.mixing!r}", "e.g. joint")
-    SAMPLERS.get(data.sampler, "data.sampler")
+    registries.SAMPLERS.get(data.sampler, "data.sampler")
     if data.temperature <= 0:
         raise ConfigError("data.temperature", f"expected > 0, got {data.temperature}", "e.g. 2.0")
     defaults = DataConfig()
@@ -266,7 +264,7 @@ def _validate_weighting(config, registries: Any) -> None:
             f"for at most {limit} tasks; {len(config.tasks)} are configured",
             "use pcgrad, nash_mtl or another strategy, or fewer tasks",
         )
-    if weighting.strategy in gradient_strategies() and len(config.tasks) < 2:
+    if weighting.strategy in registries.WEIGHTINGS.names_with("uses_gradients") and len(config.tasks) < 2:
         raise ConfigError(
             "weighting.strategy",
             f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
@@ -311,11 +309,11 @@ def _validate_weighting(config, registries: Any) -> None:
         )
     if weighting.famo_gamma < 0:
         raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
-    if weighting.famo_update not in famo.UPDATES:
+    if weighting.famo_update not in FAMO_UPDATES:
         raise ConfigError(
             "weighting.famo_update",
             f"unknown value {weighting.famo_update!r}",
-            choice_hint(str(weighting.famo_update), famo.UPDATES),
+            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
         )
 
 

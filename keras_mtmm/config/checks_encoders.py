@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from keras_mtmm.config.choices import POOLINGS
+from keras_mtmm.config.hub_handles import resolve_hub_handle
 from keras_mtmm.errors import ConfigError, choice_hint
-from keras_mtmm.layers.encoders.hub import resolve_hub_handle
-from keras_mtmm.layers.encoders.image import POOLINGS
 
 
 def validate_image_head(where: str, encoder) -> None:

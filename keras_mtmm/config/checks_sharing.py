@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from keras_mtmm.config.choices import ACTIVATIONS
 from keras_mtmm.errors import ConfigError, choice_hint
-from keras_mtmm.layers.encoders.layers import ACTIVATIONS
 
 DSELECT_KEYS = {"dselect_k": 2, "dselect_gamma": 1.0, "dselect_entropy_weight": 0.1, "dselect_per_example": False}
 

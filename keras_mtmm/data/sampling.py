@@ -22,9 +22,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.registry import Registry
-
-SAMPLERS: Registry = Registry("data.sampler")
+from keras_mtmm.registry import SAMPLERS
 
 
 def _check_sizes(sizes: dict[str, int]) -> dict[str, int]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.data.sources import read_table_file
 from keras_mtmm.data.table import Table
-from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError, did_you_mean
 
 SPLITS = ("train", "validation", "test")

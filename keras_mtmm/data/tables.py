@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.data.columns import non_finite_error, non_finite_rows
 from keras_mtmm.data.sources import read_table_file, table_from_memory
 from keras_mtmm.data.splits import SPLITS, load_split_files, split_source_table, split_table  # noqa: F401
 from keras_mtmm.data.table import Table
-from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError
 from keras_mtmm.registry import SOURCES
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-exported)
     SCHEMA_FILE,
@@ -47,10 +48,9 @@ from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-
     read_schema,
     shard_files,
 )
-from keras_mtmm.data.values import as_strings
 from keras_mtmm.errors import DataError, UserError
-from keras_mtmm.layers.heads import get_task_type
 from keras_mtmm.registry import SOURCES
+from keras_mtmm.tasks import get_task_type
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from keras_mtmm.config.schema import config_from_dict, load_config
+from keras_mtmm.config.loading import config_from_dict, load_config
 from keras_mtmm.data.tables import load_file, load_splits
 from keras_mtmm.errors import UserError
 from keras_mtmm.evaluation.baselines import compare_with_baselines

@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.data.pipeline import make_input_dataset
+from keras_mtmm.models.network import NetworkParts
 
 
 def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size: int = 256) -> dict:
@@ -28,10 +29,11 @@ def gate_summary(network, preprocessor, table: dict[str, np.ndarray], batch_size
     """
     import keras
 
-    sharing = _layer(network, "sharing")
+    parts = NetworkParts(network)
+    sharing = parts.sharing
     if sharing is None or not hasattr(sharing, "gate_weights"):
         return {}
-    fused = network.get_layer("fusion").output
+    fused = parts.fusion.output
     if isinstance(fused, (list, tuple)):  # task-conditioned fusion: Keras flattens its dict (sorted keys)
         fused = keras.tree.pack_sequence_as(dict.fromkeys(network.output), list(fused))
     fused_model = keras.Model(network.inputs, fused)
@@ -70,7 +72,7 @@ def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_si
     tasks = list(network.output.keys())
     features = [network.get_layer(f"{name}_encoder").output for name in modalities]
     presence = network.get_layer(PRESENCE_KEY).output
-    fusion = _layer(network, "fusion")
+    fusion = NetworkParts(network).fusion
     if fusion is not None and hasattr(fusion, "modality_attention"):
         masks = [network.get_layer(f"{name}_token_mask").output for name in modalities]
         arguments = keras.Model(network.inputs, [features, presence, masks])
@@ -85,7 +87,7 @@ def fusion_summary(network, preprocessor, table: dict[str, np.ndarray], batch_si
     if fusion is not None:
         layers = {task: fusion for task in tasks}
     else:  # late fusion: one layer per task; its weights depend on presence only (features give the batch size)
-        layers = {task: _layer(network, f"fusion_{task}") for task in tasks}
+        layers = {task: NetworkParts(network).task_fusion(task) for task in tasks}
     if not all(layer is not None and hasattr(layer, "modality_weight_values") for layer in layers.values()):
         return {}
     arguments = keras.Model(network.inputs, [features, presence])
@@ -140,14 +142,15 @@ def _numpy(values) -> np.ndarray:
 def mixing_summary(network) -> dict:
     """Cross-stitch matrices and fusion modality weights, where the model has them."""
     summary: dict = {}
-    sharing = _layer(network, "sharing")
+    parts = NetworkParts(network)
+    sharing = parts.sharing
     if sharing is not None and hasattr(sharing, "stitch_matrices"):
         summary["cross_stitch"] = [np.asarray(m).round(4).tolist() for m in sharing.stitch_matrices()]
     if sharing is not None and hasattr(sharing, "selected_experts") and sharing.selected_experts():
         summary["selected_experts"] = sharing.selected_experts()
     fusion = {}
-    for layer in network.layers:
-        if layer.name.startswith("fusion") and hasattr(layer, "current_weights"):
+    for layer in parts.fusions:
+        if hasattr(layer, "current_weights"):
             fusion[layer.name] = [float(w) for w in layer.current_weights()]
     if fusion:
         summary["fusion_weights"] = fusion
@@ -189,10 +192,3 @@ def _table(title: str, label: str, rows: dict[str, dict[str, float]]) -> str:
         cells = "".join(f"{values[name]:>{width}.3f}" if name in values else f"{'-':>{width}}" for name in columns)
         lines.append(f"  {row:<14}{cells}")
     return "\n".join(lines)
-
-
-def _layer(network, name: str):
-    try:
-        return network.get_layer(name)
-    except ValueError:
-        return None

@@ -22,7 +22,7 @@ from keras_mtmm.errors import DataError, UnknownLabel, locate_label
 from keras_mtmm.evaluation.dump import write_evaluation_dump
 from keras_mtmm.evaluation.predictor import load_predictor
 from keras_mtmm.files import write_json
-from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.tasks import get_task_type
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -27,8 +27,8 @@ from keras_mtmm.disk_space import DiskFull, is_disk_full, model_bytes, require_f
 from keras_mtmm.errors import ExportError
 from keras_mtmm.export.repository import check_free, check_request, existing_versions, next_version, publish_version  # noqa: F401 (re-exported)
 from keras_mtmm.export.warmup import warmup_requests, write_warmup
-from keras_mtmm.layers.heads import get_task_type
 from keras_mtmm.run_folder import RunFolder
+from keras_mtmm.tasks import get_task_type
 from keras_mtmm.version import __version__
 
 CONFIG_ASSET = "keras_mtmm_config.yaml"

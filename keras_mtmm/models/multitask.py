@@ -1,149 +1,15 @@
-"""build_model(config, preprocessor) -> a Keras functional model, dict in, dict out.
-
-    modality inputs ─► encoders ─► fusion ─► sharing ─► task heads ─► {task: output}
-    modality_presence ─► (modality dropout) ─┘
-
-Inputs are named after the modalities and take the Preprocessor's outputs,
-plus `modality_presence` [B, M], which tells fusion what to leave out;
-outputs are keyed by task name (probabilities for classification, values for
-regression). With decision-level (`late`) fusion each modality gets its own
-sharing block and heads, and `LateFusion` averages each task's per-modality
-predictions. With `sharing.type: mtan` a cnn image encoder gives one vector
-per task, and the fusion layer runs once per task.
-"""
+"""The training model: `compile_model` wraps a network (`network.build_model`) into a `MultiTaskModel`."""
 
 from __future__ import annotations
 
 import keras
 
-from keras_mtmm.config.schema import PRESENCE_KEY
-from keras_mtmm.layers.encoders import build_encoder
-from keras_mtmm.layers.fusion import ModalityDropout, TokenMask, build_fusion
-from keras_mtmm.layers.heads import TaskHead, get_task_type
-from keras_mtmm.layers.sharing import build_sharing
-from keras_mtmm.registry import ENCODERS, FUSIONS, SHARINGS
-from keras_mtmm.training.distributed import global_task_losses, num_replicas
-from keras_mtmm.training.optimizers import build_optimizer
+from keras_mtmm.models.network import NetworkParts
+from keras_mtmm.models.optimizers import build_optimizer
+from keras_mtmm.tasks import get_task_type
 from keras_mtmm.weighting import build_weighting
 from keras_mtmm.weighting.gradient import backend_variables
-
-
-def build_model(config, preprocessor) -> keras.Model:
-    """Build the multi-task, multi-modal model an experiment config describes.
-
-    Args:
-        config: the `ExperimentConfig`.
-        preprocessor: the adapted `Preprocessor` (gives input shapes, vocabulary
-            sizes and class counts).
-
-    Returns:
-        An uncompiled `keras.Model` taking `{modality: tensor, "modality_presence": [B, M]}`
-        (what `Preprocessor.transform` gives) and returning `{task: tensor}`.
-    """
-    specs = preprocessor.model_input_specs()
-    inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name) for name, (shape, dtype) in specs.items()}
-    fusion = config.fusion
-    layer_class = FUSIONS.get(fusion.strategy, "fusion.strategy")
-    sequences = getattr(layer_class, "takes_sequences", False)
-    task_names = list(config.tasks)
-    # MTAN: each cnn image encoder becomes a shared conv base read through per-task attention ({task: vector}).
-    attended_encoder = getattr(SHARINGS.get(config.sharing.type, "sharing.type"), "build_image_encoder", None)
-    features = {}
-    for name, modality in config.modalities.items():
-        if attended_encoder is not None and modality.type == "image" and modality.encoder.type == "cnn":
-            encoder = attended_encoder(name, modality.encoder, task_names)
-        else:
-            encoder = build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=sequences)
-        features[name] = encoder(inputs[name])
-    presence = inputs[PRESENCE_KEY]
-    if fusion.modality_dropout:
-        rates = [fusion.modality_dropout.get(name, 0.0) for name in config.modalities]
-        presence = ModalityDropout(rates, seed=config.seed, name="modality_dropout")(presence)
-    if layer_class.is_decision_level:
-        per_modality = {
-            name: _heads(
-                config, preprocessor, _sharing(config, task_names, f"sharing_{name}")(feature), suffix=f"_{name}"
-            )
-            for name, feature in features.items()
-        }
-        outputs = {}
-        for task in task_names:
-            layer = _fusion(config, f"fusion_{task}")
-            outputs[task] = layer([per_modality[name][task] for name in features], presence)
-    else:
-        layer = _fusion(config, "fusion")
-        feature_list = [features[name] for name in config.modalities]
-        if sequences:
-            masks = [
-                TokenMask(from_ids=_token_ids(config, name), name=f"{name}_token_mask")(
-                    inputs[name] if _token_ids(config, name) else features[name]
-                )
-                for name in config.modalities
-            ]
-            fused = layer(feature_list, presence, token_masks=masks)
-        elif any(isinstance(feature, dict) for feature in feature_list):  # per-task features: one fusion per task
-            fused = {task: _own(layer([_own(f, task) for f in feature_list], presence), task) for task in task_names}
-        else:
-            fused = layer(feature_list, presence)
-        sharing = _sharing(config, task_names, "sharing")
-        if getattr(sharing, "takes_task_inputs", False):
-            towers = sharing(fused)
-        elif isinstance(fused, dict):
-            # Task-conditioned fusion: one sharing block (shared weights), each task reading its own fused vector.
-            towers = {task: sharing(fused[task])[task] for task in task_names}
-        else:
-            towers = sharing(fused)
-        outputs = _heads(config, preprocessor, towers, suffix="")
-    # Identity layers named after the tasks give the outputs their serving names.
-    outputs = {task: keras.layers.Identity(name=task)(outputs[task]) for task in task_names}
-    return keras.Model(inputs=inputs, outputs=outputs, name=config.name)
-
-
-def _fusion(config, name: str):
-    fusion = config.fusion
-    return build_fusion(
-        fusion.strategy,
-        len(config.modalities),
-        fusion.units,
-        fusion.weights,
-        name=name,
-        rank=fusion.rank,
-        depth=fusion.depth,
-        num_heads=fusion.num_heads,
-        task_names=list(config.tasks) if fusion.per_task else None,
-    )
-
-
-def _own(value, task: str):
-    """A task's entry of a per-task dict; anything else is every task's."""
-    return value[task] if isinstance(value, dict) else value
-
-
-def _token_ids(config, name: str) -> bool:
-    """Whether a modality's model input is token ids (0 = padding), aligned with its encoder's sequence."""
-    modality = config.modalities[name]
-    return modality.type == "text" and getattr(ENCODERS.get(modality.encoder.type), "reads_token_ids", False)
-
-
-def _sharing(config, task_names: list[str], name: str):
-    return build_sharing(config.sharing, task_names, name=name)
-
-
-def _heads(config, preprocessor, towers: dict, suffix: str) -> dict:
-    outputs = {}
-    for task, task_config in config.tasks.items():
-        task_type = get_task_type(task_config.type)
-        units = task_type.output_units(len(preprocessor.classes(task)))
-        offset, scale = preprocessor.target_statistics(task)
-        head = TaskHead(
-            units=units,
-            activation=task_type.activation,
-            target_scale=scale,
-            target_offset=offset,
-            name=f"head_{task}{suffix}",
-        )
-        outputs[task] = head(towers[task])
-    return outputs
+from keras_mtmm.weighting.replicas import global_task_losses, num_replicas
 
 
 def compile_model(
@@ -212,8 +78,12 @@ class MultiTaskModel(keras.Model):
         network: the functional model (dict of inputs -> dict of task outputs).
         weighting: a `WeightingStrategy` layer.
         task_losses: a Keras loss per task.
-        representation_layer: the layer whose output is the shared
-            representation (for MGDA-UB).
+        representation_layer: kept for checkpoints written before the fusion layer became the
+            `fusion` property; the shared representation (for MGDA-UB) is that layer's output.
+
+    `loss_tracker` is the model's own `Mean("loss")`, in `metrics` in place of Keras' (which the
+    gradient path's own `train_step` would leave at 0): `compute_loss` and the gradient path both
+    update it with the step's total loss.
     """
 
     def __init__(self, network, weighting, task_losses: dict, representation_layer: str = "fusion", **kwargs):
@@ -226,6 +96,7 @@ class MultiTaskModel(keras.Model):
             raise ValueError(f"MultiTaskModel: no loss for tasks {missing}")
         self.task_losses = {task: task_losses[task] for task in self.task_names}
         self.representation_layer = representation_layer
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_trackers = [keras.metrics.Mean(name=f"{task}_loss") for task in self.task_names]
         # Held in plain objects so that Keras does not track them as this model's own state.
         self._roles = _Untracked(None)
@@ -237,6 +108,22 @@ class MultiTaskModel(keras.Model):
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
+
+    @property
+    def fusion(self):
+        """The fusion layer feeding the sharing block (None with decision-level fusion)."""
+        return NetworkParts(self.network).fusion
+
+    @property
+    def sharing(self):
+        """The sharing block (None with decision-level fusion: one per modality)."""
+        return NetworkParts(self.network).sharing
+
+    @property
+    def metrics(self):
+        """The total loss (this model's own tracker), the task losses, then Keras' compiled metrics."""
+        own = [self.loss_tracker, *self.task_loss_trackers]
+        return own + [metric for metric in super().metrics if metric.name != "loss" and metric not in own]
 
     def task_loss_vector(self, y, y_pred, sample_weight):
         """(task losses [T], present [T], global losses [T]); present: the global batch has a labelled example.
@@ -254,17 +141,18 @@ class MultiTaskModel(keras.Model):
                 counts.append(keras.ops.cast(keras.ops.sum(mask), losses[-1].dtype))
         return global_task_losses(keras.ops.stack(losses), keras.ops.stack(counts))
 
-    def _track_task_losses(self, global_losses, batch_size):
+    def _track_losses(self, total, global_losses, batch_size):
         # Every replica records the global value (Keras averages the trackers over replicas).
+        self.loss_tracker.update_state(total, sample_weight=batch_size)
         for i, tracker in enumerate(self.task_loss_trackers):
             tracker.update_state(global_losses[i], sample_weight=batch_size)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         losses, present, global_losses = self.task_loss_vector(y, y_pred, sample_weight)
-        self._track_task_losses(global_losses, _batch_size(y_pred))
         total = self.weighting(losses, present, training=training)
         if self.network.losses:
             total = total + keras.ops.sum(self.network.losses)
+        self._track_losses(total, global_losses, _batch_size(y_pred))
         replicas = num_replicas()
         return total / replicas if replicas > 1 else total
 
@@ -311,9 +199,7 @@ class MultiTaskModel(keras.Model):
         total = keras.ops.sum(effective * global_losses * present)
         if regularization is not None:
             total = total + regularization
-        batch_size = _batch_size(y_pred)
-        self._track_task_losses(global_losses, batch_size)
-        self._loss_tracker.update_state(total, sample_weight=batch_size)
+        self._track_losses(total, global_losses, _batch_size(y_pred))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _partition_variables(self, tape, probes):
@@ -340,13 +226,12 @@ class MultiTaskModel(keras.Model):
 
     def _forward_with_representation(self, x):
         if self._representation_network.value is None:
-            try:
-                layer = self.network.get_layer(self.representation_layer)
-            except ValueError:
+            layer = self.fusion
+            if layer is None:
                 raise ValueError(
                     f"MultiTaskModel: {type(self.weighting).__name__} needs the shared representation, "
-                    f"but the network has no layer '{self.representation_layer}'"
-                ) from None
+                    "but the network has no single fusion layer (decision-level fusion)"
+                )
             outputs = [layer.output] + [self.network.output[task] for task in self.task_names]
             self._representation_network.value = keras.Model(self.network.inputs, outputs)
         outputs = self._representation_network.value(x, training=True)

@@ -26,7 +26,7 @@ Beside the modality tensors, `transform` gives `modality_presence`, float32
 image or text string, an all-NaN (or non-finite) numeric row, an all-empty categorical row),
 so that fusion can leave that modality out instead of reading its filler.
 
-Labels are encoded in NumPy by the task types (`keras_mtmm.layers.heads`), giving a
+Labels are encoded in NumPy by the task types (`keras_mtmm.tasks`), giving a
 target and a 0/1 mask per task.
 """
 
@@ -44,7 +44,6 @@ import tensorflow as tf
 from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.data.tables import label_column, modality_inputs
 from keras_mtmm.errors import DataError, UnknownLabel, locate_label
-from keras_mtmm.layers.heads import get_task_type
 from keras_mtmm.preprocessing.image_decoding import decode_images
 from keras_mtmm.preprocessing.labels import encode_labels_tf
 from keras_mtmm.preprocessing.stats import (
@@ -54,6 +53,7 @@ from keras_mtmm.preprocessing.stats import (
     numeric_statistics,
     text_vocabulary,
 )
+from keras_mtmm.tasks import get_task_type
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1

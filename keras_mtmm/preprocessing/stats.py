@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.data.values import as_strings
+from keras_mtmm.cells import as_strings
 from keras_mtmm.errors import DataError, UnknownLabel, locate_label
-from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.tasks import get_task_type
 
 
 def text_vocabulary(texts: np.ndarray, max_tokens: int, sequence_length: int) -> list[str]:

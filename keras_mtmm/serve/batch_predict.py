@@ -52,7 +52,6 @@ from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.evaluation.predictor import load_predictor
 from keras_mtmm.evaluation.scoring import raw_inputs
-from keras_mtmm.layers.heads import get_task_type
 
 # _parse_cell: the CSV source's own cell parser (numbers, image paths -> checked bytes, text).
 from keras_mtmm.serve.batch_predict_io import (  # noqa: F401 (the readers: re-exported)
@@ -61,6 +60,7 @@ from keras_mtmm.serve.batch_predict_io import (  # noqa: F401 (the readers: re-e
     read_csv_rows,
     read_jsonl_rows,
 )
+from keras_mtmm.tasks import get_task_type
 
 # File formats by extension (input and output).
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -1,1 +1,10 @@
-"""Task types' metric formulas in NumPy."""
+"""Task types (binary, multiclass, multilabel, regression): label rules, losses, metrics, one definition each.
+
+Importing this package registers every task type in `keras_mtmm.registry.TASK_TYPES`.
+"""
+
+from keras_mtmm.tasks import binary, multiclass, multilabel, regression  # noqa: F401 (registers them)
+from keras_mtmm.tasks.base import TaskType, get_task_type
+from keras_mtmm.tasks.losses import ScaledMeanSquaredError
+
+__all__ = ["ScaledMeanSquaredError", "TaskType", "get_task_type"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from keras_mtmm.config.schema import WeightingConfig, validate
+from keras_mtmm.config.loading import validate
+from keras_mtmm.config.schema import WeightingConfig
 from keras_mtmm.errors import UserError
 from keras_mtmm.run_folder import SEED_PREFIX, RunFolder
 from keras_mtmm.training.run import TrainResult, train

@@ -30,7 +30,7 @@ from keras_mtmm.data.tables import as_table, iter_tables, num_rows
 from keras_mtmm.evaluation.robustness import robustness_scores
 from keras_mtmm.evaluation.scoring import encode_targets, raw_inputs, score_tasks
 from keras_mtmm.evaluation.transfer import metric_direction
-from keras_mtmm.layers.heads import get_task_type
+from keras_mtmm.tasks import get_task_type
 
 DEAD_TOLERANCE = 1e-6
 MOSTLY_DEAD = 0.5  # warn when at least this fraction of an encoder's units are dead

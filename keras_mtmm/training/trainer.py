@@ -45,7 +45,8 @@ from keras_mtmm.evaluation.predictor import in_memory_predictor
 from keras_mtmm.evaluation.scoring import format_table, score_batches, write_report
 from keras_mtmm.export.repository import check_request
 from keras_mtmm.export.saved_model import export_model, model_metadata
-from keras_mtmm.models.multitask import build_model, compile_model
+from keras_mtmm.models.multitask import compile_model
+from keras_mtmm.models.network import build_model
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
 from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.training.callbacks import DataPass, HistoryWriter, ResumableEarlyStopping, WeightingLogger, read_history

@@ -79,4 +79,4 @@ def build_weighting(
 
 def gradient_strategies() -> list[str]:
     """The registered strategies that combine per-task gradients (`uses_gradients`), sorted."""
-    return [name for name in WEIGHTINGS.names() if WEIGHTINGS.get(name).uses_gradients]
+    return WEIGHTINGS.names_with("uses_gradients")

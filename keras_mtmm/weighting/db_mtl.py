@@ -10,8 +10,8 @@ import keras
 import tensorflow as tf
 
 from keras_mtmm.registry import WEIGHTINGS
-from keras_mtmm.training.distributed import replica_mean
 from keras_mtmm.weighting.gradient import GradientWeighting, flat_jacobian, unflatten, weighted_gradient
+from keras_mtmm.weighting.replicas import replica_mean
 
 LOG_EPSILON = 1e-8  # log(L_i + ε), as LibMTL's DB_MTL
 

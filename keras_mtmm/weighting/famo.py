@@ -10,11 +10,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.choices import FAMO_UPDATES
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.base import WeightingStrategy
 
 EPSILON = 1e-8  # log(L_i − L_i* + ε), as the official code
-UPDATES = ("same_batch", "next_batch")
 
 
 def famo_weights(logits, losses, present, min_losses=0.0):
@@ -128,8 +128,8 @@ class FAMO(WeightingStrategy):
             raise ValueError(f"FAMO: expected {self.num_tasks} task_weights, got {task_weights}")
         if learning_rate <= 0 or gamma < 0:
             raise ValueError(f"FAMO: learning_rate > 0 and gamma >= 0 expected, got {learning_rate}, {gamma}")
-        if update not in UPDATES:
-            raise ValueError(f"FAMO: update must be one of {', '.join(UPDATES)}, got {update!r}")
+        if update not in FAMO_UPDATES:
+            raise ValueError(f"FAMO: update must be one of {', '.join(FAMO_UPDATES)}, got {update!r}")
         self.task_weights_list = task_weights
         self.learning_rate = float(learning_rate)
         self.gamma = float(gamma)

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.training.distributed import replica_mean
 from keras_mtmm.weighting.base import WeightingStrategy
+from keras_mtmm.weighting.replicas import replica_mean
 
 
 def flat_jacobian(tape: tf.GradientTape, task_losses: tf.Tensor, variables: list) -> tf.Tensor:

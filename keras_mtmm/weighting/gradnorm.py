@@ -10,8 +10,8 @@ import keras
 import tensorflow as tf
 
 from keras_mtmm.registry import WEIGHTINGS
-from keras_mtmm.training.distributed import replica_mean
 from keras_mtmm.weighting.gradient import GradientWeighting, backend_variables, weighted_gradient
+from keras_mtmm.weighting.replicas import replica_mean
 
 
 def gradnorm_weight_gradient(weights, gradient_norms, losses, initial_losses, present, alpha: float):

@@ -12,8 +12,8 @@ import keras
 import tensorflow as tf
 
 from keras_mtmm.registry import WEIGHTINGS
-from keras_mtmm.training.distributed import replica_sum
 from keras_mtmm.weighting.gradient import GradientWeighting, weighted_gradient
+from keras_mtmm.weighting.replicas import replica_sum
 
 
 def min_norm_weights(gram: tf.Tensor, present: tf.Tensor) -> tf.Tensor:

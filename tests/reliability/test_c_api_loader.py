@@ -26,7 +26,7 @@ import tensorflow as tf
 import yaml
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.export.warmup import read_warmup
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from keras_mtmm.cli.commands import main
-from keras_mtmm.config.schema import MAX_YAML_NODES, load_config, load_yaml
+from keras_mtmm.config.loading import load_config
+from keras_mtmm.config.yaml_reader import MAX_YAML_NODES, load_yaml
 from keras_mtmm.errors import ConfigError
 
 from ..conftest import DEMO_CONFIG

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.csv_reader import MAX_CELL_BYTES
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import DataError

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_mtmm.config.schema import config_from_dict, load_config, load_yaml
+from keras_mtmm.config.loading import config_from_dict, load_config
+from keras_mtmm.config.yaml_reader import load_yaml
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import UserError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.tables import iter_tables, load_splits
 from keras_mtmm.errors import DataError
 from keras_mtmm.evaluation.scoring import encode_targets

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from keras_mtmm.config.schema import config_from_dict
+from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord import SCHEMA_FILE, prepare
 from keras_mtmm.errors import DataError

@@ -19,7 +19,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 from conftest import DEMO_CONFIG, TINY_OVERRIDES  # noqa: E402
 
-from keras_mtmm.config.schema import load_config  # noqa: E402
+from keras_mtmm.config.loading import load_config  # noqa: E402
 from keras_mtmm.training.run import train  # noqa: E402
 
 histories = {}

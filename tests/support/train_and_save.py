@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import numpy as np  # noqa: E402
 from conftest import DEMO_CONFIG, TINY_OVERRIDES  # noqa: E402
 
-from keras_mtmm.config.schema import load_config  # noqa: E402
+from keras_mtmm.config.loading import load_config
 from keras_mtmm.training.run import train  # noqa: E402
 
 out, kind = sys.argv[1], sys.argv[2]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from keras_mtmm.config.choices import POOLINGS
 from keras_mtmm.layers.encoders.layers import EncoderProjection
 from keras_mtmm.registry import ENCODERS
 
-POOLINGS = ("grid", "flatten", "average")
 
-
-def _groups(filters: int, most: int = 8) -> int:
+def group_count(filters: int, most: int = 8) -> int:
     """The most groups (at most `most`) that divide `filters` evenly."""
     return max(g for g in range(1, min(most, filters) + 1) if filters % g == 0)
 
@@ -110,7 +109,7 @@ class ConvImageEncoder(keras.layers.Layer):
             )
             for i, f in enumerate(filters)
         ]
-        self.norms = [keras.layers.GroupNormalization(_groups(f), name=f"norm_{i}") for i, f in enumerate(filters)]
+        self.norms = [keras.layers.GroupNormalization(group_count(f), name=f"norm_{i}") for i, f in enumerate(filters)]
         self.pools = [keras.layers.MaxPooling2D(2, name=f"pool_{i}") for i in range(len(filters))]
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.projection = EncoderProjection(units, name="projection")

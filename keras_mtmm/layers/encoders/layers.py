@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import keras
 
+from keras_mtmm.config.choices import ACTIVATIONS
+
 # Hidden-layer activations a config may name. ReLU units can die (output 0 for every input,
 # so no gradient); GELU and SiLU are smooth and never quite 0, so they cannot.
-ACTIVATIONS = ("relu", "gelu", "silu")
 
 
 def check_activation(owner: str, activation: str) -> str:

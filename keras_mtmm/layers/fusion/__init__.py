@@ -81,4 +81,4 @@ def build_fusion(
 
 def fixed_weight_strategies() -> list[str]:
     """The registered strategies that take fixed `fusion.weights` from the config."""
-    return [name for name in FUSIONS.names() if getattr(FUSIONS.get(name), "takes_fixed_weights", False)]
+    return FUSIONS.names_with("takes_fixed_weights")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_mtmm.layers.encoders.image import POOLINGS, _groups
+from keras_mtmm.config.choices import POOLINGS
+from keras_mtmm.layers.encoders.image import group_count
 from keras_mtmm.layers.encoders.layers import EncoderProjection, MLPBlock, check_activation
 from keras_mtmm.layers.sharing.mmoe import check_dropout, check_task_names, check_units
 from keras_mtmm.registry import SHARINGS
@@ -89,21 +90,23 @@ class TaskAttentionImageEncoder(keras.layers.Layer):
         self.grid = grid
         blocks = range(len(self.filters))
         self.convs = [_conv(f, kernel_size, f"conv_{j}", use_bias=False) for j, f in enumerate(self.filters)]
-        self.norms = [keras.layers.GroupNormalization(_groups(f), name=f"norm_{j}") for j, f in enumerate(self.filters)]
+        self.norms = [
+            keras.layers.GroupNormalization(group_count(f), name=f"norm_{j}") for j, f in enumerate(self.filters)
+        ]
         self.pools = [keras.layers.MaxPooling2D(2, name=f"pool_{j}") for j in blocks]
         # f_j, shared by the tasks: block j's attended features to block j + 1's width.
         self.shared_convs = [
             _conv(self.filters[j + 1], kernel_size, f"attended_conv_{j}", use_bias=False) for j in blocks[:-1]
         ]
         self.shared_norms = [
-            keras.layers.GroupNormalization(_groups(f), name=f"attended_norm_{j}")
+            keras.layers.GroupNormalization(group_count(f), name=f"attended_norm_{j}")
             for j, f in enumerate(self.filters[1:])
         ]
         self.attention = {
             task: [
                 {
                     "squeeze": _conv(f, 1, f"{task}_mask_{j}_a", use_bias=False),
-                    "norm": keras.layers.GroupNormalization(_groups(f), name=f"{task}_mask_{j}_norm"),
+                    "norm": keras.layers.GroupNormalization(group_count(f), name=f"{task}_mask_{j}_norm"),
                     "mask": _conv(f, 1, f"{task}_mask_{j}_b", kernel_initializer="glorot_uniform"),
                 }
                 for j, f in enumerate(self.filters)

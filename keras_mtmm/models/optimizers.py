@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import keras
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
-
 
 def build_optimizer(training, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
     """The Keras optimizer `training` (a `TrainingConfig`) describes.

@@ -1,0 +1,93 @@
+"""The task type: what depends on the kind of label (binary, multiclass, multilabel, regression, ...).
+
+A task type knows everything that depends on the kind of label: the head's
+width and activation, the Keras loss and metrics used in training, how raw
+labels become targets plus a label mask, and the same losses and metrics in
+NumPy for evaluation (so an exported model can be scored without Keras).
+
+Missing labels: a task's examples without a label keep their row; their
+target is a placeholder and their mask (per-output sample weight) is 0, so
+they add nothing to that task's loss or metrics. Losses use the
+`mean_with_sample_weight` reduction, so a task's loss is the mean over its
+labelled examples only.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_mtmm.cells import as_strings
+from keras_mtmm.errors import UnknownLabel
+from keras_mtmm.registry import TASK_TYPES
+
+EPSILON = 1e-7  # keras.config.epsilon(): the clip used by Keras' cross-entropies
+
+# Every task loss is the mean over the task's labelled examples (mask = sample weight).
+REDUCTION = "mean_with_sample_weight"
+
+
+class TaskType:
+    """What depends on the kind of label. Subclasses are registered by name."""
+
+    name = ""
+    activation = "linear"
+    metric_names: tuple[str, ...] = ()
+    default_metrics: tuple[str, ...] = ()
+    has_classes = True
+
+    def output_units(self, num_classes: int) -> int:
+        return num_classes
+
+    def loss(self, target_scale: float = 1.0) -> keras.losses.Loss:
+        """The Keras loss; `target_scale` is the regression targets' std (ignored by classifiers)."""
+        raise NotImplementedError
+
+    def keras_metrics(self, metrics: list[str], num_classes: int, top_k: int) -> list[keras.metrics.Metric]:
+        raise NotImplementedError
+
+    def infer_classes(self, raw: np.ndarray, separator: str) -> list[str]:
+        values = [v for v in as_strings(raw) if v]
+        return sorted(set(values))
+
+    def encode(self, raw: np.ndarray, classes: list[str], where: str, separator: str) -> tuple[np.ndarray, np.ndarray]:
+        """Raw labels -> (targets, mask). Unknown labels raise a `DataError` naming `where`."""
+        raise NotImplementedError
+
+    def example_losses(self, predictions: np.ndarray, targets: np.ndarray, target_scale: float = 1.0) -> np.ndarray:
+        """Per-example loss, computed as Keras computes it."""
+        raise NotImplementedError
+
+    def score(
+        self, predictions: np.ndarray, targets: np.ndarray, metrics: list[str], top_k: int
+    ) -> dict[str, float | None]:
+        """Metrics on labelled examples only (the caller drops unlabelled rows)."""
+        raise NotImplementedError
+
+    def predicted_labels(self, predictions, classes: list[str], separator: str):
+        """The predicted class names as a tf.string [batch] tensor (for serving); None without classes.
+
+        The decision rule is the one `score` uses: argmax, or P > 0.5 per label.
+        """
+        return None
+
+    def _indices(self, raw: np.ndarray, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+        strings = as_strings(raw)
+        lookup = {name: i for i, name in enumerate(classes)}
+        indices = np.zeros(len(strings), dtype=np.int32)
+        mask = np.zeros(len(strings), dtype=np.float32)
+        for row, value in enumerate(strings):
+            if not value:
+                continue
+            if value not in lookup:
+                raise UnknownLabel(
+                    where, value, row, classes, "fix the label, or list every class in tasks.<task>.classes"
+                )
+            indices[row] = lookup[value]
+            mask[row] = 1.0
+        return indices, mask
+
+
+def get_task_type(name: str, where: str | None = None) -> TaskType:
+    """The task type registered as `name` (a `ConfigError` naming `where` if unknown)."""
+    return TASK_TYPES.get(name, where)()
