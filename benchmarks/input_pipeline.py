@@ -159,7 +159,7 @@ def pipeline_throughput(config, records_folder: Path, repeats: int) -> dict:
 
     record_config = load_config(DEMO_CONFIG, ["data.source=tfrecord", f"data.path={records_folder}"])
     sources = {"csv_table": load_splits(config)["train"], "tfrecord": load_splits(record_config)["train"]}
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     with tempfile.TemporaryDirectory() as folder:
         preprocessor.adapt(as_table(sources["csv_table"]), folder)
         datasets = {
@@ -191,7 +191,7 @@ def training_throughput(config, repeats: int) -> float:
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     table = load_splits(config)["train"]
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     with tempfile.TemporaryDirectory() as folder:
         preprocessor.adapt(table, folder)
         dataset = make_dataset(preprocessor, table, 64, shuffle=True, seed=1, cache=True)

@@ -129,7 +129,7 @@ def keras_mtmm_run(kind: str, data, seed: int, epochs: int, fast: bool) -> dict:
     tables = {name: _table(part, columns) for name, part in data.items()}
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
-        preprocessor = Preprocessor.from_config(config)
+        preprocessor = Preprocessor.from_settings(config)
         preprocessor.adapt(tables["train"], folder)
         network = build_model(config, preprocessor)
         model = compile_model(network, config, preprocessor, {task: 1.0 for task in TASKS}, seed=seed)

@@ -147,7 +147,7 @@ def measure_task_count(num_tasks: int, args, workdir: Path) -> dict:
     seed_everything(base.seed, base.training.deterministic)
     splits = load_splits(base)
     train_table = splits["train"]
-    preprocessor = Preprocessor.from_config(base)
+    preprocessor = Preprocessor.from_settings(base)
     preprocessor.adapt(train_table, workdir / f"preprocessor_t{num_tasks}")
     _, masks = preprocessor.encode_labels(train_table)
     label_counts = {task: int(mask.sum()) for task, mask in masks.items()}

@@ -153,7 +153,7 @@ def untrained_factory():
     from keras_mtmm.training.run_guards import adapt_preprocessor
 
     def make(config, folder):
-        preprocessor = Preprocessor.from_config(config)
+        preprocessor = Preprocessor.from_settings(config)
         adapt_preprocessor(preprocessor, config, load_splits(config)["train"], Path(folder) / "preprocessor")
         return build_model(config, preprocessor), preprocessor
 
@@ -207,7 +207,7 @@ def weighting_batch(tmp_path_factory, tiny_config_factory):
 
     config = tiny_config_factory()
     splits = load_splits(config)
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("weighting_batch"))
     table = {name: values[:32] for name, values in splits["train"].items()}
     inputs = {k: np.asarray(v) for k, v in preprocessor.transform(preprocessor.raw_inputs(table)).items()}

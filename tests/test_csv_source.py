@@ -394,7 +394,7 @@ def test_error_line_number_counts_multiline_quoted_cells(tmp_path):
 def _adapt(config, table, folder):
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
-    Preprocessor.from_config(config).adapt(table, folder)
+    Preprocessor.from_settings(config).adapt(table, folder)
 
 
 def test_label_errors_at_adapt_name_file_line_and_column(dataset, tmp_path):

@@ -18,6 +18,7 @@ from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.sharing import DSelectK, build_sharing
 from keras_mtmm.layers.sharing.dselect_k import binary_codes, selector_outputs, smooth_step
 from keras_mtmm.training.run import train
+from tests.support.layer_round_trip import check_round_trips
 
 from .conftest import DEMO_CONFIG
 from .test_sharing_weighting_matrix import TWO_BY_TWO
@@ -185,15 +186,14 @@ def test_gates_learn_the_known_experts_and_use_at_most_k(seed):
 
 @pytest.mark.parametrize("per_example", [False, True])
 def test_config_and_keras_file_round_trips(per_example, tmp_path):
-    keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(BATCH, WIDTH)).astype(np.float32)
-    inputs = keras.Input((WIDTH,))
-    layer = DSelectK(
-        ["a", "b"], 6, 2, [4], [3], gamma=0.5, entropy_weight=0.2, per_example=per_example, activation="gelu"
-    )
-    model = keras.Model(inputs, layer(inputs))
-    _randomize(layer)
-    expected = model.predict(x, verbose=0)
+
+    def factory():
+        return DSelectK(
+            ["a", "b"], 6, 2, [4], [3], gamma=0.5, entropy_weight=0.2, per_example=per_example, activation="gelu"
+        )
+
+    layer = check_round_trips(factory, {"features": x}, tmp_path, randomize=_randomize)
     config = layer.get_config()
     assert {k: config[k] for k in ("num_selected", "gamma", "entropy_weight", "per_example")} == {
         "num_selected": 2,
@@ -201,14 +201,6 @@ def test_config_and_keras_file_round_trips(per_example, tmp_path):
         "entropy_weight": 0.2,
         "per_example": per_example,
     }
-    assert DSelectK.from_config(config).get_config() == config
-    model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert type(loaded.get_layer(layer.name)) is DSelectK
-    got = loaded.predict(x, verbose=0)
-    for task in ("a", "b"):
-        assert np.abs(expected[task]).sum() > 0
-        np.testing.assert_allclose(got[task], expected[task], atol=1e-6)
 
 
 @pytest.mark.parametrize(

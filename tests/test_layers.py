@@ -19,6 +19,7 @@ from keras_mtmm.layers.fusion import ConcatFusion, LateFusion, WeightedSumFusion
 from keras_mtmm.layers.heads import TaskHead
 from keras_mtmm.layers.sharing.hard import HardSharing
 from keras_mtmm.tasks import ScaledMeanSquaredError
+from tests.support.layer_round_trip import check_round_trips
 
 
 @pytest.fixture(autouse=True)
@@ -125,12 +126,6 @@ def _cases():
 CASES = _cases()
 
 
-def _call(layer, inputs: dict):
-    """Call `layer` on the case's inputs (a list for multi-input layers)."""
-    tensors = [inputs[name] for name in inputs]
-    return layer(tensors if len(tensors) > 1 else tensors[0])
-
-
 def _data(spec: dict) -> dict[str, np.ndarray]:
     return {name: data for name, (_, _, data) in spec.items()}
 
@@ -142,68 +137,10 @@ def _randomize_logits(layer) -> None:
         logits.assign(np.linspace(-0.7, 0.9, logits.shape[0]).astype(np.float32))
 
 
-def _as_numpy(outputs):
-    if isinstance(outputs, dict):
-        return {key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()}
-    return keras.ops.convert_to_numpy(outputs)
-
-
-def _assert_outputs_equal(got, expected):
-    if isinstance(expected, dict):
-        assert sorted(got) == sorted(expected)
-        for key in expected:
-            np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
-    else:
-        np.testing.assert_allclose(got, expected, atol=1e-6)
-
-
-def _assert_not_trivial(outputs):
-    """Guard against a comparison of all-zero outputs (e.g. every ReLU dead), which would prove nothing."""
-    values = outputs.values() if isinstance(outputs, dict) else [outputs]
-    for value in values:
-        assert np.abs(np.asarray(value)).sum() > 0
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_config_round_trip_gives_equal_config_and_outputs(case):
+def test_config_and_keras_file_round_trips(case, tmp_path):
     factory, spec = CASES[case]
-    data = _data(spec)
-    original = factory()
-    _call(original, data)  # build
-    _randomize_logits(original)
-    expected = _as_numpy(_call(original, data))
-    _assert_not_trivial(expected)
-
-    restored = original.__class__.from_config(original.get_config())
-    assert type(restored) is type(original)
-    assert restored.get_config() == original.get_config()
-    _call(restored, data)  # build
-    restored.set_weights(original.get_weights())
-    _assert_outputs_equal(_as_numpy(_call(restored, data)), expected)
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
-    factory, spec = CASES[case]
-    data = _data(spec)
-    inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name) for name, (shape, dtype, _) in spec.items()}
-    layer = factory()
-    outputs = _call(layer, inputs)
-    model = keras.Model(inputs=inputs, outputs=outputs)
-    _randomize_logits(layer)
-    expected = model.predict(data, verbose=0)
-    _assert_not_trivial(expected)
-
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-
-    loaded_layer = loaded.get_layer(layer.name)
-    assert type(loaded_layer) is type(layer)
-    assert loaded_layer.get_config() == layer.get_config()
-    _assert_outputs_equal(loaded.predict(data, verbose=0), expected)
-    if hasattr(layer, "current_weights"):
-        np.testing.assert_allclose(loaded_layer.current_weights(), layer.current_weights(), atol=1e-7)
+    check_round_trips(factory, _data(spec), tmp_path, randomize=_randomize_logits)
 
 
 # ---------------------------------------------------------------------------

@@ -289,7 +289,7 @@ def test_modality_dropout_config_reaches_training(tiny_config_factory, tmp_path)
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = tiny_config_factory("fusion.modality_dropout={image: 0.25, numeric: 0.1}")
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     from keras_mtmm.data.tables import load_splits
 
     preprocessor.adapt(load_splits(config)["train"], tmp_path / "pre")

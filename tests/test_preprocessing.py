@@ -123,3 +123,36 @@ def test_runs_inside_tf_data_map(adapted):
 def test_load_from_a_folder_without_state_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no preprocessor state"):
         Preprocessor.load(tmp_path)
+
+
+def test_every_modality_type_keeps_its_own_contract(adapted):
+    """Each registered ModalityType: the model input it declares is what it gives, its raw serving input is
+    what it takes, and its missing value reads as missing (presence 0)."""
+    from keras_mtmm.registry import MODALITY_TYPES
+
+    assert sorted({spec["type"] for spec in MODALITIES.values()}) == MODALITY_TYPES.names()  # all covered
+    raw = adapted.raw_inputs(make_table())
+    features = adapted.transform(raw)
+    signature = adapted.raw_input_signature()
+    for position, (name, spec) in enumerate(MODALITIES.items()):
+        kind = adapted.kinds[name]
+        shape, dtype = kind.model_input(spec)
+        assert tuple(features[name].shape[1:]) == shape and features[name].dtype.name == dtype, name
+        assert signature[name].is_compatible_with(tf.constant(raw[name])), name
+        removed = {**raw, name: adapted.missing_values(name, raw[name])}
+        presence = adapted.presence(removed).numpy()
+        assert (presence[:, position] == 0).all(), name
+        assert presence[0].sum() == len(MODALITIES) - 1, name  # only that modality is gone
+
+
+def test_the_preprocessor_is_a_keras_layer_whose_config_and_assets_rebuild_it(adapted, tmp_path):
+    import keras
+
+    config = keras.saving.serialize_keras_object(adapted)
+    rebuilt = keras.saving.deserialize_keras_object(config)
+    assert isinstance(rebuilt, keras.layers.Layer) and not rebuilt.adapted
+    adapted.save_assets(tmp_path / "assets")
+    rebuilt.load_assets(tmp_path / "assets")  # what keras.models.load_model does with a .keras file's assets
+    before, after = transform(adapted, make_table()), transform(rebuilt, make_table())
+    for name, values in before.items():
+        np.testing.assert_array_equal(after[name], values, err_msg=name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -16,11 +17,12 @@ import sys
 import numpy as np
 import keras_mtmm  # the only keras_mtmm import: it registers every layer
 import keras
+import tensorflow as tf
 
-model = keras.models.load_model(sys.argv[1])
-features = dict(np.load(sys.argv[2], allow_pickle=False))
-outputs = model.predict(features, verbose=0)
-np.savez(sys.argv[3], model_class=type(model).__name__, **outputs)
+model = keras.models.load_model(sys.argv[1])  # a copy of best.keras alone in a folder: no preprocessor/ beside it
+raw = {name: tf.constant(values) for name, values in np.load(sys.argv[2], allow_pickle=True).items()}
+outputs = model.predict(model.preprocessor.transform(raw), verbose=0)  # the Preprocessor travelled inside
+np.savez(sys.argv[3], model_class=type(model).__name__, preprocessor=type(model.preprocessor).__name__, **outputs)
 """
 
 
@@ -43,22 +45,34 @@ def test_the_package_exports_the_public_api():
         "ServingClient",
         "__version__",
     }
-    for registry in ("SOURCES", "ENCODERS", "FUSIONS", "SHARINGS", "TASK_TYPES", "WEIGHTINGS"):
+    registries = (
+        "SOURCES",
+        "SAMPLERS",
+        "ENCODERS",
+        "FUSIONS",
+        "SHARINGS",
+        "TASK_TYPES",
+        "WEIGHTINGS",
+        "MODALITY_TYPES",
+    )
+    for registry in registries:
         assert getattr(keras_mtmm.registry, registry).names(), registry  # every registry filled by the import
 
 
 def test_a_checkpoint_loads_with_plain_keras_after_only_importing_the_package(tiny_run, tiny_config_factory, tmp_path):
-    features = tiny_run.preprocessor.transform(
-        tiny_run.preprocessor.raw_inputs(load_splits(tiny_config_factory())["test"])
-    )
-    np.savez(tmp_path / "features.npz", **{name: np.asarray(value) for name, value in features.items()})
+    """`keras.models.load_model(best.keras)` gives the training model with its adapted Preprocessor inside."""
+    raw = tiny_run.preprocessor.raw_inputs(load_splits(tiny_config_factory())["test"])
+    features = tiny_run.preprocessor.transform(raw)
+    np.savez(tmp_path / "raw.npz", **raw)
+    (tmp_path / "alone").mkdir()
+    shutil.copyfile(tiny_run.run_dir / "best.keras", tmp_path / "alone" / "best.keras")
     done = subprocess.run(
         [
             sys.executable,
             "-c",
             CHILD,
-            str(tiny_run.run_dir / "best.keras"),
-            str(tmp_path / "features.npz"),
+            str(tmp_path / "alone" / "best.keras"),
+            str(tmp_path / "raw.npz"),
             str(tmp_path / "out.npz"),
         ],
         cwd=tmp_path,
@@ -69,7 +83,7 @@ def test_a_checkpoint_loads_with_plain_keras_after_only_importing_the_package(ti
     )
     assert done.returncode == 0, done.stderr[-3000:]
     served = np.load(tmp_path / "out.npz")
-    assert str(served["model_class"]) == "MultiTaskModel"
+    assert str(served["model_class"]) == "MultiTaskModel" and str(served["preprocessor"]) == "Preprocessor"
     expected = tiny_run.model.predict(features, verbose=0)
     for task, values in expected.items():
         np.testing.assert_allclose(served[task], values, rtol=1e-5, atol=1e-6, err_msg=task)

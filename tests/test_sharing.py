@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from keras_mtmm.config.schema import SharingConfig
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.sharing import PLE, CrossStitch, HardSharing, MMoE, build_sharing
+from tests.support.layer_round_trip import check_round_trips
 
 from .conftest import DEMO_CONFIG
 
@@ -110,50 +109,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_config_round_trip_gives_equal_config_and_outputs(case):
-    keras.utils.set_random_seed(0)
+def test_config_and_keras_file_round_trips(case, tmp_path):
     x = _float((BATCH, WIDTH))
-    original = CASES[case]()
-    original(x)  # build
-    _randomize(original)
-    expected = {task: _np(value) for task, value in original(x).items()}
-    _assert_not_trivial(expected)
-
-    arguments = [
-        name for name in inspect.signature(type(original).__init__).parameters if name not in ("self", "kwargs")
-    ]
-    assert set(arguments) <= set(original.get_config()), "get_config returns every constructor argument"
-    restored = original.__class__.from_config(original.get_config())
-    assert type(restored) is type(original)
-    assert restored.get_config() == original.get_config()
-    restored(x)  # build
-    restored.set_weights(original.get_weights())
-    _assert_outputs_equal({task: _np(value) for task, value in restored(x).items()}, expected)
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_keras_file_round_trip_without_custom_objects(case, tmp_path):
-    keras.utils.set_random_seed(0)
-    x = _float((BATCH, WIDTH))
-    inputs = keras.Input(shape=(WIDTH,), name="features")
-    layer = CASES[case]()
-    model = keras.Model(inputs=inputs, outputs=layer(inputs))
-    _randomize(layer)
-    expected = model.predict(x, verbose=0)
-    _assert_not_trivial(expected)
+    layer = check_round_trips(CASES[case], {"features": x}, tmp_path, randomize=_randomize)
     declared = layer.compute_output_shape((None, WIDTH))
-    assert {task: value.shape[1:] for task, value in expected.items()} == {t: s[1:] for t, s in declared.items()}
-
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-
-    loaded_layer = loaded.get_layer(layer.name)
-    assert type(loaded_layer) is type(layer)
-    assert loaded_layer.get_config() == layer.get_config()
-    got = loaded.predict(x, verbose=0)
-    _assert_not_trivial(got)
-    _assert_outputs_equal(got, expected)
+    assert {task: value.shape[1:] for task, value in layer(x).items()} == {t: s[1:] for t, s in declared.items()}
 
 
 def test_layers_have_one_output_per_task_and_distinct_towers():

@@ -58,7 +58,7 @@ def _batches(config, tmp_path, steps=150):
 
     splits = load_splits(config)
     assert isinstance(splits["train"], StreamSplit)
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     counts = adapt_preprocessor(preprocessor, config, splits["train"], tmp_path / "pre")
     sampler = build_sampler(config.data.sampler, config.data.temperature)
     dataset, schedule = make_mixed_dataset(

@@ -98,7 +98,7 @@ def test_label_encoding_in_tensorflow_equals_the_numpy_encoding(prepared):
     folder, raw, out = prepared
     config = config_from_dict(raw)
     table = load_splits(config)["train"]
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     preprocessor.adapt(table, folder / "pre_labels")
     targets, masks = preprocessor.encode_labels(table)
     split = load_splits(config_from_dict(_records(raw, out)))["train"]
@@ -118,7 +118,7 @@ def test_adaptation_reads_a_bounded_sample(prepared):
     config = config_from_dict(_records(raw, out, adapt_rows=20))
     split = load_splits(config)["train"]
     assert isinstance(split, RecordSplit) and split.rows > 20
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     counts = adapt_preprocessor(preprocessor, config, split, folder / "pre_bounded")
     first = as_table(split, 20)["weight_kg"]
     assert preprocessor.state["numeric"]["numbers"]["mean"] == pytest.approx([float(np.nanmean(first))])
@@ -181,7 +181,7 @@ def test_a_label_outside_the_classes_in_the_records_stops_training_naming_task_a
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     split = load_splits(config)["train"]
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     table = as_table(split)
     table["shape"] = np.array([b"" if v == b"triangle" else v for v in table["shape"]], dtype=object)
     preprocessor.adapt(table, tmp_path / "pre")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import pytest
 
 from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.training.trainer import Trainer
@@ -62,3 +63,21 @@ def test_the_phases_run_in_order_and_a_subclass_replaces_one(tmp_path, tiny_conf
     assert result.metrics is None and not (run / RunFolder.METRICS).exists()  # the replaced step
     assert run.is_finished() and (run / RunFolder.BEST).is_file()  # the other phases as always
     assert run.history()["epoch"] == [0, 1]
+
+
+def test_the_logged_validation_metrics_are_the_evaluations_own(tiny_run):
+    """One metric definition: history.json's val_<task>_<metric> of the kept epoch is what evaluate.py
+    --split validation gives for best.keras (exact AUC, not Keras' 200-threshold estimate)."""
+    from keras_mtmm.evaluation.evaluate import evaluate_model
+
+    history = tiny_run.history
+    kept = history["val_loss"].index(min(history["val_loss"]))
+    report = evaluate_model(tiny_run.run_dir / RunFolder.BEST, split="validation", quiet=True)
+    compared = 0
+    for task, scores in report["tasks"].items():
+        for metric, value in scores.items():
+            if metric in ("loss", "labelled") or value is None:
+                continue
+            assert history[f"val_{task}_{metric}"][kept] == pytest.approx(value, rel=1e-6, abs=1e-9), (task, metric)
+            compared += 1
+    assert compared >= 5 and "val_premium_auc" in history

@@ -25,7 +25,7 @@ def fixed_batch(tmp_path_factory, tiny_config_factory):
     """A compiled (untrained) tiny model and one fixed batch of preprocessed inputs, targets and masks."""
     config = tiny_config_factory()
     splits = load_splits(config)
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     preprocessor.adapt(splits["train"], tmp_path_factory.mktemp("preprocessor"))
     model = compile_model(build_model(config, preprocessor), config, preprocessor, WEIGHTS)
     table = {name: values[:40] for name, values in splits["train"].items()}

@@ -11,6 +11,7 @@ from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.data.tables import iter_tables
 from keras_mtmm.evaluation.predictor import load_predictor
 from keras_mtmm.evaluation.scoring import format_value, score_batches
+from keras_mtmm.preprocessing.modalities import get_modality_type
 
 
 def robustness_table(model_path: str | Path, table, batch_size: int = 256) -> dict:
@@ -45,10 +46,8 @@ def robustness_scores(predict, metadata: dict, table, batch_size: int = 256) -> 
 
 
 def missing_values(modality_type: str, values: np.ndarray) -> np.ndarray:
-    """An array shaped like `values` that marks the modality missing in every row."""
-    if modality_type == "numeric":
-        return np.full(values.shape, np.nan, dtype=np.float32)
-    return np.full(values.shape, "", dtype=object)
+    """An array shaped like `values` that marks the modality missing in every row (its modality type's)."""
+    return get_modality_type(modality_type).missing(values)
 
 
 def format_robustness(robustness: dict, tasks: dict) -> str:

@@ -45,7 +45,7 @@ def compile_model(
     task_types = {task: task_config.type for task, task_config in config.tasks.items()}
     parameters = sum(int(keras.ops.size(variable)) for variable in network.trainable_variables)
     weighting = build_weighting(config.weighting, task_types, task_weights, seed, num_parameters=parameters)
-    model = MultiTaskModel(network, weighting, losses, name=f"{network.name}_training")
+    model = MultiTaskModel(network, weighting, losses, preprocessor=preprocessor, name=f"{network.name}_training")
     model.compile(
         optimizer=build_optimizer(config.training, steps_per_epoch),
         weighted_metrics=metrics,
@@ -78,6 +78,8 @@ class MultiTaskModel(keras.Model):
         network: the functional model (dict of inputs -> dict of task outputs).
         weighting: a `WeightingStrategy` layer.
         task_losses: a Keras loss per task.
+        preprocessor: the adapted `Preprocessor` (a Keras layer), saved inside the `.keras` file with
+            its state as assets, so a loaded checkpoint takes raw inputs (None for a checkpoint from before).
         representation_layer: kept for checkpoints written before the fusion layer became the
             `fusion` property; the shared representation (for MGDA-UB) is that layer's output.
 
@@ -86,9 +88,12 @@ class MultiTaskModel(keras.Model):
     update it with the step's total loss.
     """
 
-    def __init__(self, network, weighting, task_losses: dict, representation_layer: str = "fusion", **kwargs):
+    def __init__(
+        self, network, weighting, task_losses: dict, representation_layer: str = "fusion", preprocessor=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.network = network
+        self.preprocessor = preprocessor
         self.weighting = weighting
         self.task_names = list(weighting.task_names)
         missing = [task for task in self.task_names if task not in task_losses]
@@ -246,6 +251,7 @@ class MultiTaskModel(keras.Model):
             "weighting": keras.saving.serialize_keras_object(self.weighting),
             "task_losses": {t: keras.saving.serialize_keras_object(loss) for t, loss in self.task_losses.items()},
             "representation_layer": self.representation_layer,
+            **({"preprocessor": keras.saving.serialize_keras_object(self.preprocessor)} if self.preprocessor else {}),
         }
 
     @classmethod
@@ -254,6 +260,8 @@ class MultiTaskModel(keras.Model):
         network = keras.saving.deserialize_keras_object(config.pop("network"))
         weighting = keras.saving.deserialize_keras_object(config.pop("weighting"))
         losses = {t: keras.saving.deserialize_keras_object(v) for t, v in config.pop("task_losses").items()}
+        if config.get("preprocessor") is not None:  # adapted when Keras loads its assets, after this
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(network, weighting, losses, **config)
 
 

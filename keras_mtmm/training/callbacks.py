@@ -8,6 +8,9 @@ from pathlib import Path
 
 import keras
 
+from keras_mtmm.data.pipeline import data_errors
+from keras_mtmm.data.tables import iter_tables
+from keras_mtmm.evaluation.scoring import score_batches
 from keras_mtmm.files import write_json
 
 
@@ -117,3 +120,33 @@ def read_history(path: str | Path) -> dict[str, list]:
     """The per-epoch history of a run folder (empty if there is none yet)."""
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+class ValidationScores(keras.callbacks.Callback):
+    """The validation metrics of each epoch as evaluation computes them: `score_tasks`, the task types'
+    one definition (exact AUC by Mann-Whitney U, ...), in place of Keras' running estimates (Keras' AUC
+    sums 200 thresholds). So `val_<task>_<metric>` in history.json for the kept epoch equals what
+    `evaluate.py --split validation` reports for best.keras. `val_loss` stays Keras' (it picks the checkpoint).
+
+    Args:
+        predict: raw inputs -> outputs of the network being trained (`in_memory_predictor`).
+        split: the validation split (a column table or a streamed split).
+        metadata: the model metadata (tasks, their metrics and inputs).
+        batch_size: rows per prediction call.
+    """
+
+    def __init__(self, predict, split, metadata: dict, batch_size: int):
+        super().__init__()
+        self.predict, self.split, self.metadata, self.batch_size = predict, split, metadata, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        with data_errors():
+            batches = iter_tables(self.split, self.batch_size)
+            report = score_batches(self.predict, batches, self.metadata, "", "validation")
+        for task, scores in report["tasks"].items():
+            for metric, value in scores.items():
+                key = f"val_{task}_{metric}"
+                if key in logs and metric not in ("loss", "labelled") and value is not None:
+                    logs[key] = value

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
@@ -32,3 +34,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def reproducibility(config, strategy, versions: dict) -> dict:
+    """What the run's metadata records to reproduce it: seeds, determinism, replicas, library versions."""
+    training = config.training
+    return {
+        "seed": config.seed,
+        "deterministic": training.deterministic,
+        "distribute": training.distribute,
+        "replicas": strategy.num_replicas_in_sync,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        **versions,
+    }

@@ -20,14 +20,12 @@ the same output folder and config after an interruption resumes from the last sa
 from __future__ import annotations
 
 import copy
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from keras_mtmm.config.data import absolute_data_paths
 from keras_mtmm.data.pipeline import data_errors
@@ -49,7 +47,14 @@ from keras_mtmm.models.multitask import compile_model
 from keras_mtmm.models.network import build_model
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
 from keras_mtmm.run_folder import RunFolder
-from keras_mtmm.training.callbacks import DataPass, HistoryWriter, ResumableEarlyStopping, WeightingLogger, read_history
+from keras_mtmm.training.callbacks import (
+    DataPass,
+    HistoryWriter,
+    ResumableEarlyStopping,
+    ValidationScores,
+    WeightingLogger,
+    read_history,
+)
 from keras_mtmm.training.checkpointing import (
     AtomicModelCheckpoint,
     NonFiniteGuard,
@@ -62,7 +67,7 @@ from keras_mtmm.training.distributed import make_strategy
 from keras_mtmm.training.execution import plan_execution
 from keras_mtmm.training.health import check_health, probe_network
 from keras_mtmm.training.loop import fit_loop, is_chief, worker_description
-from keras_mtmm.training.result import TrainResult, seed_everything
+from keras_mtmm.training.result import TrainResult, reproducibility, seed_everything
 from keras_mtmm.training.run_files import write_summaries, write_timings
 from keras_mtmm.training.run_guards import adapt_preprocessor, check_labels, check_same_data, check_writable_folder
 from keras_mtmm.training.streams import TrainingStreams
@@ -142,7 +147,7 @@ class Trainer:
     # -- prepare data -----------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         config, splits, run = self.config, self.splits, self.run_folder
-        self.preprocessor = Preprocessor.from_config(config)
+        self.preprocessor = Preprocessor.from_settings(config)
         with data_errors():  # adapting reads the first rows: a corrupt shard can show here
             self.label_counts = adapt_preprocessor(
                 self.preprocessor, config, splits["train"], run / RunFolder.PREPROCESSOR
@@ -188,15 +193,7 @@ class Trainer:
                 jit_compile=self.plan.jit_compile,
                 steps_per_execution=self.plan.steps_per_execution,
             )
-        self.metadata["reproducibility"] = {
-            "seed": config.seed,
-            "deterministic": training.deterministic,
-            "distribute": training.distribute,
-            "replicas": strategy.num_replicas_in_sync,
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            **self.metadata["versions"],
-        }
+        self.metadata["reproducibility"] = reproducibility(config, strategy, self.metadata["versions"])
         if strategy.num_replicas_in_sync > 1:
             chief = " (chief)" if self.chief and self.multi_worker else ""
             print(
@@ -206,6 +203,8 @@ class Trainer:
         self.run_folder.write_metadata(self.metadata)
         self.validation_data = self.streams.validation()
         self.monitor = "val_loss" if self.validation_data is not None else "loss"
+        # Raw inputs -> task and encoder outputs, one trace: the validation scores and the test split's.
+        self.predict = in_memory_predictor(probe_network(self.network), self.preprocessor)
         self.restore()
 
     def restore(self) -> None:
@@ -252,9 +251,16 @@ class Trainer:
             save_best_only=True,
             initial_value_threshold=self.best_so_far,
         )
+        validation = self.splits["validation"] if self.validation_data is not None else None
+        scores = (
+            [ValidationScores(self.predict, validation, self.metadata, training.batch_size)]
+            if validation is not None
+            else []
+        )
         return [
             DataPass(self.streams.pass_number),
             NonFiniteGuard(list(self.config.tasks), run.path),  # first: a diverged step is never saved
+            *scores,  # before the callbacks that read the epoch's logs
             WeightingLogger(self.model.weighting, keep_first=self.start_step > 0),
             HistoryWriter(history),
             self.step_checkpoint,
@@ -323,9 +329,8 @@ class Trainer:
             self.timings["total_s"] = time.perf_counter() - self.started
             return self.result(None, None, chief=False)
         self.record_kept_weights()
-        predict = in_memory_predictor(probe_network(self.network), self.preprocessor)  # task and encoder outputs
-        metrics = self.score_test(predict)
-        health = check_health(predict, self.splits, self.metadata, self.config.training.batch_size)
+        metrics = self.score_test(self.predict)
+        health = check_health(self.predict, self.splits, self.metadata, self.config.training.batch_size)
         write_summaries(run, self.network, self.preprocessor, self.splits, self.metadata, self.label_counts, health)
         export_path = self.export_version() if self.export else None
         self.timings["total_s"] = time.perf_counter() - self.started

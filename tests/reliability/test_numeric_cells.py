@@ -67,7 +67,7 @@ def test_the_preprocessor_refuses_inf_in_training_data_and_serving_reads_it_as_m
     from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
     config = _config()
-    preprocessor = Preprocessor.from_config(config)
+    preprocessor = Preprocessor.from_settings(config)
     good = {"a": np.arange(6.0, dtype=np.float32), "b": np.ones(6, np.float32), "y": np.arange(6.0)}
     bad = {**good, "b": np.array([1, 1, np.inf, 1, 1, 1], np.float32)}
     with pytest.raises(DataError, match=r"column 'b'.*row 2"):

@@ -1,0 +1,68 @@
+"""The modality type: everything the Preprocessor does that depends on what kind of input a modality is.
+
+One registered class per modality type (`keras_mtmm.registry.MODALITY_TYPES`): what `adapt` learns
+from the training values, the Keras preprocessing layers built from it, the raw serving input and
+the model input it becomes, how a missing value looks and how it is detected. A modality's `spec`
+is the Preprocessor's dict for it (`type`, `columns`, `image_size`, `max_tokens`, `sequence_length`,
+`raw_text`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_mtmm.registry import MODALITY_TYPES
+
+
+class ModalityType:
+    """A modality type; subclasses are registered by name and hold no state of their own."""
+
+    name = ""
+
+    def adapt(self, name: str, spec: dict, values: np.ndarray, folder: Path):
+        """What is learnt from the training values (JSON-able; files go into `folder`); None: nothing."""
+        return None
+
+    def files(self, learnt) -> list[str]:
+        """The files in the state folder that `adapt` wrote (copied with the state)."""
+        return []
+
+    def layers(self, name: str, spec: dict, learnt, folder: Path | None, vocabularies: dict[str, list[str]]):
+        """The Keras preprocessing layers, built eagerly (their constants must be exportable); None: none.
+        `vocabularies` holds the files' lines when they are not read from `folder`."""
+        return None
+
+    def transform(self, spec: dict, layers, value: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def present(self, spec: dict, value: tf.Tensor) -> tf.Tensor:
+        """bool [B]: whether each example has the modality."""
+        raise NotImplementedError
+
+    def model_input(self, spec: dict) -> tuple[tuple[int, ...], str]:
+        """(shape without the batch, dtype) of the model input."""
+        raise NotImplementedError
+
+    def raw_input(self, name: str, spec: dict) -> tf.TensorSpec:
+        """The raw serving input (the export contract)."""
+        raise NotImplementedError
+
+    def raw_from_columns(self, spec: dict, columns: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The raw input from streamed column batches (`{column: [B]}`, as TFRecords parse)."""
+        return columns[spec["columns"][0]]
+
+    def vocabulary_sizes(self, spec: dict, layers) -> list[int]:
+        """Token or category index counts per column (none for inputs without a vocabulary)."""
+        return []
+
+    def missing(self, values: np.ndarray) -> np.ndarray:
+        """An array shaped like raw `values` that marks the modality missing in every row."""
+        return np.full(values.shape, "", dtype=object)
+
+
+def get_modality_type(name: str, where: str | None = None) -> ModalityType:
+    """The modality type registered as `name` (a `ConfigError` naming `where` if unknown)."""
+    return MODALITY_TYPES.get(name, where)()

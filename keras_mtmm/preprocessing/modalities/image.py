@@ -1,0 +1,29 @@
+"""Images: encoded PNG/JPEG/GIF/BMP bytes `tf.string [B]` -> RGB `float32 [B, H, W, 3]` in [0, 1].
+
+An empty string (a missing image) gives the all-zero image.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_mtmm.preprocessing.image_decoding import decode_images
+from keras_mtmm.preprocessing.modalities.base import ModalityType
+from keras_mtmm.registry import MODALITY_TYPES
+
+
+@MODALITY_TYPES.register("image")
+class ImageModality(ModalityType):
+    name = "image"
+
+    def transform(self, spec, layers, value):
+        return decode_images(value, spec["image_size"])
+
+    def present(self, spec, value):
+        return tf.strings.length(value) > 0  # the decoder's own test: "" gives the zero image
+
+    def model_input(self, spec):
+        return (*spec["image_size"], 3), "float32"
+
+    def raw_input(self, name, spec):
+        return tf.TensorSpec([None], tf.string, name=name)

@@ -1,0 +1,58 @@
+"""Text: `tf.string [B]` -> `TextVectorization` token ids `int64 [B, L]` (0 = padding, 1 = out of vocabulary).
+
+The vocabulary is a text file (`vocabulary_<modality>.txt`), so exports carry it in `assets/`. With a
+`hub` encoder (`raw_text`) the strings pass through unchanged, `tf.string [B]`: TF Hub text modules
+tokenize for themselves.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_mtmm.preprocessing.modalities.base import ModalityType
+from keras_mtmm.preprocessing.stats import text_vocabulary
+from keras_mtmm.registry import MODALITY_TYPES
+
+
+@MODALITY_TYPES.register("text")
+class TextModality(ModalityType):
+    name = "text"
+
+    def adapt(self, name, spec, values, folder):
+        if spec.get("raw_text", False):
+            return None
+        vocabulary = text_vocabulary(values, spec["max_tokens"], spec["sequence_length"])
+        filename = f"vocabulary_{name}.txt"
+        (folder / filename).write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
+        return filename
+
+    def files(self, learnt):
+        return [learnt]
+
+    def layers(self, name, spec, learnt, folder, vocabularies):
+        if spec.get("raw_text", False):
+            return None
+        layer = keras.layers.TextVectorization(
+            max_tokens=spec["max_tokens"],
+            output_sequence_length=spec["sequence_length"],
+            vocabulary=vocabularies[learnt] if learnt in vocabularies else str(folder / learnt),
+            name=f"{name}_vectorizer",
+        )
+        layer(tf.constant([""]))
+        return [layer]
+
+    def transform(self, spec, layers, value):
+        return value if spec.get("raw_text", False) else layers[0](value)
+
+    def present(self, spec, value):
+        return tf.strings.length(tf.strings.strip(value)) > 0
+
+    def model_input(self, spec):
+        return ((), "string") if spec.get("raw_text", False) else ((spec["sequence_length"],), "int64")
+
+    def raw_input(self, name, spec):
+        return tf.TensorSpec([None], tf.string, name=name)
+
+    def vocabulary_sizes(self, spec, layers):
+        return [] if spec.get("raw_text", False) else [int(layers[0].vocabulary_size())]
