@@ -9,8 +9,7 @@ import sys
 import numpy as np
 
 from keras_mtmm.data.tables import load_splits
-
-from .conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 CHILD = """
 import sys

@@ -12,7 +12,7 @@ from keras_mtmm import registry as registries
 from keras_mtmm.config.checks_data import validate_data
 from keras_mtmm.config.checks_encoders import validate_hub_options, validate_image_head
 from keras_mtmm.config.checks_sharing import validate_sharing
-from keras_mtmm.config.choices import FAMO_UPDATES, LR_SCHEDULES, OPTIMIZERS
+from keras_mtmm.config.choices import LR_SCHEDULES, OPTIMIZERS
 from keras_mtmm.config.data import DataConfig
 from keras_mtmm.config.names import check_member_name, check_model_name  # noqa: F401 (re-exported)
 from keras_mtmm.config.schema import PRESENCE_KEY
@@ -277,44 +277,10 @@ def _validate_weighting(config, registries: Any) -> None:
             f"mgda works on the one shared representation, and {what} has none",
             "use another fusion.strategy or weighting.strategy",
         )
-    if weighting.temperature <= 0:
-        raise ConfigError("weighting.temperature", f"expected > 0, got {weighting.temperature}", "e.g. 2.0")
-    if weighting.alpha < 0:
-        raise ConfigError("weighting.alpha", f"expected >= 0, got {weighting.alpha}", "e.g. 1.5")
-    if weighting.gradnorm_learning_rate <= 0:
-        raise ConfigError(
-            "weighting.gradnorm_learning_rate", f"expected > 0, got {weighting.gradnorm_learning_rate}", "e.g. 0.025"
-        )
-    if weighting.cagrad_c < 0:
-        raise ConfigError("weighting.cagrad_c", f"expected >= 0, got {weighting.cagrad_c}", "e.g. 0.4")
-    if not 0.0 <= weighting.graddrop_leak <= 1.0:
-        raise ConfigError(
-            "weighting.graddrop_leak", f"expected a fraction in [0, 1], got {weighting.graddrop_leak}", "e.g. 0.0"
-        )
-    if not 0.0 <= weighting.gradvac_beta <= 1.0:
-        raise ConfigError(
-            "weighting.gradvac_beta", f"expected an EMA rate in [0, 1], got {weighting.gradvac_beta}", "e.g. 0.5"
-        )
-    if not 0.0 <= weighting.db_mtl_beta < 1.0:
-        raise ConfigError(
-            "weighting.db_mtl_beta", f"expected an EMA rate in [0, 1), got {weighting.db_mtl_beta}", "e.g. 0.9"
-        )
-    if weighting.db_mtl_beta_sigma < 0:
-        raise ConfigError(
-            "weighting.db_mtl_beta_sigma", f"expected >= 0, got {weighting.db_mtl_beta_sigma}", "e.g. 0 (constant β)"
-        )
-    if weighting.famo_learning_rate <= 0:
-        raise ConfigError(
-            "weighting.famo_learning_rate", f"expected > 0, got {weighting.famo_learning_rate}", "e.g. 0.025"
-        )
-    if weighting.famo_gamma < 0:
-        raise ConfigError("weighting.famo_gamma", f"expected >= 0, got {weighting.famo_gamma}", "e.g. 0.001")
-    if weighting.famo_update not in FAMO_UPDATES:
-        raise ConfigError(
-            "weighting.famo_update",
-            f"unknown value {weighting.famo_update!r}",
-            choice_hint(str(weighting.famo_update), FAMO_UPDATES),
-        )
+    # Every strategy's own keys, whichever strategy is chosen: a bad value is an error even where unused.
+    for name in registries.WEIGHTINGS.names():
+        for setting in registries.WEIGHTINGS.get(name).settings:
+            setting.check(weighting, "weighting")
 
 
 def _validate_task(name: str, task, config, registries: Any) -> None:

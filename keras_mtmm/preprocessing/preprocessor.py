@@ -224,6 +224,10 @@ class Preprocessor(keras.layers.Layer):
             }
         )
 
+    def preprocessing_layers(self, modality: str) -> list[keras.layers.Layer]:
+        """A modality's Keras preprocessing layers (a text vectorizer, one lookup per categorical column, ...)."""
+        return list(self._preprocessing.value.get(modality, []))
+
     def tracked_layers(self) -> list[keras.layers.Layer]:
         """The Keras layers whose state a SavedModel must carry."""
         return [layer for layers in self._preprocessing.value.values() for layer in layers]

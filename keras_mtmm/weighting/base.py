@@ -46,6 +46,8 @@ class WeightingStrategy(keras.layers.Layer):
         task_names: the tasks, in the order of the loss vector.
     """
 
+    settings: tuple = ()  # the checks of its own weighting.* keys (keras_mtmm.config.bounds)
+
     uses_gradients = False
 
     @classmethod

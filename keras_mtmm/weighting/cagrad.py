@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
 from keras_mtmm.weighting.mgda import MAX_ENUMERATED_TASKS, SUBSETS, bordered_systems
@@ -117,6 +118,8 @@ class CAGrad(GradientWeighting):
         task_weights: base weights w_i (gradients are of w_i·L_i).
         c: the radius factor (the paper uses 0.4–0.5); 0 gives plain averaging.
     """
+
+    settings = (Bound("cagrad_c", ">= 0", lambda c: c >= 0, "0.4"),)
 
     max_tasks = MAX_ENUMERATED_TASKS  # the exact solver's 2^T supports
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting, flat_jacobian, unflatten, weighted_gradient
 from keras_mtmm.weighting.replicas import replica_mean
@@ -78,6 +79,11 @@ class DBMTL(GradientWeighting):
         beta: the EMA rate β in [0, 1).
         beta_sigma: σ >= 0 of `β_t = β / t^σ`.
     """
+
+    settings = (
+        Bound("db_mtl_beta", "an EMA rate in [0, 1)", lambda b: 0.0 <= b < 1.0, "0.9"),
+        Bound("db_mtl_beta_sigma", ">= 0", lambda s: s >= 0, "0 (constant β)"),
+    )
 
     @classmethod
     def from_settings(cls, weighting, context):

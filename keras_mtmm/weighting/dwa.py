@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.base import WeightingStrategy
 
@@ -37,6 +38,8 @@ class DynamicWeightAverage(WeightingStrategy):
     Example:
         >>> DynamicWeightAverage(["a", "b"], temperature=2.0)
     """
+
+    settings = (Bound("temperature", "> 0", lambda t: t > 0, "2.0"),)
 
     @classmethod
     def from_settings(cls, weighting, context):

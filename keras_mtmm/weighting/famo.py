@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound, Choice
 from keras_mtmm.config.choices import FAMO_UPDATES
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.base import WeightingStrategy
@@ -101,6 +102,12 @@ class FAMO(WeightingStrategy):
         gamma: γ, the logits' weight decay (1e-3, as the paper's Algorithm 2 and LibMTL).
         update: `same_batch` or `next_batch`.
     """
+
+    settings = (
+        Bound("famo_learning_rate", "> 0", lambda r: r > 0, "0.025"),
+        Bound("famo_gamma", ">= 0", lambda g: g >= 0, "0.001"),
+        Choice("famo_update", FAMO_UPDATES),
+    )
 
     @classmethod
     def from_settings(cls, weighting, context):

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
 
@@ -81,6 +82,8 @@ class GradDrop(GradientWeighting):
         leak: in [0, 1], the fraction of each task's gradient kept whatever its sign.
         seed: seeds the uniform draws.
     """
+
+    settings = (Bound("graddrop_leak", "a fraction in [0, 1]", lambda f: 0.0 <= f <= 1.0, "0.0"),)
 
     @classmethod
     def from_settings(cls, weighting, context):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting, backend_variables, weighted_gradient
 from keras_mtmm.weighting.replicas import replica_mean
@@ -49,6 +50,11 @@ class GradNorm(GradientWeighting):
         alpha: the restoring-force strength α (the paper uses 0.12–1.5).
         learning_rate: the step size of the weight updates.
     """
+
+    settings = (
+        Bound("alpha", ">= 0", lambda a: a >= 0, "1.5"),
+        Bound("gradnorm_learning_rate", "> 0", lambda r: r > 0, "0.025"),
+    )
 
     @classmethod
     def from_settings(cls, weighting, context):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.registry import WEIGHTINGS
 from keras_mtmm.weighting.gradient import GradientWeighting
 
@@ -119,6 +120,8 @@ class GradVac(GradientWeighting):
         beta: the EMA rate β of the targets, in [0, 1] (LibMTL's default 0.5).
         seed: seeds the task orders.
     """
+
+    settings = (Bound("gradvac_beta", "an EMA rate in [0, 1]", lambda b: 0.0 <= b <= 1.0, "0.5"),)
 
     @classmethod
     def from_settings(cls, weighting, context):
