@@ -56,14 +56,11 @@ def load_predictor(model_path: str | Path, batch_size: int = 256):
         return predict, config_yaml, metadata
 
     run = RunFolder(Path(model_path).parent)
-    preprocessor = run.load_preprocessor()
-    network = run.load_network(Path(model_path).name)
-    # Raw inputs -> outputs in one traced function, as the export serves them (no per-batch retracing).
-    run = traced_once(lambda raw: network(preprocessor.transform(raw), training=False))
+    every_output = in_memory_predictor(run.load_network(Path(model_path).name), run.load_preprocessor())
 
     def predict(batch):
-        outputs = run({name: tf.constant(values) for name, values in batch.items()})
-        return {task: np.asarray(outputs[task]) for task in metadata["tasks"]}
+        outputs = every_output(batch)
+        return {task: outputs[task] for task in metadata["tasks"]}
 
     return predict, config_yaml, metadata
 
