@@ -17,11 +17,12 @@ import numpy as np
 
 from keras_mtmm.data.manifest import join_row_ids, row_ids_of
 from keras_mtmm.data.pipeline import data_errors
-from keras_mtmm.data.tables import iter_tables, label_column, modality_inputs, num_rows
-from keras_mtmm.errors import DataError, UnknownLabel, locate_label
+from keras_mtmm.data.tables import iter_tables, modality_inputs, num_rows
+from keras_mtmm.errors import DataError
 from keras_mtmm.evaluation.dump import write_evaluation_dump
 from keras_mtmm.evaluation.predictor import load_predictor
 from keras_mtmm.files import write_json
+from keras_mtmm.preprocessing.labels import encode_table_labels
 from keras_mtmm.tasks import get_task_type
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -70,18 +71,9 @@ def score_tasks(
 
 def encode_targets(table: dict[str, np.ndarray], metadata: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Encode a table's raw labels with the classes the model was trained with."""
-    targets, masks = {}, {}
-    separator = metadata.get("label_separator", "|")
-    for task, spec in metadata["tasks"].items():
-        where = f"tasks.{task}.label (column '{spec['label']}')"
-        # A table without the column (another task's dataset) is unlabelled for the task; the data
-        # loaders check that every configured column is where it should be.
-        column = label_column(table, spec["label"], spec["type"] == "regression")
-        try:
-            targets[task], masks[task] = get_task_type(spec["type"]).encode(column, spec["classes"], where, separator)
-        except UnknownLabel as error:
-            raise locate_label(error, table, spec["label"], task) from None
-    return targets, masks
+    tasks = metadata["tasks"]
+    classes = {task: spec["classes"] for task, spec in tasks.items()}
+    return encode_table_labels(table, tasks, classes, metadata.get("label_separator", "|"))
 
 
 def metrics_report(model_name: str, split: str, examples: int, scores: dict) -> dict:

@@ -1,69 +1,53 @@
-"""Label columns -> targets and masks in TensorFlow, for streamed batches (the NumPy twin: `heads`' task types)."""
+"""The label encoder: raw label columns -> targets and 0/1 masks, per task, by its task type's rules.
+
+Two entry points over the same rules (`keras_mtmm.tasks`): `encode_table_labels` for in-memory
+column tables (training's tables, adapt-time checks, evaluation: a bad label is a `DataError` at its
+file and line), and `encode_labels_tf` inside tf.data for streamed batches (a bad label fails the
+input pipeline with a `keras_mtmm:` message that training turns into a `DataError`). A task whose
+label column a table or batch lacks (another task's dataset) is unlabelled there.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
+
+from keras_mtmm.data.tables import label_column
+from keras_mtmm.errors import UnknownLabel, locate_label
+from keras_mtmm.tasks import get_task_type
+
+
+def encode_table_labels(
+    table: dict[str, np.ndarray], tasks: dict, classes_by_task: dict, label_separator: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per task (`{name: {"type", "label"}}`): the targets and masks of a column table, in NumPy."""
+    targets, masks = {}, {}
+    for name, spec in tasks.items():
+        where = f"tasks.{name}.label (column '{spec['label']}')"
+        column = label_column(table, spec["label"], spec["type"] == "regression")
+        try:
+            targets[name], masks[name] = get_task_type(spec["type"]).encode(
+                column, classes_by_task[name], where, label_separator
+            )
+        except UnknownLabel as error:
+            raise locate_label(error, table, spec["label"], name) from None
+    return targets, masks
 
 
 def encode_labels_tf(
     columns: dict[str, tf.Tensor], tasks: dict, classes_by_task: dict, label_tables: dict, label_separator: str
 ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-    """Per task: the targets and 0/1 masks of a batch of raw label columns (`{column: [B]}`).
-
-    A column the batch lacks (another task's dataset) is unlabelled. A label
-    outside the known classes fails the input pipeline with a message naming
-    the task and the values (`keras_mtmm:` prefixed, so training turns it
-    into a `DataError`).
-    """
-
+    """Per task: the targets and 0/1 masks of a batch of raw label columns (`{column: [B]}`), in TF."""
     targets, masks = {}, {}
     batch = tf.shape(next(iter(columns.values())))[0]
     for name, spec in tasks.items():
         raw = columns.get(spec["label"])
         if raw is None:  # another task's dataset: unlabelled for this task
             raw = tf.fill([batch], math.nan) if spec["type"] == "regression" else tf.fill([batch], "")
-        if spec["type"] == "regression":
-            value = tf.cast(raw, tf.float32)
-            present = tf.math.is_finite(value)
-            targets[name] = tf.where(present, value, tf.zeros_like(value))[:, None]
-            masks[name] = tf.cast(present, tf.float32)
-            continue
-        classes = classes_by_task[name]
-        table = label_tables[name]
-        text = tf.strings.strip(raw)
-        present = tf.strings.length(text) > 0
-        if spec["type"] == "multilabel":
-            parts = tf.strings.strip(tf.strings.split(text, label_separator))
-            ids = tf.ragged.map_flat_values(table.lookup, parts)
-            unknown_parts = tf.logical_and(ids.flat_values < 0, tf.repeat(present, parts.row_lengths()))
-            check = _label_check(name, classes, tf.reduce_any(unknown_parts), parts.flat_values, unknown_parts)
-            with tf.control_dependencies([check]):
-                depth = len(classes)
-                hot = tf.ragged.map_flat_values(lambda i, depth=depth: tf.one_hot(tf.maximum(i, 0), depth), ids)
-                target = tf.reduce_max(hot, axis=1)  # [B, C]; rows without labels are masked below
-            targets[name] = tf.where(present[:, None], target, tf.zeros_like(target))
-        else:
-            ids = table.lookup(text)
-            unknown = tf.logical_and(present, ids < 0)
-            check = _label_check(name, classes, tf.reduce_any(unknown), text, unknown)
-            with tf.control_dependencies([check]):
-                index = tf.where(present, ids, tf.zeros_like(ids))
-            targets[name] = (
-                tf.cast(index, tf.float32)[:, None] if spec["type"] == "binary" else tf.cast(index, tf.int32)
-            )
-        masks[name] = tf.cast(present, tf.float32)
+        task_type = get_task_type(spec["type"])
+        targets[name], masks[name] = task_type.encode_tf(
+            raw, classes_by_task[name], label_tables.get(name), label_separator, name
+        )
     return targets, masks
-
-
-def _label_check(task: str, classes: list[str], failed, values, where_failed):
-    """An assertion (to run before the targets are used) that no label is outside `classes`."""
-    return tf.debugging.Assert(
-        tf.logical_not(failed),
-        [
-            f"keras_mtmm: tasks.{task}.label: labels not among the known classes {classes}:",
-            tf.boolean_mask(values, where_failed)[:5],
-        ],
-        summarize=5,
-    )

@@ -32,13 +32,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.config.schema import PRESENCE_KEY
-from keras_mtmm.data.tables import label_column, modality_inputs
-from keras_mtmm.errors import DataError, UnknownLabel, locate_label
-from keras_mtmm.preprocessing.labels import encode_labels_tf
+from keras_mtmm.data.tables import modality_inputs
+from keras_mtmm.errors import DataError
+from keras_mtmm.preprocessing.labels import encode_labels_tf, encode_table_labels
 from keras_mtmm.preprocessing.modalities import get_modality_type
 from keras_mtmm.preprocessing.stats import adapt_labels
 from keras_mtmm.registry import MODALITY_TYPES
-from keras_mtmm.tasks import get_task_type
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -302,18 +301,7 @@ class Preprocessor(keras.layers.Layer):
     def encode_labels(self, table: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Raw label columns -> (targets, masks), one entry per task."""
         self._require_adapted()
-        targets, masks = {}, {}
-        for name, spec in self.tasks.items():
-            task_type = get_task_type(spec["type"])
-            where = f"tasks.{name}.label (column '{spec['label']}')"
-            column = label_column(table, spec["label"], spec["type"] == "regression")
-            try:
-                targets[name], masks[name] = task_type.encode(
-                    column, self.state["classes"][name], where, self.label_separator
-                )
-            except UnknownLabel as error:
-                raise locate_label(error, table, spec["label"], name) from None
-        return targets, masks
+        return encode_table_labels(table, self.tasks, self.state["classes"], self.label_separator)
 
 
 class _Specs(dict):

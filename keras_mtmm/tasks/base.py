@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_mtmm.cells import as_strings
 from keras_mtmm.errors import UnknownLabel
@@ -64,6 +65,21 @@ class TaskType:
         """Metrics on labelled examples only (the caller drops unlabelled rows)."""
         raise NotImplementedError
 
+    def encode_tf(self, raw, classes: list[str], table, separator: str, task: str):
+        """`encode` in TF, for streamed batches: raw labels `[B]` -> (targets, mask). `table` maps a class
+        name to its index (-1: unknown); an unknown label fails the input pipeline naming the task."""
+        text = tf.strings.strip(raw)
+        present = tf.strings.length(text) > 0
+        ids = table.lookup(text)
+        unknown = tf.logical_and(present, ids < 0)
+        with tf.control_dependencies([label_check(task, classes, tf.reduce_any(unknown), text, unknown)]):
+            index = tf.where(present, ids, tf.zeros_like(ids))
+        return self.targets_from_indices(index), tf.cast(present, tf.float32)
+
+    def targets_from_indices(self, index):
+        """The targets of class indices `[B]` (int64), as `encode` gives them."""
+        return tf.cast(index, tf.int32)
+
     def predicted_labels(self, predictions, classes: list[str], separator: str):
         """The predicted class names as a tf.string [batch] tensor (for serving); None without classes.
 
@@ -86,6 +102,18 @@ class TaskType:
             indices[row] = lookup[value]
             mask[row] = 1.0
         return indices, mask
+
+
+def label_check(task: str, classes: list[str], failed, values, where_failed):
+    """An assertion (to run before the targets are used) that no label is outside `classes`."""
+    return tf.debugging.Assert(
+        tf.logical_not(failed),
+        [
+            f"keras_mtmm: tasks.{task}.label: labels not among the known classes {classes}:",
+            tf.boolean_mask(values, where_failed)[:5],
+        ],
+        summarize=5,
+    )
 
 
 def get_task_type(name: str, where: str | None = None) -> TaskType:

@@ -56,5 +56,8 @@ class BinaryTask(TaskType):
         table = {"accuracy": lambda: float(np.mean((p > 0.5) == (y > 0.5))), "auc": lambda: roc_auc(y, p)}
         return {m: table[m]() for m in metrics}
 
+    def targets_from_indices(self, index):
+        return tf.cast(index, tf.float32)[:, None]
+
     def predicted_labels(self, predictions, classes, separator):
         return tf.where(predictions[:, 0] > 0.5, tf.constant(classes[1]), tf.constant(classes[0]))

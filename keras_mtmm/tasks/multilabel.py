@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_mtmm.cells import as_strings
 from keras_mtmm.errors import UnknownLabel
 from keras_mtmm.registry import TASK_TYPES
-from keras_mtmm.tasks.base import REDUCTION, TaskType
+from keras_mtmm.tasks.base import REDUCTION, TaskType, label_check
 from keras_mtmm.tasks.binary import BinaryTask
 from keras_mtmm.tasks.scores import f1, mean_defined, roc_auc
 
@@ -56,6 +56,19 @@ class MultilabelTask(TaskType):
                 targets[row, lookup[part]] = 1.0
             mask[row] = 1.0
         return targets, mask
+
+    def encode_tf(self, raw, classes, table, separator, task):
+        text = tf.strings.strip(raw)
+        present = tf.strings.length(text) > 0
+        parts = tf.strings.strip(tf.strings.split(text, separator))
+        ids = tf.ragged.map_flat_values(table.lookup, parts)
+        unknown_parts = tf.logical_and(ids.flat_values < 0, tf.repeat(present, parts.row_lengths()))
+        check = label_check(task, classes, tf.reduce_any(unknown_parts), parts.flat_values, unknown_parts)
+        with tf.control_dependencies([check]):
+            depth = len(classes)
+            hot = tf.ragged.map_flat_values(lambda i: tf.one_hot(tf.maximum(i, 0), depth), ids)
+            target = tf.reduce_max(hot, axis=1)  # [B, C]; rows without labels are masked below
+        return tf.where(present[:, None], target, tf.zeros_like(target)), tf.cast(present, tf.float32)
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         return BinaryTask.example_losses(self, predictions, targets)

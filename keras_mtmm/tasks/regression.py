@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_mtmm.errors import BadNumber
 from keras_mtmm.registry import TASK_TYPES
@@ -50,6 +51,11 @@ class RegressionTask(TaskType):
                 raise BadNumber(where, value, row, "fix the value or leave the cell empty for 'unlabelled'") from None
         mask = np.isfinite(values).astype(np.float32)
         return np.where(mask > 0, values, 0.0).astype(np.float32)[:, None], mask
+
+    def encode_tf(self, raw, classes, table, separator, task):
+        value = tf.cast(raw, tf.float32)
+        present = tf.math.is_finite(value)
+        return tf.where(present, value, tf.zeros_like(value))[:, None], tf.cast(present, tf.float32)
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         error = (predictions.astype(np.float64) - targets.astype(np.float64)) / target_scale

@@ -353,3 +353,32 @@ def test_predicted_labels_follow_the_scoring_rule(task_type, probabilities, clas
 
 def test_regression_has_no_predicted_labels():
     assert get_task_type("regression").predicted_labels(np.zeros((2, 1), np.float32), [], "|") is None
+
+
+@pytest.mark.parametrize(
+    ("task_type", "raw", "classes"),
+    [
+        ("binary", ["no", "yes", "", " yes "], ["no", "yes"]),
+        ("multiclass", ["b", "", "c", "a"], ["a", "b", "c"]),
+        ("multilabel", ["a|c", "", "b", " c | a "], ["a", "b", "c"]),
+        ("regression", [1.5, float("nan"), -2.0, 0.0], []),
+    ],
+)
+def test_the_tf_label_encoding_gives_what_the_numpy_one_gives(task_type, raw, classes):
+    """Streamed batches (tf.data) and tables (training, evaluation) get the same targets and masks."""
+    import tensorflow as tf
+
+    kind = get_task_type(task_type)
+    values = np.asarray(raw, dtype=np.float32 if task_type == "regression" else object)
+    targets, mask = kind.encode(values, classes, "tasks.t.label", "|")
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(classes or [""]), tf.range(max(len(classes), 1), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+    tf_targets, tf_mask = kind.encode_tf(
+        tf.constant(values if task_type == "regression" else list(raw)), classes, table, "|", "t"
+    )
+    np.testing.assert_array_equal(tf_mask.numpy(), mask)
+    np.testing.assert_allclose(np.asarray(tf_targets.numpy(), dtype=np.float64), np.asarray(targets, dtype=np.float64))
