@@ -163,7 +163,7 @@ def test_an_execution_that_does_not_divide_the_epoch_trains_the_epochs_steps_exa
     from keras_mtmm.training.run import train
 
     result = train(
-        tiny_config_factory("training.steps_per_execution=3"), output_dir=tmp_path / "run", export_dir=None, verbose=0
+        tiny_config_factory("training.steps_per_execution=3"), output_dir=tmp_path / "run", export=False, verbose=0
     )
     plan = json.loads((result.run_dir / "metadata.json").read_text())["execution"]
     assert plan["epoch_passes"] is True and plan["steps_per_execution"] == 3
