@@ -121,7 +121,7 @@ def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 def test_the_folders_import_one_way():
-    """DESIGN.md: each arrow of the flow crosses from one folder to the next and never back."""
+    """Data flows one way: each folder imports only folders below it, never one that imports it (README, Layout)."""
     folded = folder_graph(import_graph())
     assert {"keras_mtmm.config", "keras_mtmm.training", "keras_mtmm.errors"} <= set(folded)
     found = circles(folded)
