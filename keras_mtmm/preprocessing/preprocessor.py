@@ -173,13 +173,12 @@ class Preprocessor(keras.layers.Layer):
         if not (folder / STATE_FILE).is_file():
             return
         saved = _read_state(folder)
+        self.tasks = {name: dict(spec) for name, spec in saved["tasks"].items()}
         self.state = saved["state"]
         self.folder = None
-        vocabularies = {
-            filename: (folder / filename).read_text(encoding="utf-8").splitlines()
-            for filename in self._state_files()[1:]
-        }
-        self._build_layers(vocabularies)
+        # One token a line, split on "\n" only, as TF's TextFileInitializer reads the file.
+        lines = {name: (folder / name).read_text(encoding="utf-8").split("\n") for name in self._state_files()[1:]}
+        self._build_layers({name: tokens[:-1] if tokens[-1:] == [""] else tokens for name, tokens in lines.items()})
 
     def _write_state(self) -> None:
         payload = {

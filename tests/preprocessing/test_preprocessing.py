@@ -156,3 +156,16 @@ def test_the_preprocessor_is_a_keras_layer_whose_config_and_assets_rebuild_it(ad
     before, after = transform(adapted, make_table()), transform(rebuilt, make_table())
     for name, values in before.items():
         np.testing.assert_array_equal(after[name], values, err_msg=name)
+
+
+def test_a_token_with_a_unicode_line_separator_survives_the_keras_assets(tmp_path):
+    """The vocabulary file is one token a line split on "\\n" only (as TF reads it), not on U+2028."""
+    table = make_table()
+    table["txt"] = np.array(["red x\u2028y", "x\u2028y box", "", "red"], dtype=object)
+    preprocessor = Preprocessor(MODALITIES, TASKS)
+    preprocessor.adapt(table, tmp_path / "pre")
+    rebuilt = Preprocessor(MODALITIES, TASKS)
+    preprocessor.save_assets(tmp_path / "assets")
+    rebuilt.load_assets(tmp_path / "assets")
+    assert rebuilt.vocabulary_sizes("words") == preprocessor.vocabulary_sizes("words")
+    np.testing.assert_array_equal(transform(rebuilt, table)["words"], transform(preprocessor, table)["words"])
