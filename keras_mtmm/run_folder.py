@@ -148,8 +148,8 @@ class RunFolder:
         return json.loads((self / self.METADATA).read_text(encoding="utf-8"))
 
     def history(self) -> dict[str, list]:
-        """The per-epoch history (empty while there is none yet)."""
-        return self.read_json(self.HISTORY, {})
+        """The per-epoch history (empty while there is none yet; a corrupt file is an error, not empty)."""
+        return read_history(self / self.HISTORY)
 
     def seed(self) -> int | None:
         """The seed the run was trained with (its metadata), or None."""
@@ -178,6 +178,13 @@ class RunFolder:
         """The multi-task runs of the other seeds beside this run (`train.py --seeds N`), by seed."""
         found = [p for p in (self / self.SEEDS).glob(SEED_PREFIX + "*") if p.is_dir() and seed_of(p) is not None]
         return {seed_of(p): RunFolder(p) for p in sorted(found, key=seed_of)}
+
+
+def read_history(path: str | Path) -> dict[str, list]:
+    """A run's `history.json` (empty if there is none yet). Resuming and early stopping read it, so a
+    corrupt file raises rather than reading as an empty history."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def seed_of(folder) -> int | None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.data.tables import iter_tables
 from keras_mtmm.evaluation.predictor import load_predictor
@@ -39,15 +37,10 @@ def robustness_scores(predict, metadata: dict, table, batch_size: int = 256) -> 
     for modality, spec in metadata["inputs"].items():
 
         def remove(inputs, modality=modality, kind=spec["type"]):
-            return {**inputs, modality: missing_values(kind, inputs[modality])}
+            return {**inputs, modality: get_modality_type(kind).missing(inputs[modality])}
 
         result[f"without_{modality}"] = scores(remove)
     return result
-
-
-def missing_values(modality_type: str, values: np.ndarray) -> np.ndarray:
-    """An array shaped like `values` that marks the modality missing in every row (its modality type's)."""
-    return get_modality_type(modality_type).missing(values)
 
 
 def format_robustness(robustness: dict, tasks: dict) -> str:

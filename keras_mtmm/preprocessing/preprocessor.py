@@ -97,6 +97,16 @@ class Preprocessor(keras.layers.Layer):
         }
         return cls(modalities, tasks, config.data.label_separator)
 
+    @classmethod
+    def from_config(cls, config):
+        """Keras deserialization (a dict of specs); an `ExperimentConfig` gets a TypeError naming `from_settings`."""
+        if not isinstance(config, dict):
+            raise TypeError(
+                "Preprocessor.from_config takes a Keras layer config (a dict); for an ExperimentConfig call "
+                "Preprocessor.from_settings(config)"
+            )
+        return super().from_config(config)
+
     def get_config(self) -> dict:
         return {
             **super().get_config(),
@@ -247,10 +257,6 @@ class Preprocessor(keras.layers.Layer):
     def raw_input_signature(self) -> dict[str, tf.TensorSpec]:
         """Per modality, the raw serving input (the export contract in the README)."""
         return {name: self.kinds[name].raw_input(name, spec) for name, spec in self.modalities.items()}
-
-    def missing_values(self, modality: str, values: np.ndarray) -> np.ndarray:
-        """Raw values shaped like `values` that mark `modality` missing in every row."""
-        return self.kinds[modality].missing(values)
 
     def classes(self, task: str) -> list[str]:
         self._require_adapted()

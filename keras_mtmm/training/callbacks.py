@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.data.tables import iter_tables
 from keras_mtmm.evaluation.scoring import score_batches
 from keras_mtmm.files import write_json
+from keras_mtmm.run_folder import read_history
 
 
 class WeightingLogger(keras.callbacks.Callback):
@@ -114,12 +114,6 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             best_at = values.index(min(values))
             self.best = values[best_at]
             self.wait = len(values) - 1 - best_at
-
-
-def read_history(path: str | Path) -> dict[str, list]:
-    """The per-epoch history of a run folder (empty if there is none yet)."""
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 class ValidationScores(keras.callbacks.Callback):

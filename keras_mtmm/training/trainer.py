@@ -53,7 +53,6 @@ from keras_mtmm.training.callbacks import (
     ResumableEarlyStopping,
     ValidationScores,
     WeightingLogger,
-    read_history,
 )
 from keras_mtmm.training.checkpointing import (
     AtomicModelCheckpoint,
@@ -216,7 +215,7 @@ class Trainer:
                 restore_training_state(self.model, shared / RunFolder.BACKUP, self.state)
             self.start_epoch, self.start_step = self.state["epoch"], self.state["step"]
             self.resume_metrics = saved_metric_state(shared / RunFolder.BACKUP, self.state)
-            seen = [v for v in read_history(self.run_folder / RunFolder.HISTORY).get(self.monitor, []) if v is not None]
+            seen = [v for v in self.run_folder.history().get(self.monitor, []) if v is not None]
             self.best_so_far = min(seen) if seen else None
             where = f"epoch {self.start_epoch} step {self.start_step}"
             print(f"resuming the interrupted run in {self.run_folder.path} at {where}")
@@ -323,7 +322,7 @@ class Trainer:
         run, best = self.run_folder, self.run_folder / RunFolder.BEST
         if best.exists():
             self.model.load_weights(best)
-        self.history = read_history(run / RunFolder.HISTORY)
+        self.history = run.history()
         if not self.chief:  # the chief scores and exports; this worker's files were temporary
             shutil.rmtree(run.path, ignore_errors=True)
             self.timings["total_s"] = time.perf_counter() - self.started

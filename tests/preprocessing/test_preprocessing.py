@@ -139,7 +139,7 @@ def test_every_modality_type_keeps_its_own_contract(adapted):
         shape, dtype = kind.model_input(spec)
         assert tuple(features[name].shape[1:]) == shape and features[name].dtype.name == dtype, name
         assert signature[name].is_compatible_with(tf.constant(raw[name])), name
-        removed = {**raw, name: adapted.missing_values(name, raw[name])}
+        removed = {**raw, name: kind.missing(raw[name])}
         presence = adapted.presence(removed).numpy()
         assert (presence[:, position] == 0).all(), name
         assert presence[0].sum() == len(MODALITIES) - 1, name  # only that modality is gone
@@ -169,3 +169,9 @@ def test_a_token_with_a_unicode_line_separator_survives_the_keras_assets(tmp_pat
     rebuilt.load_assets(tmp_path / "assets")
     assert rebuilt.vocabulary_sizes("words") == preprocessor.vocabulary_sizes("words")
     np.testing.assert_array_equal(transform(rebuilt, table)["words"], transform(preprocessor, table)["words"])
+
+
+def test_from_config_with_an_experiment_config_names_from_settings(tiny_config_factory):
+    """`from_config` is Keras' deserializer now; the old call with an ExperimentConfig says what to call."""
+    with pytest.raises(TypeError, match=r"from_settings"):
+        Preprocessor.from_config(tiny_config_factory())

@@ -134,7 +134,8 @@ def test_run_folder_records_config_history_weights_and_metrics(tiny_run):
 
 
 def test_an_interrupted_run_resumes_from_the_last_finished_epoch(tmp_path, tiny_config_factory, monkeypatch):
-    from keras_mtmm.training.callbacks import WeightingLogger, read_history
+    from keras_mtmm.run_folder import read_history
+    from keras_mtmm.training.callbacks import WeightingLogger
     from keras_mtmm.training.run import train
 
     config = tiny_config_factory("training.epochs=3", "training.steps_per_epoch=3")
