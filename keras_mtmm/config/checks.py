@@ -6,11 +6,11 @@ expected and what was received, and how to fix it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from keras_mtmm import registry as registries
 from keras_mtmm.config.checks_data import validate_data
-from keras_mtmm.config.checks_encoders import validate_hub_options, validate_image_head
 from keras_mtmm.config.checks_sharing import validate_sharing
 from keras_mtmm.config.choices import LR_SCHEDULES, OPTIMIZERS
 from keras_mtmm.config.data import DataConfig
@@ -18,7 +18,13 @@ from keras_mtmm.config.names import check_member_name, check_model_name  # noqa:
 from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.errors import ConfigError, choice_hint, did_you_mean
 
-MODALITY_TYPES = ("image", "text", "numeric", "categorical")
+
+@dataclass(frozen=True)
+class EncoderContext:
+    """What an encoder's `check_config` reads beside its own keys: its modality, and whether to check files."""
+
+    modality: object
+    check_files: bool
 
 
 def validate_config(config, check_files: bool = True) -> None:
@@ -38,29 +44,11 @@ def validate_config(config, check_files: bool = True) -> None:
     if not config.modalities:
         raise ConfigError("modalities", "no modality is configured", "add at least one (see configs/demo.yaml)")
     for name, modality in config.modalities.items():
-        _validate_modality(name, modality, registries, check_files)
+        _validate_modality(name, modality, config, check_files)
 
-    fusion_key = "fusion.strategy"
-    registries.FUSIONS.get(config.fusion.strategy, fusion_key)
-    fixed = registries.FUSIONS.names_with("takes_fixed_weights")
-    if config.fusion.weights is not None and config.fusion.strategy not in fixed:
-        raise ConfigError(
-            "fusion.weights",
-            f"fixed modality weights apply to {' and '.join(fixed)} fusion, not '{config.fusion.strategy}'",
-            "remove fusion.weights or use fusion.strategy: weighted",
-        )
-    if config.fusion.weights is not None:
-        if len(config.fusion.weights) != len(config.modalities):
-            raise ConfigError(
-                "fusion.weights",
-                f"expected {len(config.modalities)} weights (one per modality), got {len(config.fusion.weights)}",
-                f"list one weight per modality in order: {', '.join(config.modalities)}",
-            )
-        if any(weight < 0 for weight in config.fusion.weights) or sum(config.fusion.weights) <= 0:
-            raise ConfigError("fusion.weights", "expected non-negative weights with a positive sum", "fix them")
     _validate_fusion(config)
 
-    validate_sharing(config, registries)
+    validate_sharing(config)
 
     if not config.tasks:
         raise ConfigError("tasks", "no task is configured", "add at least one (see configs/demo.yaml)")
@@ -142,26 +130,9 @@ def _validate_mixing(config) -> None:
 
 
 def _validate_fusion(config) -> None:
+    """The shared `fusion` keys; the strategy checks its own (`keras_mtmm.layers.fusion`)."""
     fusion = config.fusion
-    for key in ("units", "rank", "depth", "num_heads"):
-        _check_positive(f"fusion.{key}", getattr(fusion, key))
-    if fusion.per_task and fusion.strategy != "attention":
-        raise ConfigError(
-            "fusion.per_task",
-            f"only attention fusion can be conditioned per task, not '{fusion.strategy}'",
-            "remove fusion.per_task or use fusion.strategy: attention",
-        )
-    if fusion.strategy == "cross_attention":
-        if len(config.modalities) < 2:
-            raise ConfigError(
-                "fusion.strategy", "cross_attention needs at least 2 modalities", "add a modality or use early"
-            )
-        if fusion.units < fusion.num_heads:
-            raise ConfigError(
-                "fusion.num_heads",
-                f"{fusion.num_heads} heads do not fit in fusion.units = {fusion.units}",
-                "use fewer heads or more units",
-            )
+    fusion.check_choice("fusion", config)
     for name, rate in fusion.modality_dropout.items():
         if name not in config.modalities:
             raise ConfigError(
@@ -173,26 +144,23 @@ def _validate_fusion(config) -> None:
             raise ConfigError(f"fusion.modality_dropout.{name}", f"expected a rate in [0, 1), got {rate}", "e.g. 0.2")
 
 
-def _validate_modality(name: str, modality, registries: Any, check_files: bool = True) -> None:
+def _validate_modality(name: str, modality, config, check_files: bool = True) -> None:
+    """The shared keys of a modality and its encoder; the modality type and the encoder check their own."""
     where = f"modalities.{name}"
     if not name.isidentifier():
         raise ConfigError(where, f"modality name {name!r} is not an identifier", "use letters, digits and _")
     if name == PRESENCE_KEY:
         raise ConfigError(where, f"'{PRESENCE_KEY}' is the name of the model's presence input", "rename the modality")
-    if modality.type not in MODALITY_TYPES:
-        raise ConfigError(
-            f"{where}.type", f"unknown modality type {modality.type!r}", choice_hint(modality.type, MODALITY_TYPES)
-        )
+    kind = registries.MODALITY_TYPES.get(modality.type, f"{where}.type")
     if not modality.columns:
         raise ConfigError(f"{where}.columns", "no source column is named", "list the column(s) this modality reads")
-    if modality.type in ("image", "text") and len(modality.columns) != 1:
+    if kind.single_column and len(modality.columns) != 1:
         raise ConfigError(
             f"{where}.columns",
             f"an {modality.type} modality reads exactly one column, got {len(modality.columns)}",
             "make one modality per column",
         )
-    if modality.encoder.type is None:
-        modality.encoder.type = registries.DEFAULT_ENCODERS[modality.type]
+    modality.check_choice(where, config)
     encoder = registries.ENCODERS.get(modality.encoder.type, f"{where}.encoder.type")
     if modality.type not in encoder.modality_types:
         allowed = [n for n in registries.ENCODERS.names() if modality.type in registries.ENCODERS.get(n).modality_types]
@@ -201,25 +169,9 @@ def _validate_modality(name: str, modality, registries: Any, check_files: bool =
             f"encoder '{modality.encoder.type}' does not take {modality.type} input",
             f"choose one of: {', '.join(allowed)}",
         )
-    validate_hub_options(f"{where}.encoder", modality.encoder, check_files)
-    if len(modality.image_size) != 2 or min(modality.image_size) < 8:
-        raise ConfigError(
-            f"{where}.image_size", f"expected [height, width] >= 8, got {modality.image_size}", "e.g. [32, 32]"
-        )
-    if modality.type == "image" and modality.encoder.type == "cnn":
-        blocks = len(modality.encoder.filters)
-        if blocks == 0 or min(modality.image_size) < 2**blocks:
-            raise ConfigError(
-                f"{where}.encoder.filters",
-                f"{blocks} conv blocks each halve the image; image_size {modality.image_size} is too small for them",
-                f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
-            )
-    validate_image_head(f"{where}.encoder", modality.encoder)
-    _check_positive(f"{where}.max_tokens", modality.max_tokens)
-    _check_positive(f"{where}.sequence_length", modality.sequence_length)
     _check_positive(f"{where}.encoder.units", modality.encoder.units)
-    _check_positive(f"{where}.encoder.embedding_dim", modality.encoder.embedding_dim)
     _check_rate(f"{where}.encoder.dropout", modality.encoder.dropout)
+    modality.encoder.check_choice(f"{where}.encoder", EncoderContext(modality, check_files))
 
 
 def _validate_optimizer(training) -> None:
@@ -270,17 +222,15 @@ def _validate_weighting(config, registries: Any) -> None:
             f"'{weighting.strategy}' combines the gradients of several tasks, but only one task is configured",
             "add a task or use weighting.strategy: static",
         )
-    if weighting.strategy == "mgda" and (config.fusion.strategy == "late" or config.fusion.per_task):
+    per_task = getattr(config.fusion.get(), "per_task", False)
+    if weighting.strategy == "mgda" and (config.fusion.strategy == "late" or per_task):
         what = "late fusion" if config.fusion.strategy == "late" else "per-task attention fusion"
         raise ConfigError(
             "weighting.strategy",
             f"mgda works on the one shared representation, and {what} has none",
             "use another fusion.strategy or weighting.strategy",
         )
-    # Every strategy's own keys, whichever strategy is chosen: a bad value is an error even where unused.
-    for name in registries.WEIGHTINGS.names():
-        for setting in registries.WEIGHTINGS.get(name).settings:
-            setting.check(weighting, "weighting")
+    weighting.check_choice("weighting", config)
 
 
 def _validate_task(name: str, task, config, registries: Any) -> None:

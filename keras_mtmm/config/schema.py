@@ -13,101 +13,111 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from keras_mtmm.config.data import DataConfig
+from keras_mtmm.config.one_of import OneOfConfig
+from keras_mtmm.config.types import to_plain
+from keras_mtmm.registry import ENCODERS, FUSIONS, MODALITY_TYPES, SHARINGS, WEIGHTINGS
 
 # The model input that says which modalities each example has (float32 [B, M], 1 = present);
 # no modality may take this name.
 PRESENCE_KEY = "modality_presence"
 
 
+def sub_configs() -> Any:
+    """The `sub_configs` field of a one-of block (see `keras_mtmm.config.one_of`)."""
+    return field(default_factory=dict, repr=False)
+
+
+def origins() -> Any:
+    return field(default_factory=dict, repr=False, compare=False)
+
+
 @dataclass
-class EncoderConfig:
-    """How one modality is encoded into a feature vector.
+class EncoderConfig(OneOfConfig):
+    """How one modality is encoded into a feature vector of width `units`.
 
     `type` names a registered encoder (image: `cnn`; text: `conv1d`, `bag`;
-    numeric: `mlp`; categorical: `embedding`; image or text: `hub`). `units`
-    is the width of the encoder's output.
-
-    `hub` only: `handle` is a local TF Hub SavedModel folder or a URL handle
-    already in the TF Hub cache (`TFHUB_CACHE_DIR`; nothing is downloaded);
-    `trainable` fine-tunes the module's variables; `signature` calls that
-    signature instead of the module's `__call__`; `output_key` picks the
-    output of a module that returns a dict.
-
-    `cnn` only: `pooling` is what the head keeps of the last feature map:
-    `grid` (average-pooled to `grid` cells, default 4×4: keeps *where*
-    things are), `flatten` (all of it) or `average` (global average pooling:
-    position-invariant).
+    numeric: `mlp`; categorical: `embedding`; image or text: `hub`); left out,
+    the modality type's default. Each encoder's own keys (e.g. `cnn`: `filters`,
+    `kernel_size`, `pooling`, `grid`; `hub`: `handle`, `trainable`, `signature`,
+    `output_key`) are declared beside it (`config_class`) and go under
+    `encoder.<type>:` or flat in the block.
     """
+
+    registry: ClassVar = ENCODERS
+    kind: ClassVar = "encoder type"
 
     type: str | None = None
     units: int = 64
-    filters: list[int] = field(default_factory=lambda: [16, 32])
-    kernel_size: int = 3
-    pooling: str = "grid"
-    grid: list[int] = field(default_factory=lambda: [4, 4])
-    hidden_units: list[int] = field(default_factory=list)
-    embedding_dim: int = 16
     dropout: float = 0.0
-    handle: str | None = None
-    trainable: bool = False
-    signature: str | None = None
-    output_key: str | None = None
+    sub_configs: dict = sub_configs()
+    origins: dict = origins()
 
 
 @dataclass
-class ModalityConfig:
+class ModalityConfig(OneOfConfig):
     """One raw input of the model: its type, source columns and encoder.
 
     image and text modalities read one column; numeric and categorical read
-    one or more, in the order given (that order is the serving input's).
+    one or more, in the order given (that order is the serving input's). The
+    modality type's own keys (image: `image_size`; text: `max_tokens`,
+    `sequence_length`; categorical: `max_tokens`) are declared by its class in
+    `keras_mtmm.preprocessing.modalities` and go under `<type>:` or flat.
     """
+
+    registry: ClassVar = MODALITY_TYPES
+    kind: ClassVar = "modality type"
 
     type: str = ""
     columns: list[str] = field(default_factory=list)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    image_size: list[int] = field(default_factory=lambda: [32, 32])
-    max_tokens: int = 2000
-    sequence_length: int = 16
+    sub_configs: dict = sub_configs()
+    origins: dict = origins()
+
+    @classmethod
+    def from_raw(cls, raw: dict, where: str, build):
+        """As every one-of block, after giving the encoder the modality type's default type."""
+        kind = raw.get("type")
+        encoder = raw.get("encoder")
+        if isinstance(kind, str) and kind in MODALITY_TYPES and (encoder is None or isinstance(encoder, dict)):
+            if (encoder or {}).get("type") is None:
+                raw = {**raw, "encoder": {**(encoder or {}), "type": MODALITY_TYPES.get(kind).default_encoder}}
+        return super().from_raw(raw, where, build)
 
 
 @dataclass
-class FusionConfig:
+class FusionConfig(OneOfConfig):
     """How modality features are fused, and how the model learns to do without a modality.
 
     `strategy`: `early`, `intermediate`, `weighted`, `late`, `gated`,
-    `attention`, `low_rank` or `cross_attention` (see `keras_mtmm.layers.fusion`).
+    `attention`, `low_rank` or `cross_attention` (see `keras_mtmm.layers.fusion`);
+    each declares its own keys: `units` (the common projection width; every
+    strategy but `early`/`late`), `weights` (`weighted`, `late`: fixed modality
+    weights in modality order, otherwise learned), `rank` (`low_rank`),
+    `depth` (`intermediate`), `per_task` (`attention`: one attention per task),
+    `num_heads` (`cross_attention`).
 
-    - `units`: the common projection width (every strategy but `early`/`late`);
-    - `weights`: fixed modality weights (`weighted`, `late`) in modality
-      order, otherwise they are learned as softmax logits;
-    - `rank`: the rank of `low_rank` fusion;
-    - `depth`: the number of modality-specific layers of `intermediate` fusion;
-    - `per_task`: `attention` only: one attention per task, so each task
-      weighs the modalities its own way;
-    - `num_heads`: the attention heads of `cross_attention`;
-    - `modality_dropout`: per modality, the rate at which training marks it
-      missing (ModDrop), so the model learns to serve without it.
+    `modality_dropout`: per modality, the rate at which training marks it
+    missing (ModDrop), so the model learns to serve without it.
     """
 
+    registry: ClassVar = FUSIONS
+    selector: ClassVar = "strategy"
+    kind: ClassVar = "fusion.strategy"
+
     strategy: str = "early"
-    units: int = 64
-    weights: list[float] | None = None
-    rank: int = 4
-    depth: int = 1
-    per_task: bool = False
-    num_heads: int = 2
     modality_dropout: dict[str, float] = field(default_factory=dict)
+    sub_configs: dict = sub_configs()
+    origins: dict = origins()
 
 
 @dataclass
-class SharingConfig:
+class SharingConfig(OneOfConfig):
     """How parameters are shared between tasks.
 
     - `hard`: a shared trunk (`shared_units`) and one tower per task.
@@ -124,6 +134,8 @@ class SharingConfig:
       `dselect_per_example`).
     - `mtan`: the cnn image encoder's conv blocks shared, read by each task
       through its own attention masks; fused per task; one tower per task.
+    Each type's own keys are declared beside it (`config_class`, in
+    `keras_mtmm.layers.sharing`) and go under `sharing.<type>:` or flat.
     Every type ends in one tower (`tower_units`) per task. `activation` is the
     hidden layers' (experts, trunk, columns, towers): `gelu` (default), `relu`
     or `silu`. GELU units cannot die as ReLU units can (a tower of 8 ReLU units
@@ -131,20 +143,15 @@ class SharingConfig:
     benchmarks/mmoe_csv_end_to_end.py (README).
     """
 
+    registry: ClassVar = SHARINGS
+    kind: ClassVar = "sharing.type"
+
     type: str = "hard"
-    shared_units: list[int] = field(default_factory=lambda: [128, 64])
     tower_units: list[int] = field(default_factory=lambda: [32])
     dropout: float = 0.1
-    num_experts: int = 4
-    expert_units: list[int] = field(default_factory=lambda: [64])
-    num_shared_experts: int = 2
-    num_task_experts: int = 1
-    num_levels: int = 1
     activation: str = "gelu"
-    dselect_k: int = 2
-    dselect_gamma: float = 1.0
-    dselect_entropy_weight: float = 0.1
-    dselect_per_example: bool = False
+    sub_configs: dict = sub_configs()
+    origins: dict = origins()
 
 
 @dataclass
@@ -168,7 +175,7 @@ class TaskConfig:
 
 
 @dataclass
-class WeightingConfig:
+class WeightingConfig(OneOfConfig):
     """How task losses are combined into `L = Σ_i w_i L_i`.
 
     Loss-only: `static` (tasks.<t>.weight), `inverse_size` (w_i ∝ 1/n_i),
@@ -178,20 +185,18 @@ class WeightingConfig:
     `cagrad` (`cagrad_c`), `mgda`, `gradnorm` (`alpha`, `gradnorm_learning_rate`),
     `graddrop` (`graddrop_leak`), `gradvac` (`gradvac_beta`), `db_mtl`
     (`db_mtl_beta`, `db_mtl_beta_sigma`), `nash_mtl`, `imtl`, `upgrad`, `aligned_mtl`.
+    Each strategy declares its keys (`config_class`, in `keras_mtmm.weighting`);
+    they go under `weighting.<strategy>:` or flat, and a value given to a strategy
+    that is not selected is checked and kept.
     """
 
+    registry: ClassVar = WEIGHTINGS
+    selector: ClassVar = "strategy"
+    kind: ClassVar = "weighting.strategy"
+
     strategy: str = "static"
-    temperature: float = 2.0
-    alpha: float = 1.5
-    gradnorm_learning_rate: float = 0.025
-    cagrad_c: float = 0.4
-    graddrop_leak: float = 0.0
-    gradvac_beta: float = 0.5
-    db_mtl_beta: float = 0.9
-    db_mtl_beta_sigma: float = 0.0
-    famo_learning_rate: float = 0.025
-    famo_gamma: float = 1e-3
-    famo_update: str = "same_batch"
+    sub_configs: dict = sub_configs()
+    origins: dict = origins()
 
 
 @dataclass
@@ -265,7 +270,7 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-ready data (the resolved config)."""
-        return dataclasses.asdict(self)
+        return to_plain(self)
 
     def to_yaml(self) -> str:
         """The resolved config as YAML text."""

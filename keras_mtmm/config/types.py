@@ -28,8 +28,13 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def build(cls: type, raw: Any, where: str) -> Any:
-    """Convert raw data into dataclass `cls`, checking keys and types."""
+def build(cls: type, raw: Any, where: str, plain_only: bool = False, key_wheres: dict | None = None) -> Any:
+    """Convert raw data into dataclass `cls`, checking keys and types.
+
+    A class with `from_raw` (a `keras_mtmm.config.one_of.OneOfConfig`) builds itself, calling
+    back with `plain_only=True` for its shared keys; `key_wheres` names keys given elsewhere
+    (a legacy flat key of a sub-config).
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -38,15 +43,35 @@ def build(cls: type, raw: Any, where: str) -> Any:
             f"expected a mapping, got {type(raw).__name__} {raw!r}",
             f"write '{where}' as a block of keys",
         )
+    if hasattr(cls, "from_raw") and not plain_only:
+        return cls.from_raw(raw, where, build)
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in ("sub_configs", "origins")]
     for key in raw:
         if key not in names:
             suggestion = did_you_mean(key, names)
             fix = suggestion or f"known keys: {', '.join(names)}"
             raise ConfigError(_join(where, str(key)), "unknown key", fix)
-    values = {key: _convert(hints[key], raw[key], _join(where, key)) for key in raw}
+    key_wheres = key_wheres or {}
+    values = {key: _convert(hints[key], raw[key], key_wheres.get(key) or _join(where, key)) for key in raw}
     return cls(**values)
+
+
+def to_plain(value: Any) -> Any:
+    """A config (dataclasses, one-of blocks) as YAML-ready data."""
+    if hasattr(value, "to_raw"):
+        return value.to_raw(to_plain)
+    if dataclasses.is_dataclass(value):
+        return {
+            f.name: to_plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in ("sub_configs", "origins")
+        }
+    if isinstance(value, dict):
+        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_plain(item) for item in value]
+    return value
 
 
 def _type_name(hint: Any) -> str:

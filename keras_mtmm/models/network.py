@@ -101,17 +101,7 @@ def build_model(config, preprocessor) -> keras.Model:
 
 def _fusion(config, name: str):
     fusion = config.fusion
-    return build_fusion(
-        fusion.strategy,
-        len(config.modalities),
-        fusion.units,
-        fusion.weights,
-        name=name,
-        rank=fusion.rank,
-        depth=fusion.depth,
-        num_heads=fusion.num_heads,
-        task_names=list(config.tasks) if fusion.per_task else None,
-    )
+    return build_fusion(fusion.strategy, len(config.modalities), name, list(config.tasks), fusion.get())
 
 
 def _own(value, task: str):

@@ -22,6 +22,7 @@ travels inside a `.keras` file: its config is the specs, its assets the same sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -84,9 +85,7 @@ class Preprocessor(keras.layers.Layer):
             name: {
                 "type": m.type,
                 "columns": list(m.columns),
-                "image_size": list(m.image_size),
-                "max_tokens": m.max_tokens,
-                "sequence_length": m.sequence_length,
+                **dataclasses.asdict(m.get()),
                 "raw_text": m.type == "text" and m.encoder.type == "hub",
             }
             for name, m in config.modalities.items()

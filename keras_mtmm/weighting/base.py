@@ -46,7 +46,8 @@ class WeightingStrategy(keras.layers.Layer):
         task_names: the tasks, in the order of the loss vector.
     """
 
-    settings: tuple = ()  # the checks of its own weighting.* keys (keras_mtmm.config.bounds)
+    config_class = None  # the dataclass of its own keys, `weighting.<strategy>` (keras_mtmm.config.one_of)
+    checks: tuple = ()  # the checks of those keys (keras_mtmm.config.bounds)
 
     uses_gradients = False
 

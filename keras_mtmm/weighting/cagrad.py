@@ -6,6 +6,8 @@ Learning", NeurIPS 2021.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -108,6 +110,13 @@ def cagrad_direction(task_gradients: tf.Tensor, present: tf.Tensor, c: float):
     return tf.linalg.matvec(task_gradients, coefficients, transpose_a=True), coefficients
 
 
+@dataclass
+class CAGradConfig:
+    """`weighting.cagrad`: the strategy's hyperparameters."""
+
+    cagrad_c: float = 0.4
+
+
 @WEIGHTINGS.register("cagrad")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class CAGrad(GradientWeighting):
@@ -119,13 +128,15 @@ class CAGrad(GradientWeighting):
         c: the radius factor (the paper uses 0.4–0.5); 0 gives plain averaging.
     """
 
-    settings = (Bound("cagrad_c", ">= 0", lambda c: c >= 0, "0.4"),)
+    config_class = CAGradConfig
+    checks = (Bound("cagrad_c", ">= 0", lambda c: c >= 0, "0.4"),)
 
     max_tasks = MAX_ENUMERATED_TASKS  # the exact solver's 2^T supports
 
     @classmethod
     def from_settings(cls, weighting, context):
-        return cls(context.task_names, context.weights, c=weighting.cagrad_c, name="weighting")
+        options = weighting.get()
+        return cls(context.task_names, context.weights, c=options.cagrad_c, name="weighting")
 
     def __init__(self, task_names: list[str], task_weights: list[float] | None = None, c: float = 0.4, **kwargs):
         super().__init__(task_names, task_weights, **kwargs)

@@ -6,6 +6,8 @@ Learning", arXiv:2308.12029 (2023; Neural Networks, 2025).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -52,6 +54,14 @@ def db_mtl_update(task_gradients: tf.Tensor, ema: tf.Tensor, step, beta: float, 
     return tf.linalg.matvec(new_ema, alpha, transpose_a=True), alpha, new_ema
 
 
+@dataclass
+class DBMTLConfig:
+    """`weighting.db_mtl`: the strategy's hyperparameters."""
+
+    db_mtl_beta: float = 0.9
+    db_mtl_beta_sigma: float = 0.0
+
+
 @WEIGHTINGS.register("db_mtl")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class DBMTL(GradientWeighting):
@@ -80,19 +90,21 @@ class DBMTL(GradientWeighting):
         beta_sigma: σ >= 0 of `β_t = β / t^σ`.
     """
 
-    settings = (
+    config_class = DBMTLConfig
+    checks = (
         Bound("db_mtl_beta", "an EMA rate in [0, 1)", lambda b: 0.0 <= b < 1.0, "0.9"),
         Bound("db_mtl_beta_sigma", ">= 0", lambda s: s >= 0, "0 (constant β)"),
     )
 
     @classmethod
     def from_settings(cls, weighting, context):
+        options = weighting.get()
         return cls(
             context.task_names,
             context.num_parameters,
             context.weights,
-            beta=weighting.db_mtl_beta,
-            beta_sigma=weighting.db_mtl_beta_sigma,
+            beta=options.db_mtl_beta,
+            beta_sigma=options.db_mtl_beta_sigma,
             name="weighting",
         )
 

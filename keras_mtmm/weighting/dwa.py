@@ -5,6 +5,8 @@ Liu, Johns, Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 
@@ -19,6 +21,13 @@ def dwa_weights(previous: np.ndarray, before_previous: np.ndarray, temperature: 
     logits = ratios / temperature
     exponentials = np.exp(logits - logits.max())
     return len(ratios) * exponentials / exponentials.sum()
+
+
+@dataclass
+class DWAConfig:
+    """`weighting.dwa`: the strategy's hyperparameters."""
+
+    temperature: float = 2.0
 
 
 @WEIGHTINGS.register("dwa")
@@ -39,11 +48,13 @@ class DynamicWeightAverage(WeightingStrategy):
         >>> DynamicWeightAverage(["a", "b"], temperature=2.0)
     """
 
-    settings = (Bound("temperature", "> 0", lambda t: t > 0, "2.0"),)
+    config_class = DWAConfig
+    checks = (Bound("temperature", "> 0", lambda t: t > 0, "2.0"),)
 
     @classmethod
     def from_settings(cls, weighting, context):
-        return cls(context.task_names, temperature=weighting.temperature, name="weighting")
+        options = weighting.get()
+        return cls(context.task_names, temperature=options.temperature, name="weighting")
 
     def __init__(self, task_names: list[str], temperature: float = 2.0, **kwargs):
         super().__init__(task_names, **kwargs)

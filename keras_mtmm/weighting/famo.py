@@ -7,6 +7,8 @@ backward pass per step (loss-only, through the model's `compute_loss`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -74,6 +76,15 @@ def adam_step(logits, gradient, first_moment, second_moment, step, learning_rate
     return logits, first_moment, second_moment
 
 
+@dataclass
+class FAMOConfig:
+    """`weighting.famo`: the strategy's hyperparameters."""
+
+    famo_learning_rate: float = 0.025
+    famo_gamma: float = 1e-3
+    famo_update: str = "same_batch"
+
+
 @WEIGHTINGS.register("famo")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class FAMO(WeightingStrategy):
@@ -103,7 +114,8 @@ class FAMO(WeightingStrategy):
         update: `same_batch` or `next_batch`.
     """
 
-    settings = (
+    config_class = FAMOConfig
+    checks = (
         Bound("famo_learning_rate", "> 0", lambda r: r > 0, "0.025"),
         Bound("famo_gamma", ">= 0", lambda g: g >= 0, "0.001"),
         Choice("famo_update", FAMO_UPDATES),
@@ -111,12 +123,13 @@ class FAMO(WeightingStrategy):
 
     @classmethod
     def from_settings(cls, weighting, context):
+        options = weighting.get()
         return cls(
             context.task_names,
             context.weights,
-            learning_rate=weighting.famo_learning_rate,
-            gamma=weighting.famo_gamma,
-            update=weighting.famo_update,
+            learning_rate=options.famo_learning_rate,
+            gamma=options.famo_gamma,
+            update=options.famo_update,
             name="weighting",
         )
 

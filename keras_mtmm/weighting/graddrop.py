@@ -6,6 +6,8 @@ Optimizing Deep Multitask Models with Gradient Sign Dropout", NeurIPS 2020.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -62,6 +64,13 @@ def open_uniform(shape, seed, dtype) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, seed, minval=tiny, maxval=1.0, dtype=dtype, alg="philox")
 
 
+@dataclass
+class GradDropConfig:
+    """`weighting.graddrop`: the strategy's hyperparameters."""
+
+    graddrop_leak: float = 0.0
+
+
 @WEIGHTINGS.register("graddrop")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class GradDrop(GradientWeighting):
@@ -83,13 +92,13 @@ class GradDrop(GradientWeighting):
         seed: seeds the uniform draws.
     """
 
-    settings = (Bound("graddrop_leak", "a fraction in [0, 1]", lambda f: 0.0 <= f <= 1.0, "0.0"),)
+    config_class = GradDropConfig
+    checks = (Bound("graddrop_leak", "a fraction in [0, 1]", lambda f: 0.0 <= f <= 1.0, "0.0"),)
 
     @classmethod
     def from_settings(cls, weighting, context):
-        return cls(
-            context.task_names, context.weights, leak=weighting.graddrop_leak, seed=context.seed, name="weighting"
-        )
+        options = weighting.get()
+        return cls(context.task_names, context.weights, leak=options.graddrop_leak, seed=context.seed, name="weighting")
 
     def __init__(
         self, task_names: list[str], task_weights: list[float] | None = None, leak: float = 0.0, seed: int = 0, **kwargs

@@ -6,6 +6,8 @@ Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -35,6 +37,14 @@ def renormalize(weights, num_tasks: int):
     return weights * num_tasks / tf.reduce_sum(weights)
 
 
+@dataclass
+class GradNormConfig:
+    """`weighting.gradnorm`: the strategy's hyperparameters."""
+
+    alpha: float = 1.5
+    gradnorm_learning_rate: float = 0.025
+
+
 @WEIGHTINGS.register("gradnorm")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class GradNorm(GradientWeighting):
@@ -51,18 +61,20 @@ class GradNorm(GradientWeighting):
         learning_rate: the step size of the weight updates.
     """
 
-    settings = (
+    config_class = GradNormConfig
+    checks = (
         Bound("alpha", ">= 0", lambda a: a >= 0, "1.5"),
         Bound("gradnorm_learning_rate", "> 0", lambda r: r > 0, "0.025"),
     )
 
     @classmethod
     def from_settings(cls, weighting, context):
+        options = weighting.get()
         return cls(
             context.task_names,
             context.weights,
-            alpha=weighting.alpha,
-            learning_rate=weighting.gradnorm_learning_rate,
+            alpha=options.alpha,
+            learning_rate=options.gradnorm_learning_rate,
             name="weighting",
         )
 

@@ -6,6 +6,8 @@ Multi-task Optimization in Massively Multilingual Models", ICLR 2021.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -104,6 +106,13 @@ def task_orders(num_tasks: int, order=None, seed=None) -> tf.Tensor:
     return tf.argsort(draws, axis=1, stable=True)
 
 
+@dataclass
+class GradVacConfig:
+    """`weighting.gradvac`: the strategy's hyperparameters."""
+
+    gradvac_beta: float = 0.5
+
+
 @WEIGHTINGS.register("gradvac")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class GradVac(GradientWeighting):
@@ -121,13 +130,13 @@ class GradVac(GradientWeighting):
         seed: seeds the task orders.
     """
 
-    settings = (Bound("gradvac_beta", "an EMA rate in [0, 1]", lambda b: 0.0 <= b <= 1.0, "0.5"),)
+    config_class = GradVacConfig
+    checks = (Bound("gradvac_beta", "an EMA rate in [0, 1]", lambda b: 0.0 <= b <= 1.0, "0.5"),)
 
     @classmethod
     def from_settings(cls, weighting, context):
-        return cls(
-            context.task_names, context.weights, beta=weighting.gradvac_beta, seed=context.seed, name="weighting"
-        )
+        options = weighting.get()
+        return cls(context.task_names, context.weights, beta=options.gradvac_beta, seed=context.seed, name="weighting")
 
     def __init__(
         self, task_names: list[str], task_weights: list[float] | None = None, beta: float = 0.5, seed: int = 0, **kwargs

@@ -78,7 +78,7 @@ def test_default_encoder_is_filled_in_per_modality_type():
             "did you mean 'accuracy'",
         ),
         (lambda c: c["fusion"].update(strategy="weighted", weights=[1, 2]), "fusion.weights", "expected 4 weights"),
-        (lambda c: c["fusion"].update(weights=[1, 1, 1, 1]), "fusion.weights", "apply to late and weighted fusion"),
+        (lambda c: c["fusion"].update(weights=[1, 1, 1, 1]), "fusion.weights", "applies to fusion.strategy late and"),
         (lambda c: c["fusion"].update(strategy="low_rank", rank=0), "fusion.rank", "expected a positive integer"),
         (lambda c: c["data"].update(source="csv"), "data.path", "set data.path"),
         (lambda c: c["data"].update(test_fraction=0.7), "data.test_fraction", "expected a fraction"),

@@ -218,7 +218,7 @@ def test_constructor_validation_names_the_argument(factory, argument):
 
 
 def test_build_sharing_passes_the_config():
-    sharing = SharingConfig(
+    sharing = SharingConfig.of(
         type="dselect_k", num_experts=6, dselect_k=3, dselect_gamma=0.5, dselect_entropy_weight=0.0, expert_units=[5]
     )
     layer = build_sharing(sharing, ["x", "y"], name="sharing")

@@ -215,11 +215,12 @@ def test_registry_and_build_fusion():
     assert FUSIONS.get("low_rank") is LowRankFusion
     for strategy in ("gated", "attention", "low_rank"):
         assert FUSIONS.get(strategy).is_decision_level is False
-        layer = build_fusion(strategy, 3, 7, None, name="fusion")
+        layer = build_fusion(strategy, 3, "fusion", units=7)
         assert layer.name == "fusion" and layer.units == 7 and layer.num_modalities == 3
-        with pytest.raises(ValueError, match="modality_weights"):
-            build_fusion(strategy, 2, 7, [1.0, 2.0], name="fusion")
-    assert build_fusion("low_rank", 2, 5, None, name="fusion").rank == DEFAULT_RANK == 4
+        with pytest.raises(TypeError, match="weights"):
+            build_fusion(strategy, 2, "fusion", units=7, weights=[1.0, 2.0])  # not a key of theirs
+    assert build_fusion("low_rank", 2, "fusion", units=5).rank == DEFAULT_RANK == 4
+    assert build_fusion("weighted", 2, "fusion", weights=[1.0, 3.0]).get_config()["modality_weights"] == [1.0, 3.0]
 
 
 # ---------------------------------------------------------------------------

@@ -189,9 +189,9 @@ def test_config_and_keras_file_round_trips(tmp_path):
 def test_build_sharing_and_the_image_encoder_builder():
     from keras_mtmm.config.schema import EncoderConfig, SharingConfig
 
-    layer = build_sharing(SharingConfig(type="mtan", tower_units=[5], dropout=0.0), ["x", "y"], name="sharing")
+    layer = build_sharing(SharingConfig.of(type="mtan", tower_units=[5], dropout=0.0), ["x", "y"], name="sharing")
     assert type(layer) is MTAN and layer.get_config()["tower_units"] == [5] and layer.takes_task_inputs
-    cnn = EncoderConfig(type="cnn", filters=[4], units=7, pooling="average")
+    cnn = EncoderConfig.of(type="cnn", filters=[4], units=7, pooling="average")
     config = MTAN.build_image_encoder("photo", cnn, ["x"]).get_config()
     assert config["name"] == "photo_encoder"
     assert (config["filters"], config["units"], config["pooling"]) == ([4], 7, "average")

@@ -472,25 +472,25 @@ def test_constructor_validation_names_the_argument(factory, argument):
     ("sharing", "layer_class", "expected"),
     [
         (
-            SharingConfig(type="mmoe", num_experts=3, expert_units=[5, 4], tower_units=[2], dropout=0.2),
+            SharingConfig.of(type="mmoe", num_experts=3, expert_units=[5, 4], tower_units=[2], dropout=0.2),
             MMoE,
             {"num_experts": 3, "expert_units": [5, 4], "tower_units": [2], "dropout": 0.2},
         ),
         (
-            SharingConfig(
+            SharingConfig.of(
                 type="ple", num_levels=2, num_shared_experts=3, num_task_experts=1, expert_units=[6], tower_units=[]
             ),
             PLE,
             {"num_levels": 2, "num_shared_experts": 3, "num_task_experts": 1, "expert_units": [6], "tower_units": []},
         ),
         (
-            SharingConfig(type="cross_stitch", shared_units=[7, 3], tower_units=[2], dropout=0.0),
+            SharingConfig.of(type="cross_stitch", shared_units=[7, 3], tower_units=[2], dropout=0.0),
             CrossStitch,
             {"column_units": [7, 3], "tower_units": [2], "dropout": 0.0},
         ),
-        (SharingConfig(type="hard"), HardSharing, {"activation": "gelu"}),
-        (SharingConfig(type="mmoe", activation="relu"), MMoE, {"activation": "relu"}),
-        (SharingConfig(type="ple", activation="silu"), PLE, {"activation": "silu"}),
+        (SharingConfig.of(type="hard"), HardSharing, {"activation": "gelu"}),
+        (SharingConfig.of(type="mmoe", activation="relu"), MMoE, {"activation": "relu"}),
+        (SharingConfig.of(type="ple", activation="silu"), PLE, {"activation": "silu"}),
     ],
 )
 def test_build_sharing_passes_the_config(sharing, layer_class, expected):

@@ -326,7 +326,7 @@ def test_evaluate_robustness_table_through_the_cli(tiny_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     "overrides, key, words",
     [
-        (["fusion.per_task=true"], "fusion.per_task", "only attention"),
+        (["fusion.per_task=true"], "fusion.per_task", "applies to fusion.strategy attention only"),
         (["fusion.modality_dropout={imag: 0.2}"], "fusion.modality_dropout.imag", "did you mean 'image'"),
         (["fusion.modality_dropout={image: 1.0}"], "fusion.modality_dropout.image", "[0, 1)"),
         (["fusion.strategy=cross_attention", "fusion.num_heads=9", "fusion.units=8"], "fusion.num_heads", "heads"),

@@ -220,12 +220,12 @@ def test_every_registered_strategy_builds_from_its_config_block_through_the_regi
     types = {"a": "regression", "b": "binary", "c": "multiclass"}
     weights = {"a": 0.5, "b": 1.0, "c": 2.0}
     for name in WEIGHTINGS.names():
-        layer = build_weighting(WeightingConfig(strategy=name), types, weights, seed=3, num_parameters=10)
+        layer = build_weighting(WeightingConfig.of(strategy=name), types, weights, seed=3, num_parameters=10)
         assert type(layer) is WEIGHTINGS.get(name) and layer.name == "weighting" and layer.task_names == list(types)
         if hasattr(layer, "task_weights_list"):
             assert layer.task_weights_list == [0.5, 1.0, 2.0], name
-    assert build_weighting(WeightingConfig(strategy="cagrad", cagrad_c=0.7), types, weights, 0).c == 0.7
-    assert build_weighting(WeightingConfig(strategy="dwa", temperature=5.0), types, weights, 0).temperature == 5.0
+    assert build_weighting(WeightingConfig.of(strategy="cagrad", cagrad_c=0.7), types, weights, 0).c == 0.7
+    assert build_weighting(WeightingConfig.of(strategy="dwa", temperature=5.0), types, weights, 0).temperature == 5.0
     assert gradient_strategies() == sorted(
         ["pcgrad", "cagrad", "mgda", "gradnorm", "graddrop", "gradvac", "db_mtl", "nash_mtl", "imtl", "upgrad"]
         + ["aligned_mtl"]

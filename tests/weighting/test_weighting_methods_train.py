@@ -126,13 +126,17 @@ def test_bad_hyperparameters_name_their_key(tiny_config_factory, override, key):
 
 
 def test_every_strategy_checks_keys_of_the_weighting_block_and_one_strategy_owns_each():
-    """Each strategy declares the bounds of its own weighting.* keys (keras_mtmm.config.bounds)."""
-    from keras_mtmm.config.schema import WeightingConfig
+    """Each strategy declares its own weighting.* keys (`config_class`) and their bounds (`checks`)."""
+    import dataclasses
+
     from keras_mtmm.registry import WEIGHTINGS
 
     owners = {}
     for name in WEIGHTINGS.names():
-        for setting in WEIGHTINGS.get(name).settings:
-            assert hasattr(WeightingConfig(), setting.key), (name, setting.key)
-            assert owners.setdefault(setting.key, name) == name, setting.key
+        strategy = WEIGHTINGS.get(name)
+        keys = [f.name for f in dataclasses.fields(strategy.config_class)] if strategy.config_class else []
+        for setting in strategy.checks:
+            assert setting.key in keys, (name, setting.key)
+        for key in keys:
+            assert owners.setdefault(key, name) == name, key
     assert len(owners) == 11

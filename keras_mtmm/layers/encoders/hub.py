@@ -20,13 +20,26 @@ Handles are resolved offline, never downloaded (`keras_mtmm.config.hub_handles.r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
 from keras_mtmm.config.hub_handles import resolve_hub_handle
+from keras_mtmm.config.one_of import exclusive
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.encoders.layers import EncoderProjection
 from keras_mtmm.registry import ENCODERS
+
+
+@dataclass
+class HubEncoderConfig:
+    """`encoder.hub`: the module (`handle`), fine-tuning, and which signature / output to call (this type's only)."""
+
+    handle: str | None = exclusive(None)
+    trainable: bool = exclusive(False)
+    signature: str | None = exclusive(None)
+    output_key: str | None = exclusive(None)
 
 
 @ENCODERS.register("hub")
@@ -61,15 +74,30 @@ class HubEncoder(keras.layers.Layer):
 
     modality_types = ("image", "text")
 
+    config_class = HubEncoderConfig
+
+    @classmethod
+    def check_config(cls, options, encoder, context, where: str) -> None:
+        """A handle that resolves offline (a local SavedModel folder, or a URL handle already in
+        TFHUB_CACHE_DIR); no fine-tuning through a signature."""
+        if options.trainable and options.signature:
+            raise ConfigError(
+                f"{where}.trainable",
+                "a hub module cannot be fine-tuned through a signature (as with hub.KerasLayer)",
+                "use trainable: false, or remove signature to call the module's __call__",
+            )
+        if context.check_files:
+            resolve_hub_handle(options.handle, f"{where}.handle")
+
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
         """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
         return cls(
-            handle=encoder.handle,
+            handle=encoder.get().handle,
             units=encoder.units,
-            fine_tune=encoder.trainable,
-            signature=encoder.signature,
-            output_key=encoder.output_key,
+            fine_tune=encoder.get().trainable,
+            signature=encoder.get().signature,
+            output_key=encoder.get().output_key,
             dropout=encoder.dropout,
             name=name,
         )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 
+from keras_mtmm.config.bounds import Choice, Widths, positive
 from keras_mtmm.config.choices import POOLINGS
+from keras_mtmm.config.one_of import exclusive
+from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.encoders.layers import EncoderProjection
 from keras_mtmm.registry import ENCODERS
 
@@ -12,6 +17,16 @@ from keras_mtmm.registry import ENCODERS
 def group_count(filters: int, most: int = 8) -> int:
     """The most groups (at most `most`) that divide `filters` evenly."""
     return max(g for g in range(1, min(most, filters) + 1) if filters % g == 0)
+
+
+@dataclass
+class ConvImageEncoderConfig:
+    """`encoder.cnn`: the conv blocks' filters and kernel, and the head (`pooling`, `grid`: this type's only)."""
+
+    filters: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+    pooling: str = exclusive("grid")
+    grid: list[int] = exclusive([4, 4])
 
 
 @ENCODERS.register("cnn")
@@ -60,16 +75,33 @@ class ConvImageEncoder(keras.layers.Layer):
 
     modality_types = ("image",)
 
+    config_class = ConvImageEncoderConfig
+    checks = (Widths("filters"), positive("kernel_size", "3"), Choice("pooling", POOLINGS))
+
+    @classmethod
+    def check_config(cls, options, encoder, context, where: str) -> None:
+        """A grid of positive cells, and an image big enough for the conv blocks (each halves it)."""
+        if len(options.grid) != 2 or min(options.grid) < 1:
+            raise ConfigError(f"{where}.grid", f"expected [rows, columns] >= 1, got {options.grid}", "e.g. [4, 4]")
+        blocks = len(options.filters)
+        image_size = context.modality.get().image_size
+        if blocks == 0 or min(image_size) < 2**blocks:
+            raise ConfigError(
+                f"{where}.filters",
+                f"{blocks} conv blocks each halve the image; image_size {image_size} is too small for them",
+                f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
+            )
+
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
         """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
         return cls(
-            filters=encoder.filters,
-            kernel_size=encoder.kernel_size,
+            filters=encoder.get().filters,
+            kernel_size=encoder.get().kernel_size,
             units=encoder.units,
             dropout=encoder.dropout,
-            pooling=encoder.pooling,
-            grid=encoder.grid,
+            pooling=encoder.get().pooling,
+            grid=encoder.get().grid,
             return_sequence=return_sequence,
             name=name,
         )

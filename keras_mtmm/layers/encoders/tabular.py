@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 
+from keras_mtmm.config.bounds import Widths, positive
 from keras_mtmm.layers.encoders.layers import EncoderProjection, MLPBlock
 from keras_mtmm.registry import ENCODERS
+
+
+@dataclass
+class NumericMLPConfig:
+    """`encoder.mlp`: the hidden layers' widths."""
+
+    hidden_units: list[int] = field(default_factory=list)
+
+
+@dataclass
+class CategoricalEmbeddingConfig:
+    """`encoder.embedding`: each column's embedding width, and the hidden layers' widths."""
+
+    embedding_dim: int = 16
+    hidden_units: list[int] = field(default_factory=list)
 
 
 @ENCODERS.register("mlp")
@@ -24,10 +42,13 @@ class NumericMLPEncoder(keras.layers.Layer):
 
     modality_types = ("numeric",)
 
+    config_class = NumericMLPConfig
+    checks = (Widths("hidden_units"),)
+
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
         """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
-        return cls(hidden_units=encoder.hidden_units, units=encoder.units, dropout=encoder.dropout, name=name)
+        return cls(hidden_units=encoder.get().hidden_units, units=encoder.units, dropout=encoder.dropout, name=name)
 
     def __init__(self, hidden_units: list[int] = (), units: int = 32, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
@@ -72,13 +93,16 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
 
     modality_types = ("categorical",)
 
+    config_class = CategoricalEmbeddingConfig
+    checks = (positive("embedding_dim", "16"), Widths("hidden_units"))
+
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
         """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
         return cls(
             vocabulary_sizes=vocabulary_sizes,
-            embedding_dim=encoder.embedding_dim,
-            hidden_units=encoder.hidden_units,
+            embedding_dim=encoder.get().embedding_dim,
+            hidden_units=encoder.get().hidden_units,
             units=encoder.units,
             dropout=encoder.dropout,
             name=name,

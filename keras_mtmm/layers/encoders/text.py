@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 
+from keras_mtmm.config.bounds import Widths, positive
 from keras_mtmm.layers.encoders.layers import EncoderProjection
 from keras_mtmm.registry import ENCODERS
+
+
+@dataclass
+class ConvTextEncoderConfig:
+    """`encoder.conv1d`: the token embedding width, the conv layers' filters and kernel."""
+
+    embedding_dim: int = 16
+    filters: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+
+
+@dataclass
+class BagOfWordsConfig:
+    """`encoder.bag`: the token embedding width."""
+
+    embedding_dim: int = 16
+
+
+EMBEDDING_DIM = positive("embedding_dim", "16")
 
 
 @ENCODERS.register("conv1d")
@@ -34,14 +56,17 @@ class ConvTextEncoder(keras.layers.Layer):
 
     reads_token_ids = True  # its input: token ids, 0 = padding (aligned with its sequence output)
 
+    config_class = ConvTextEncoderConfig
+    checks = (EMBEDDING_DIM, Widths("filters"), positive("kernel_size", "3"))
+
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
         """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
         return cls(
             vocabulary_size=vocabulary_sizes[0],
-            embedding_dim=encoder.embedding_dim,
-            filters=encoder.filters,
-            kernel_size=encoder.kernel_size,
+            embedding_dim=encoder.get().embedding_dim,
+            filters=encoder.get().filters,
+            kernel_size=encoder.get().kernel_size,
             units=encoder.units,
             dropout=encoder.dropout,
             return_sequence=return_sequence,
@@ -134,12 +159,15 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
 
     reads_token_ids = True
 
+    config_class = BagOfWordsConfig
+    checks = (EMBEDDING_DIM,)
+
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
         """The layer a modality's `encoder` block describes. (Keras' `from_config` is deserialization.)"""
         return cls(
             vocabulary_size=vocabulary_sizes[0],
-            embedding_dim=encoder.embedding_dim,
+            embedding_dim=encoder.get().embedding_dim,
             units=encoder.units,
             dropout=encoder.dropout,
             return_sequence=return_sequence,

@@ -27,6 +27,9 @@ reads; layers with per-example or learned weights have
 
 from __future__ import annotations
 
+import dataclasses
+
+from keras_mtmm.config.one_of import NoKeys
 from keras_mtmm.layers.fusion.base import FusionSettings, ModalityDropout
 from keras_mtmm.layers.fusion.cross_attention import CrossAttentionFusion, TokenMask
 from keras_mtmm.layers.fusion.learned import DEFAULT_RANK, AttentionFusion, GatedFusion, LowRankFusion
@@ -52,31 +55,22 @@ __all__ = [
 
 
 def build_fusion(
-    strategy: str,
-    num_modalities: int,
-    units: int,
-    modality_weights: list[float] | None,
-    name: str,
-    rank: int = DEFAULT_RANK,
-    depth: int = 1,
-    num_heads: int = 2,
-    task_names: list[str] | None = None,
+    strategy: str, num_modalities: int, name: str, task_names: list[str] | None = None, options=None, **keys
 ):
     """Build the fusion layer a config names: its registered class's `from_settings`.
 
-    `modality_weights` only for strategies with `takes_fixed_weights`; `task_names` (a fusion
-    per task) only for those with `conditions_per_task`.
+    Args:
+        strategy: the registered name.
+        num_modalities: M.
+        name: the layer's name.
+        task_names: the tasks (a per-task strategy conditions on them).
+        options: the strategy's sub-config (`fusion.get()`); by default its
+            `config_class` with `keys` (e.g. `units=8`) replacing defaults.
     """
-    layer_class = FUSIONS.get(strategy)
-    if modality_weights is not None and not getattr(layer_class, "takes_fixed_weights", False):
-        raise ValueError(
-            f"fusion strategy {strategy!r} takes no fixed modality_weights (only {fixed_weight_strategies()} do), "
-            f"got {modality_weights}"
-        )
-    if task_names is not None and not getattr(layer_class, "conditions_per_task", False):
-        raise ValueError(f"fusion strategy {strategy!r} cannot be conditioned per task (only 'attention' can)")
-    settings = FusionSettings(num_modalities, units, modality_weights, rank, depth, num_heads, task_names)
-    return layer_class.from_settings(settings, name)
+    layer_class = FUSIONS.get(strategy, "fusion.strategy")
+    if options is None:
+        options = dataclasses.replace((getattr(layer_class, "config_class", None) or NoKeys)(), **keys)
+    return layer_class.from_settings(FusionSettings(num_modalities, options, task_names), name)
 
 
 def fixed_weight_strategies() -> list[str]:

@@ -15,21 +15,57 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_mtmm.config.bounds import positive
+from keras_mtmm.config.one_of import exclusive
+from keras_mtmm.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """What a fusion strategy's `from_settings` builds from: the `fusion` block's values, resolved.
-
-    task_names: the tasks a per-task strategy conditions on (None: one fusion for every task).
-    """
+    """What a fusion strategy's `from_settings` builds from: the modality count, the strategy's own
+    sub-config (`options`, e.g. `ProjectedFusionConfig`) and the tasks (which a per-task strategy
+    conditions on)."""
 
     num_modalities: int
-    units: int
-    modality_weights: list | None
-    rank: int
-    depth: int
-    num_heads: int
-    task_names: list | None
+    options: object
+    task_names: list | None = None
+
+
+@dataclass
+class ProjectedFusionConfig:
+    """`fusion.<strategy>` of a strategy that projects each modality to `units` first."""
+
+    units: int = 64
+
+
+@dataclass
+class FixedWeightsConfig:
+    """`fusion.late`: fixed modality weights in modality order (null: learned)."""
+
+    weights: list[float] | None = exclusive(None)
+
+
+@dataclass
+class WeightedFusionConfig(ProjectedFusionConfig, FixedWeightsConfig):
+    """`fusion.weighted`: the projection width, and fixed modality weights (null: learned)."""
+
+
+UNITS = positive("units", "64")
+
+
+def check_fixed_weights(options, config, where: str) -> None:
+    """Fixed modality weights: one per modality, non-negative, with a positive sum."""
+    weights = options.weights
+    if weights is None:
+        return
+    if len(weights) != len(config.modalities):
+        raise ConfigError(
+            f"{where}.weights",
+            f"expected {len(config.modalities)} weights (one per modality), got {len(weights)}",
+            f"list one weight per modality in order: {', '.join(config.modalities)}",
+        )
+    if any(weight < 0 for weight in weights) or sum(weights) <= 0:
+        raise ConfigError(f"{where}.weights", "expected non-negative weights with a positive sum", "fix them")
 
 
 # Added to the score of a missing modality before a softmax: exp(-1e9) is 0 in float32.

@@ -18,9 +18,20 @@ present key at all gets no cross-modal context (`c_i = 0`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 
-from keras_mtmm.layers.fusion.base import FusionSettings, check_input_count, check_positive_int, presence_column
+from keras_mtmm.config.bounds import positive
+from keras_mtmm.errors import ConfigError
+from keras_mtmm.layers.fusion.base import (
+    UNITS,
+    FusionSettings,
+    ProjectedFusionConfig,
+    check_input_count,
+    check_positive_int,
+    presence_column,
+)
 from keras_mtmm.registry import FUSIONS
 
 
@@ -56,6 +67,13 @@ def _as_sequence(x):
     return x[:, None, :] if len(x.shape) == 2 else x
 
 
+@dataclass
+class CrossAttentionFusionConfig(ProjectedFusionConfig):
+    """`fusion.cross_attention`: the width and the attention heads."""
+
+    num_heads: int = 2
+
+
 @FUSIONS.register("cross_attention")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class CrossAttentionFusion(keras.layers.Layer):
@@ -80,9 +98,27 @@ class CrossAttentionFusion(keras.layers.Layer):
     is_decision_level = False
     takes_sequences = True
 
+    config_class = CrossAttentionFusionConfig
+    checks = (UNITS, positive("num_heads", "2"))
+
+    @classmethod
+    def check_config(cls, options, fusion, config, where: str) -> None:
+        """Two or more modalities, and the heads fit in the width."""
+        if len(config.modalities) < 2:
+            raise ConfigError(
+                "fusion.strategy", "cross_attention needs at least 2 modalities", "add a modality or use early"
+            )
+        if options.units < options.num_heads:
+            raise ConfigError(
+                f"{where}.num_heads",
+                f"{options.num_heads} heads do not fit in fusion.units = {options.units}",
+                "use fewer heads or more units",
+            )
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, units=settings.units, num_heads=settings.num_heads, name=name)
+        options = settings.options
+        return cls(settings.num_modalities, units=options.units, num_heads=options.num_heads, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, num_heads: int = 2, **kwargs):
         super().__init__(**kwargs)

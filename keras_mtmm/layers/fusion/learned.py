@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 
+from keras_mtmm.config.bounds import positive
+from keras_mtmm.config.one_of import exclusive
 from keras_mtmm.layers.fusion.base import (
+    UNITS,
     FusionSettings,
+    ProjectedFusionConfig,
     check_input_count,
     check_positive_int,
     feature_width,
@@ -48,9 +54,12 @@ class GatedFusion(keras.layers.Layer):
 
     is_decision_level = False
 
+    config_class = ProjectedFusionConfig
+    checks = (UNITS,)
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, units=settings.units, name=name)
+        return cls(settings.num_modalities, units=settings.options.units, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, **kwargs):
         super().__init__(**kwargs)
@@ -97,6 +106,13 @@ class GatedFusion(keras.layers.Layer):
         return {**super().get_config(), "num_modalities": self.num_modalities, "units": self.units}
 
 
+@dataclass
+class AttentionFusionConfig(ProjectedFusionConfig):
+    """`fusion.attention`: the width, and `per_task`: one attention per task (each its own modality weights)."""
+
+    per_task: bool = exclusive(False)
+
+
 @FUSIONS.register("attention")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class AttentionFusion(keras.layers.Layer):
@@ -128,9 +144,14 @@ class AttentionFusion(keras.layers.Layer):
 
     conditions_per_task = True
 
+    config_class = AttentionFusionConfig
+    checks = (UNITS,)
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, units=settings.units, task_names=settings.task_names, name=name)
+        options = settings.options
+        task_names = settings.task_names if options.per_task else None
+        return cls(settings.num_modalities, units=options.units, task_names=task_names, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, task_names: list[str] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -190,6 +211,13 @@ class AttentionFusion(keras.layers.Layer):
         }
 
 
+@dataclass
+class LowRankFusionConfig(ProjectedFusionConfig):
+    """`fusion.low_rank`: the width and the rank of the factorised fusion tensor."""
+
+    rank: int = DEFAULT_RANK
+
+
 @FUSIONS.register("low_rank")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class LowRankFusion(keras.layers.Layer):
@@ -220,9 +248,13 @@ class LowRankFusion(keras.layers.Layer):
 
     is_decision_level = False
 
+    config_class = LowRankFusionConfig
+    checks = (UNITS, positive("rank", "4"))
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, units=settings.units, rank=settings.rank, name=name)
+        options = settings.options
+        return cls(settings.num_modalities, units=options.units, rank=options.rank, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, rank: int = DEFAULT_RANK, **kwargs):
         super().__init__(**kwargs)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 
+from keras_mtmm.config.bounds import positive
 from keras_mtmm.layers.encoders.layers import MLPBlock
 from keras_mtmm.layers.fusion.base import (
+    UNITS,
+    FixedWeightsConfig,
     FusionSettings,
     ModalityWeights,
+    ProjectedFusionConfig,
+    WeightedFusionConfig,
+    check_fixed_weights,
     check_input_count,
     check_positive_int,
     feature_width,
@@ -47,6 +55,13 @@ class ConcatFusion(keras.layers.Layer):
         return (input_shapes[0][0], sum(shape[-1] for shape in input_shapes))
 
 
+@dataclass
+class IntermediateFusionConfig(ProjectedFusionConfig):
+    """`fusion.intermediate`: the width and number of each modality's own layers."""
+
+    depth: int = 1
+
+
 @FUSIONS.register("intermediate")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class IntermediateFusion(keras.layers.Layer):
@@ -72,9 +87,13 @@ class IntermediateFusion(keras.layers.Layer):
 
     is_decision_level = False
 
+    config_class = IntermediateFusionConfig
+    checks = (UNITS, positive("depth"))
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, units=settings.units, depth=settings.depth, name=name)
+        options = settings.options
+        return cls(settings.num_modalities, units=options.units, depth=options.depth, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, depth: int = 1, **kwargs):
         super().__init__(**kwargs)
@@ -135,9 +154,17 @@ class WeightedSumFusion(ModalityWeights):
 
     takes_fixed_weights = True
 
+    config_class = WeightedFusionConfig
+    checks = (UNITS,)
+
+    @classmethod
+    def check_config(cls, options, fusion, config, where: str) -> None:
+        check_fixed_weights(options, config, where)
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, units=settings.units, modality_weights=settings.modality_weights, name=name)
+        options = settings.options
+        return cls(settings.num_modalities, units=options.units, modality_weights=options.weights, name=name)
 
     def __init__(self, num_modalities: int, units: int = 64, modality_weights: list[float] | None = None, **kwargs):
         super().__init__(num_modalities, modality_weights, **kwargs)
@@ -194,9 +221,15 @@ class LateFusion(ModalityWeights):
 
     takes_fixed_weights = True
 
+    config_class = FixedWeightsConfig
+
+    @classmethod
+    def check_config(cls, options, fusion, config, where: str) -> None:
+        check_fixed_weights(options, config, where)
+
     @classmethod
     def from_settings(cls, settings: FusionSettings, name: str):
-        return cls(settings.num_modalities, modality_weights=settings.modality_weights, name=name)
+        return cls(settings.num_modalities, modality_weights=settings.options.weights, name=name)
 
     def modality_weight_values(self, predictions, presence=None):
         """The weights used per example, [B, M]."""

@@ -6,9 +6,12 @@ Learning", CVPR 2016.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 import numpy as np
 
+from keras_mtmm.config.bounds import Widths
 from keras_mtmm.layers.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.layers.sharing.mmoe import add_stacked_dense, check_dropout, check_task_names, check_units
 from keras_mtmm.registry import SHARINGS
@@ -22,6 +25,13 @@ def stitch_initial_matrix(num_tasks: int, stitch_init: float) -> np.ndarray:
     matrix = np.full((num_tasks, num_tasks), off_diagonal, dtype=np.float32)
     np.fill_diagonal(matrix, stitch_init)
     return matrix
+
+
+@dataclass
+class CrossStitchConfig:
+    """`sharing.cross_stitch`: each task column's widths."""
+
+    shared_units: list[int] = field(default_factory=lambda: [128, 64])
 
 
 @SHARINGS.register("cross_stitch")
@@ -61,12 +71,19 @@ class CrossStitch(keras.layers.Layer):
                [0.1, 0.9]], dtype=float32)
     """
 
+    config_class = CrossStitchConfig
+    checks = (
+        Widths(
+            "shared_units", allow_empty=False, empty="cross-stitch needs at least one column layer", example="[64, 32]"
+        ),
+    )
+
     @classmethod
     def from_settings(cls, sharing, task_names: list[str], name: str):
         """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
         return cls(
             task_names,
-            column_units=sharing.shared_units,
+            column_units=sharing.get().shared_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             activation=sharing.activation,

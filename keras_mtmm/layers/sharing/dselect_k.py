@@ -9,11 +9,15 @@ google-research/google-research, `dselect_k_moe`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
-from keras_mtmm.layers.sharing.mmoe import MMoE, check_count
+from keras_mtmm.config.bounds import Bound
+from keras_mtmm.config.one_of import exclusive
+from keras_mtmm.errors import ConfigError
+from keras_mtmm.layers.sharing.mmoe import EXPERT_WIDTHS, MMoE, check_count
 from keras_mtmm.registry import SHARINGS
 
 # Inside the entropy's logarithm, as in the authors' code: log(r + EPSILON) is finite at r = 0.
@@ -46,6 +50,18 @@ def selector_outputs(z, codes, gamma: float):
     steps = keras.ops.expand_dims(smooth_step(z, gamma), -2)  # [..., 1, m]
     codes = keras.ops.convert_to_tensor(codes, dtype=steps.dtype)
     return keras.ops.prod(codes * steps + (1.0 - codes) * (1.0 - steps), axis=-1)
+
+
+@dataclass
+class DSelectKConfig:
+    """`sharing.dselect_k`: MMoE's experts, and each gate's selection (`dselect_*`: this type's only)."""
+
+    num_experts: int = 4
+    expert_units: list[int] = field(default_factory=lambda: [64])
+    dselect_k: int = exclusive(2)
+    dselect_gamma: float = exclusive(1.0)
+    dselect_entropy_weight: float = exclusive(0.1)
+    dselect_per_example: bool = exclusive(False)
 
 
 @SHARINGS.register("dselect_k")
@@ -98,18 +114,42 @@ class DSelectK(MMoE):
         ['a', 'b']
     """
 
+    config_class = DSelectKConfig
+    checks = (
+        EXPERT_WIDTHS,
+        Bound("dselect_gamma", "> 0", lambda gamma: gamma > 0, "1.0"),
+        Bound("dselect_entropy_weight", ">= 0", lambda weight: weight >= 0, "0.1"),
+    )
+
+    @classmethod
+    def check_config(cls, options: DSelectKConfig, sharing, config, where: str) -> None:
+        """A choice among 2 or more experts, of 1 to all of them."""
+        if options.num_experts < 2:
+            raise ConfigError(
+                f"{where}.num_experts",
+                f"DSelect-k selects among 2 or more experts, got {options.num_experts}",
+                "e.g. 4",
+            )
+        if not 1 <= options.dselect_k <= options.num_experts:
+            raise ConfigError(
+                f"{where}.dselect_k",
+                f"expected 1 to num_experts ({options.num_experts}) experts per task, got {options.dselect_k}",
+                "e.g. 2",
+            )
+
     @classmethod
     def from_settings(cls, sharing, task_names: list[str], name: str):
         """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        options = sharing.get()
         return cls(
             task_names,
-            num_experts=sharing.num_experts,
-            num_selected=sharing.dselect_k,
-            expert_units=sharing.expert_units,
+            num_experts=options.num_experts,
+            num_selected=options.dselect_k,
+            expert_units=options.expert_units,
             tower_units=sharing.tower_units,
-            gamma=sharing.dselect_gamma,
-            entropy_weight=sharing.dselect_entropy_weight,
-            per_example=sharing.dselect_per_example,
+            gamma=options.dselect_gamma,
+            entropy_weight=options.dselect_entropy_weight,
+            per_example=options.dselect_per_example,
             dropout=sharing.dropout,
             activation=sharing.activation,
             name=name,

@@ -5,10 +5,20 @@ Caruana, "Multitask Learning", Machine Learning 28, 1997.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 
+from keras_mtmm.config.bounds import Widths
 from keras_mtmm.layers.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.registry import SHARINGS
+
+
+@dataclass
+class HardSharingConfig:
+    """`sharing.hard`: the shared trunk's widths."""
+
+    shared_units: list[int] = field(default_factory=lambda: [128, 64])
 
 
 @SHARINGS.register("hard")
@@ -31,12 +41,15 @@ class HardSharing(keras.layers.Layer):
         {'a': (4, 16), 'b': (4, 16)}
     """
 
+    config_class = HardSharingConfig
+    checks = (Widths("shared_units"),)
+
     @classmethod
     def from_settings(cls, sharing, task_names: list[str], name: str):
         """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
         return cls(
             task_names,
-            shared_units=sharing.shared_units,
+            shared_units=sharing.get().shared_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             activation=sharing.activation,

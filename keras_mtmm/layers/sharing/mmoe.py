@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass, field
 
 import keras
 
+from keras_mtmm.config.bounds import Widths, positive
 from keras_mtmm.layers.encoders.layers import MLPBlock, check_activation
 from keras_mtmm.registry import SHARINGS
 
@@ -71,6 +73,17 @@ def check_dropout(owner: str, dropout: float) -> float:
     return dropout
 
 
+@dataclass
+class MMoEConfig:
+    """`sharing.mmoe`: the number of experts and each expert's widths."""
+
+    num_experts: int = 4
+    expert_units: list[int] = field(default_factory=lambda: [64])
+
+
+EXPERT_WIDTHS = Widths("expert_units", allow_empty=False, empty="experts need at least one layer")
+
+
 @SHARINGS.register("mmoe")
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class MMoE(keras.layers.Layer):
@@ -104,13 +117,17 @@ class MMoE(keras.layers.Layer):
         (2, 4)
     """
 
+    config_class = MMoEConfig
+    checks = (positive("num_experts", "4"), EXPERT_WIDTHS)
+
     @classmethod
     def from_settings(cls, sharing, task_names: list[str], name: str):
         """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        options = sharing.get()
         return cls(
             task_names,
-            num_experts=sharing.num_experts,
-            expert_units=sharing.expert_units,
+            num_experts=options.num_experts,
+            expert_units=options.expert_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             activation=sharing.activation,

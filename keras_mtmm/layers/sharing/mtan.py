@@ -16,10 +16,11 @@ from __future__ import annotations
 import keras
 
 from keras_mtmm.config.choices import POOLINGS
+from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.encoders.image import group_count
 from keras_mtmm.layers.encoders.layers import EncoderProjection, MLPBlock, check_activation
 from keras_mtmm.layers.sharing.mmoe import check_dropout, check_task_names, check_units
-from keras_mtmm.registry import SHARINGS
+from keras_mtmm.registry import FUSIONS, SHARINGS
 
 
 def _conv(filters: int, kernel_size: int, name: str, **options) -> keras.layers.Conv2D:
@@ -235,6 +236,32 @@ class MTAN(keras.layers.Layer):
     takes_task_inputs = True
 
     @classmethod
+    def check_config(cls, options, sharing, config, where: str) -> None:
+        """MTAN attends over a cnn image encoder's feature maps and gives each task its own fused vector."""
+        if not any(m.type == "image" and m.encoder.type == "cnn" for m in config.modalities.values()):
+            raise ConfigError(
+                "sharing.type",
+                "mtan puts per-task attention on the feature maps of a cnn image encoder, "
+                "and no image modality has one",
+                "add an image modality with encoder type cnn, or choose another sharing.type (e.g. hard)",
+            )
+        fusion = FUSIONS.get(config.fusion.strategy, "fusion.strategy")
+        if fusion.is_decision_level or getattr(fusion, "takes_sequences", False):
+            raise ConfigError(
+                "fusion.strategy",
+                f"mtan fuses each task's attended image vector with the other modalities, which "
+                f"'{config.fusion.strategy}' fusion does not do (it fuses "
+                f"{'decisions' if fusion.is_decision_level else 'token sequences'})",
+                "use early, intermediate, weighted, gated, attention or low_rank fusion",
+            )
+        if config.weighting.strategy == "mgda":
+            raise ConfigError(
+                "weighting.strategy",
+                "mgda works on the one shared representation, and mtan gives each task its own",
+                "use another weighting.strategy (e.g. pcgrad) or sharing.type",
+            )
+
+    @classmethod
     def from_settings(cls, sharing, task_names: list[str], name: str):
         """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
         return cls(
@@ -262,12 +289,12 @@ class MTAN(keras.layers.Layer):
         """The per-task attention encoder that replaces modality `name`'s cnn encoder (its `EncoderConfig`)."""
         return TaskAttentionImageEncoder(
             task_names,
-            filters=encoder.filters,
-            kernel_size=encoder.kernel_size,
+            filters=encoder.get().filters,
+            kernel_size=encoder.get().kernel_size,
             units=encoder.units,
             dropout=encoder.dropout,
-            pooling=encoder.pooling,
-            grid=encoder.grid,
+            pooling=encoder.get().pooling,
+            grid=encoder.get().grid,
             name=f"{name}_encoder",
         )
 

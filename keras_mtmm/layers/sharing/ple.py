@@ -6,11 +6,32 @@ Multi-Task Learning (MTL) Model for Personalized Recommendations", RecSys 2020.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 
+from keras_mtmm.config.bounds import positive
+from keras_mtmm.errors import ConfigError
 from keras_mtmm.layers.encoders.layers import MLPBlock, check_activation
-from keras_mtmm.layers.sharing.mmoe import add_stacked_dense, check_count, check_dropout, check_task_names, check_units
+from keras_mtmm.layers.sharing.mmoe import (
+    EXPERT_WIDTHS,
+    add_stacked_dense,
+    check_count,
+    check_dropout,
+    check_task_names,
+    check_units,
+)
 from keras_mtmm.registry import SHARINGS
+
+
+@dataclass
+class PLEConfig:
+    """`sharing.ple`: the levels, the shared and per-task experts of each, and each expert's widths."""
+
+    num_shared_experts: int = 2
+    num_task_experts: int = 1
+    num_levels: int = 1
+    expert_units: list[int] = field(default_factory=lambda: [64])
 
 
 @SHARINGS.register("ple")
@@ -56,15 +77,38 @@ class PLE(keras.layers.Layer):
         ['a_0', 'shared_0', 'shared_1']
     """
 
+    config_class = PLEConfig
+    checks = (positive("num_levels"), EXPERT_WIDTHS)
+
+    @classmethod
+    def check_config(cls, options: PLEConfig, sharing, config, where: str) -> None:
+        """Every task's gate has an expert; stacked levels pass through shared experts."""
+        for key in ("num_shared_experts", "num_task_experts"):
+            if getattr(options, key) < 0:
+                raise ConfigError(f"{where}.{key}", f"expected 0 or more, got {getattr(options, key)}", "e.g. 1")
+        if options.num_shared_experts + options.num_task_experts < 1:
+            raise ConfigError(
+                f"{where}.num_task_experts",
+                "each task's gate needs at least one expert, got 0 shared and 0 task experts",
+                "set num_shared_experts or num_task_experts to 1 or more",
+            )
+        if options.num_levels > 1 and options.num_shared_experts < 1:
+            raise ConfigError(
+                f"{where}.num_shared_experts",
+                "stacked PLE levels pass information through the shared experts, got 0",
+                "set num_shared_experts >= 1 or num_levels: 1",
+            )
+
     @classmethod
     def from_settings(cls, sharing, task_names: list[str], name: str):
         """The layer a `SharingConfig` (`sharing`) describes. (Keras' `from_config` is deserialization.)"""
+        options = sharing.get()
         return cls(
             task_names,
-            num_levels=sharing.num_levels,
-            num_shared_experts=sharing.num_shared_experts,
-            num_task_experts=sharing.num_task_experts,
-            expert_units=sharing.expert_units,
+            num_levels=options.num_levels,
+            num_shared_experts=options.num_shared_experts,
+            num_task_experts=options.num_task_experts,
+            expert_units=options.expert_units,
             tower_units=sharing.tower_units,
             dropout=sharing.dropout,
             activation=sharing.activation,

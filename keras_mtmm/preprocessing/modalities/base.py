@@ -3,7 +3,7 @@
 One registered class per modality type (`keras_mtmm.registry.MODALITY_TYPES`): what `adapt` learns
 from the training values, the Keras preprocessing layers built from it, the raw serving input and
 the model input it becomes, how a missing value looks and how it is detected. A modality's `spec`
-is the Preprocessor's dict for it (`type`, `columns`, `image_size`, `max_tokens`, `sequence_length`,
+is the Preprocessor's dict for it (`type`, `columns`, the type's own keys such as `image_size`, and
 `raw_text`).
 """
 
@@ -21,6 +21,10 @@ class ModalityType:
     """A modality type; subclasses are registered by name and hold no state of their own."""
 
     name = ""
+    config_class = None  # the dataclass of its own keys, `modalities.<m>.<type>` (keras_mtmm.config.one_of)
+    checks: tuple = ()  # the checks of those keys (keras_mtmm.config.bounds)
+    default_encoder = ""  # the encoder type a modality of this type gets when its config names none
+    single_column = False  # whether it reads exactly one column
 
     def adapt(self, name: str, spec: dict, values: np.ndarray, folder: Path):
         """What is learnt from the training values (JSON-able; files go into `folder`); None: nothing."""

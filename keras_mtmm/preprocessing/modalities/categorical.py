@@ -5,17 +5,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import positive
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.preprocessing.stats import category_vocabulary
 from keras_mtmm.registry import MODALITY_TYPES
 
 
+@dataclass
+class CategoricalModalityConfig:
+    """`modalities.<m>.categorical`: the most frequent categories kept per column."""
+
+    max_tokens: int = 2000
+
+
 @MODALITY_TYPES.register("categorical")
 class CategoricalModality(ModalityType):
     name = "categorical"
+    config_class = CategoricalModalityConfig
+    checks = (positive("max_tokens", "2000"),)
+    default_encoder = "embedding"
 
     def adapt(self, name, spec, values, folder):
         return [category_vocabulary(values[:, i], spec["max_tokens"]) for i in range(values.shape[1])]

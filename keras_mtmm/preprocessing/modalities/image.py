@@ -5,16 +5,30 @@ An empty string (a missing image) gives the all-zero image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import Bound
 from keras_mtmm.preprocessing.image_decoding import decode_images
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.registry import MODALITY_TYPES
 
 
+@dataclass
+class ImageModalityConfig:
+    """`modalities.<m>.image`: the [height, width] images are resized to."""
+
+    image_size: list[int] = field(default_factory=lambda: [32, 32])
+
+
 @MODALITY_TYPES.register("image")
 class ImageModality(ModalityType):
     name = "image"
+    config_class = ImageModalityConfig
+    checks = (Bound("image_size", "[height, width] >= 8", lambda size: len(size) == 2 and min(size) >= 8, "[32, 32]"),)
+    default_encoder = "cnn"
+    single_column = True
 
     def transform(self, spec, layers, value):
         return decode_images(value, spec["image_size"])

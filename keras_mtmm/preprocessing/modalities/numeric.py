@@ -18,6 +18,7 @@ from keras_mtmm.registry import MODALITY_TYPES
 @MODALITY_TYPES.register("numeric")
 class NumericModality(ModalityType):
     name = "numeric"
+    default_encoder = "mlp"
 
     def adapt(self, name, spec, values, folder):
         check_finite_training_values(values, spec["columns"])

@@ -7,17 +7,32 @@ tokenize for themselves.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
+from keras_mtmm.config.bounds import positive
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.preprocessing.stats import text_vocabulary
 from keras_mtmm.registry import MODALITY_TYPES
 
 
+@dataclass
+class TextModalityConfig:
+    """`modalities.<m>.text`: the vocabulary size and the token sequence length."""
+
+    max_tokens: int = 2000
+    sequence_length: int = 16
+
+
 @MODALITY_TYPES.register("text")
 class TextModality(ModalityType):
     name = "text"
+    config_class = TextModalityConfig
+    checks = (positive("max_tokens", "2000"), positive("sequence_length", "16"))
+    default_encoder = "conv1d"
+    single_column = True
 
     def adapt(self, name, spec, values, folder):
         if spec.get("raw_text", False):
