@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,6 +79,14 @@ class ModalityConfig(OneOfConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     sub_configs: dict = sub_configs()
     origins: dict = origins()
+
+    def spec(self) -> dict:
+        """The Preprocessor's dict for this modality: type, columns and the type's own keys."""
+        return {"type": self.type, "columns": list(self.columns), **dataclasses.asdict(self.get())}
+
+    def input_shape(self) -> tuple:
+        """The model input's shape (no batch), as the modality type declares it."""
+        return MODALITY_TYPES.get(self.type)().model_input(self.spec())[0]
 
     @classmethod
     def from_raw(cls, raw: dict, where: str, build):

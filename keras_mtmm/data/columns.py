@@ -1,10 +1,12 @@
 """From a file's cells to a `Table`: the column checks and cell parsing the CSV and Parquet sources share.
 
 A reader (CSV or Parquet) hands over, for each configured column, its cells
-(strings, or numbers it has already parsed, or image bytes) and a function
+(strings, or numbers it has already parsed, or file bytes) and a function
 that says where row `i` is (`"d.csv:62"`); `table_of_cells` parses numbers,
-reads and checks images, leaves out bad records (`data.on_bad_record: skip`)
-and keeps each row's place in its file.
+reads and checks files (images, WAVs: each modality type's own reader),
+leaves out bad records (`data.on_bad_record: skip`) and keeps each row's
+place in its file. How a column's cells are read is its modality type's
+`cells` ("number", "file" or "text"; `cell_kind`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mtmm.data.images import BadImage, check_image_bytes, read_image_bytes
+from keras_mtmm.data.images import MAX_FILE_BYTES, BadFile
 from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
+from keras_mtmm.registry import MODALITY_TYPES
+
+
+def cell_kind(kind: str) -> str:
+    """How the cells of a column of `kind` (a modality type, or "label") are read: "number", "file", "text",
+    or "label" (a label column: text, or numbers for a regression)."""
+    if kind in MODALITY_TYPES:
+        return MODALITY_TYPES.get(kind).cells
+    return "label" if kind == "label" else "text"
 
 
 def column_kinds(modalities, tasks, extra_columns=()) -> dict[str, str]:
@@ -71,24 +82,26 @@ def table_of_cells(
     bad_rows: dict[int, str] = {}  # row index -> why it is skipped (its first bad cell)
     for name, kind in kinds.items():
         values = cells[name]
-        if kind == "numeric":
+        if cell_kind(kind) == "number":
             table[name] = numeric_column(values, name, where, folder)
             for index in non_finite_rows(table[name]):
                 error = non_finite_error(where(index), name, values[index])
                 if data.on_bad_record != "skip":
                     raise error
                 bad_rows.setdefault(int(index), str(error))
-        elif kind == "image":
-            images = []
+        elif cell_kind(kind) == "file":
+            contents = []
             for index, cell in enumerate(values):
                 try:
-                    images.append(_image(cell, folder, f"{where(index)}: column '{name}'", data.max_file_bytes))
-                except BadImage as error:
+                    contents.append(
+                        file_cell(kind, cell, folder, f"{where(index)}: column '{name}'", data.max_file_bytes)
+                    )
+                except BadFile as error:
                     if data.on_bad_record != "skip":
                         raise
                     bad_rows.setdefault(index, str(error))
-                    images.append(b"")
-            table[name] = np.asarray(images, dtype=object)
+                    contents.append(b"")
+            table[name] = np.asarray(contents, dtype=object)
         else:
             table[name] = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
     if bad_rows:  # a record with a bad cell is left out whole
@@ -101,10 +114,13 @@ def table_of_cells(
     return Table(table, skipped=[bad_rows[index] for index in sorted(bad_rows)], rows=rows, **fields)
 
 
-def _image(cell, folder: Path, where: str, max_bytes: int) -> bytes:
-    if isinstance(cell, bytes):  # the image itself (a Parquet binary cell); b"" is a missing image
-        return check_image_bytes(cell, where, "the cell's bytes") if cell else b""
-    return read_image_bytes(cell, folder, where, max_bytes)
+def file_cell(kind: str, cell, folder: Path, where: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The checked bytes of a "file" cell of modality type `kind`: the file it names (relative to `folder`),
+    or the bytes themselves (a Parquet binary cell); empty: b"" (missing)."""
+    modality = MODALITY_TYPES.get(kind)()
+    if isinstance(cell, bytes):
+        return modality.check_bytes(cell, where, "the cell's bytes") if cell else b""
+    return modality.read_file(cell, folder, where, max_bytes)
 
 
 def numeric_column(cells, column: str, where: Callable[[int], str], folder: Path) -> np.ndarray:
@@ -146,8 +162,8 @@ def non_finite_error(where: str, column: str, cell) -> DataError:
 
 
 def parse_cell(cell: str, kind: str, column: str, where: str, folder: Path):
-    """One text cell as its column's kind reads it: a number (NaN when empty), checked image bytes, or text."""
-    if kind == "numeric":
+    """One text cell as its column's kind reads it: a number (NaN when empty), checked file bytes, or text."""
+    if cell_kind(kind) == "number":
         if not cell:
             return math.nan
         try:
@@ -158,6 +174,6 @@ def parse_cell(cell: str, kind: str, column: str, where: str, folder: Path):
                 f"expected a number, got {cell!r}",
                 "fix the cell or leave it empty for a missing value",
             ) from None
-    if kind == "image":
-        return read_image_bytes(cell, folder, f"{where}: column '{column}'")
+    if cell_kind(kind) == "file":
+        return file_cell(kind, cell, folder, f"{where}: column '{column}'")
     return cell

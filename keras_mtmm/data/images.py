@@ -24,8 +24,43 @@ IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a",
 SKIP = "or set data.on_bad_record: skip"
 
 
-class BadImage(DataError):
+class BadFile(DataError):
+    """A file cell (an image, a WAV) names a file that cannot be read or decoded."""
+
+
+class BadImage(BadFile):
     """An image cell names a file that cannot be read or decoded."""
+
+
+def read_file_cell(cell: str, folder: Path, where: str, max_bytes: int, noun: str, error=BadFile):
+    """(path, bytes) of the file a data cell names, relative to `folder`; (None, b"") for an empty cell.
+
+        The file must be a regular file (not a FIFO or a device, which could block or never end) of at
+        most `max_bytes` (`data.max_file_bytes`); `error` (a `BadFile`) says what is wrong with it (an
+    `noun` file: "image", "audio").
+    """
+    if not cell:
+        return None, b""
+    path = Path(cell)
+    if not path.is_absolute():
+        path = folder / path
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise error(where, f"'{path}' is not a regular file", f"name an {noun} file, {SKIP}")
+        if info.st_size > max_bytes:
+            raise error(
+                where,
+                f"'{path}' has {info.st_size:,} bytes, over data.max_file_bytes ({max_bytes:,})",
+                f"shrink the {noun} or raise data.max_file_bytes, {SKIP}",
+            )
+        return path, path.read_bytes()
+    except OSError as failure:
+        raise error(
+            where,
+            f"cannot read {noun} '{path}' ({failure.strerror})",
+            f"fix the path (relative to the data file's folder), {SKIP}",
+        ) from None
 
 
 def read_image_bytes(cell: str, folder: Path, where: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
@@ -36,28 +71,9 @@ def read_image_bytes(cell: str, folder: Path, where: str, max_bytes: int = MAX_F
     header must declare at most `MAX_IMAGE_PIXELS` pixels before anything is
     decoded (a small file can declare a huge image).
     """
-    if not cell:
+    image_path, content = read_file_cell(cell, folder, where, max_bytes, "image", BadImage)
+    if image_path is None:
         return b""
-    image_path = Path(cell)
-    if not image_path.is_absolute():
-        image_path = folder / image_path
-    try:
-        info = image_path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise BadImage(where, f"'{image_path}' is not a regular file", f"name an image file, {SKIP}")
-        if info.st_size > max_bytes:
-            raise BadImage(
-                where,
-                f"'{image_path}' has {info.st_size:,} bytes, over data.max_file_bytes ({max_bytes:,})",
-                f"shrink the image or raise data.max_file_bytes, {SKIP}",
-            )
-        content = image_path.read_bytes()
-    except OSError as error:
-        raise BadImage(
-            where,
-            f"cannot read image '{image_path}' ({error.strerror})",
-            f"fix the path (relative to the data file's folder), {SKIP}",
-        ) from None
     return check_image_bytes(content, where, f"'{image_path}'")
 
 

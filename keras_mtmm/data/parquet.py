@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mtmm.data.columns import column_kinds, column_positions, table_of_cells
+from keras_mtmm.data.columns import cell_kind, column_kinds, column_positions, table_of_cells
 from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
 
@@ -76,19 +76,20 @@ def _cells(column, name: str, kind: str, path: Path):
     if types.is_dictionary(column.type):  # pandas categoricals
         column = column.cast(column.type.value_type)
     kind_of = column.type
+    cells = cell_kind(kind)
     fractional = types.is_floating(kind_of) or types.is_decimal(kind_of)
     if fractional or types.is_integer(kind_of) or types.is_boolean(kind_of):
-        if kind == "numeric" or (kind == "label" and fractional):
+        if cells == "number" or (cells == "label" and fractional):
             values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
             return np.where(column.is_null().to_numpy(zero_copy_only=False), np.nan, values).astype(np.float64)
-        if kind in ("label", "categorical", "text"):
+        if cells in ("label", "text"):
             return ["" if value is None else str(value) for value in column.to_pylist()]
     elif types.is_string(kind_of) or types.is_large_string(kind_of):
         return ["" if value is None else value.strip() for value in column.to_pylist()]
-    elif (types.is_binary(kind_of) or types.is_large_binary(kind_of)) and kind == "image":
+    elif (types.is_binary(kind_of) or types.is_large_binary(kind_of)) and cells == "file":
         return [b"" if value is None else bytes(value) for value in column.to_pylist()]
     raise DataError(
         f"{path}: column '{name}'",
         f"holds {kind_of} values, which a {kind} column cannot read",
-        "store image bytes or paths" if kind == "image" else "store numbers or strings",
+        f"store {kind} bytes or paths" if cells == "file" else "store numbers or strings",
     )

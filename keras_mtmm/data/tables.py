@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mtmm.cells import as_strings
-from keras_mtmm.data.columns import non_finite_error, non_finite_rows
+from keras_mtmm.data.columns import cell_kind, non_finite_error, non_finite_rows
 from keras_mtmm.data.sources import read_table_file, table_from_memory
 from keras_mtmm.data.splits import SPLITS, load_split_files, split_source_table, split_table  # noqa: F401
 from keras_mtmm.data.table import Table
 from keras_mtmm.errors import DataError
-from keras_mtmm.registry import SOURCES
+from keras_mtmm.registry import MODALITY_TYPES, SOURCES
 
 
 def load_splits(config, base_dir: str | Path = ".", data=None) -> dict:
@@ -143,7 +142,7 @@ def check_finite(table: dict[str, np.ndarray], config, source_name: str) -> None
     if getattr(table, "sources", ()):
         return
     for modality in config.modalities.values():
-        if modality.type != "numeric":
+        if cell_kind(modality.type) != "number":
             continue
         for column in modality.columns:
             try:
@@ -184,26 +183,15 @@ def as_table(split, max_rows: int | None = None) -> dict[str, np.ndarray]:
 
 
 def modality_inputs(table: dict[str, np.ndarray], modalities) -> dict[str, np.ndarray]:
-    """The raw serving inputs, one array per modality (the export's input contract).
-
-    image/text: object arrays [N] of bytes/str; numeric: float32 [N, k] (NaN =
-    missing); categorical: object [N, k] of str ("" = missing).
+    """The raw serving inputs, one array per modality (the export's input contract), as each modality
+    type makes them (`table_input`): image/audio: object [N] of bytes; text: object [N] of str; numeric:
+    float32 [N, k] (NaN = missing); categorical: object [N, k] of str ("" = missing).
     """
-    inputs = {}
-    for name, modality in modalities.items():
-        columns = modality.columns
-        if modality.type == "image":
-            inputs[name] = np.array([b"" if v is None else bytes(v) for v in table[columns[0]]], dtype=object)
-        elif modality.type == "text":
-            inputs[name] = as_strings(table[columns[0]])
-        elif modality.type == "numeric":
-            inputs[name] = np.stack([_numeric(table[c], c, table) for c in columns], axis=1).astype(np.float32)
-        else:
-            inputs[name] = np.stack([as_strings(table[c]) for c in columns], axis=1)
-    return inputs
+    return {name: MODALITY_TYPES.get(m.type)().table_input(table, m.columns) for name, m in modalities.items()}
 
 
-def _numeric(values: np.ndarray, column: str, table=None) -> np.ndarray:
+def numeric_values(values: np.ndarray, column: str, table=None) -> np.ndarray:
+    """A numeric column as float32; a cell that is not a number is a `DataError` at its row's place."""
     try:
         return np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mtmm.cells import as_strings
+from keras_mtmm.data.columns import cell_kind
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-exported)
     SCHEMA_FILE,
@@ -49,7 +50,7 @@ from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-
     shard_files,
 )
 from keras_mtmm.errors import DataError, UserError
-from keras_mtmm.registry import SOURCES
+from keras_mtmm.registry import MODALITY_TYPES, SOURCES
 from keras_mtmm.tasks import get_task_type
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -107,31 +108,30 @@ class RecordSplit:
         )
 
     def valid_records(self):
-        """The split's serialized records, less those with an image that does not decode (`on_bad_record: skip`).
+        """The split's serialized records, less those with a file (an image, a WAV) that does not decode
+        (`on_bad_record: skip`).
 
-        Each record's images are decoded once more for the check (failures are
+        Each record's files are decoded once more for the check (failures are
         dropped with `ignore_errors`), so skipping costs a second decode.
         """
         import tensorflow as tf
 
-        images = [name for name, spec in self.columns.items() if spec["kind"] == "image"]
+        files = {name: spec["kind"] for name, spec in self.columns.items() if cell_kind(spec["kind"]) == "file"}
 
         def checked(record):
             columns = self.parse(record[None])
             checks = []
-            for name in images:
+            for name, kind in files.items():
                 encoded = columns[name][0]
-                # The pixels themselves are used (a shape alone can come from a truncated file's header).
+                decodes = MODALITY_TYPES.get(kind)().decodes
                 checks.append(
                     tf.cond(
                         tf.strings.length(encoded) > 0,
-                        lambda encoded=encoded: tf.reduce_max(
-                            tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.int32)
-                        ),
-                        lambda: tf.constant(0),
+                        lambda encoded=encoded, decodes=decodes: tf.cast(decodes(encoded), tf.float32),
+                        lambda: tf.constant(0.0),
                     )
                 )
-            return record, tf.stack(checks) if checks else tf.zeros([0], tf.int32)
+            return record, tf.stack(checks) if checks else tf.zeros([0], tf.float32)
 
         checked_records = self.records().map(checked, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return checked_records.ignore_errors().map(lambda record, _: record)
@@ -229,7 +229,7 @@ def column_kinds(config) -> dict[str, dict]:
     """Per configured column, its kind and record dtype."""
     columns: dict[str, dict] = {}
     for modality in config.modalities.values():
-        dtype = "float" if modality.type == "numeric" else "bytes"
+        dtype = "float" if cell_kind(modality.type) == "number" else "bytes"
         for column in modality.columns:
             columns[column] = {"kind": modality.type, "dtype": dtype}
     for task in config.tasks.values():
@@ -329,10 +329,10 @@ def write_shards(table: dict[str, np.ndarray], columns: dict[str, dict], folder:
 
 
 def _column_values(values: np.ndarray, spec: dict, column: str) -> list:
-    """A column as record values: floats (NaN = missing), image bytes as they are, else UTF-8 strings."""
+    """A column as record values: floats (NaN = missing), file bytes as they are, else UTF-8 strings."""
     if spec["dtype"] == "float":
         return [_float(v, column, row) for row, v in enumerate(values)]
-    if spec["kind"] == "image":
+    if cell_kind(spec["kind"]) == "file":
         return [b"" if v is None else bytes(v) for v in values]
     return [s.encode("utf-8") for s in as_strings(values)]
 

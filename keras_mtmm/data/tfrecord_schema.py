@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from keras_mtmm.data.columns import cell_kind
 from keras_mtmm.errors import DataError
 
 SCHEMA_FILE = "schema.json"
@@ -93,7 +94,7 @@ def shard_files(folder: Path, split: str, entry: dict) -> list[str]:
 def check_kinds(columns: dict, modalities, tasks, folder: Path) -> None:
     """Each configured column must have the kind the config gives it (shards of another config fail here)."""
     wanted = {
-        column: (modality.type, "float" if modality.type == "numeric" else "bytes")
+        column: (modality.type, "float" if cell_kind(modality.type) == "number" else "bytes")
         for modality in modalities.values()
         for column in modality.columns
     }

@@ -1,10 +1,11 @@
-"""The label encoder: raw label columns -> targets and 0/1 masks, per task, by its task type's rules.
+"""The label encoder: raw label columns -> targets and 0/1 masks, per task, by its task type's rule.
 
-Two entry points over the same rules (`keras_mtmm.tasks`): `encode_table_labels` for in-memory
-column tables (training's tables, adapt-time checks, evaluation: a bad label is a `DataError` at its
-file and line), and `encode_labels_tf` inside tf.data for streamed batches (a bad label fails the
-input pipeline with a `keras_mtmm:` message that training turns into a `DataError`). A task whose
-label column a table or batch lacks (another task's dataset) is unlabelled there.
+The rule is one TF function per task type (`TaskType.encode_tf`), run two ways: eagerly over
+in-memory column tables by `encode_table_labels` (training's tables, adapt-time checks, evaluation: a
+bad label is a `DataError` at its file and line), and inside tf.data for streamed batches by
+`encode_labels_tf` (a bad label fails the input pipeline with a `keras_mtmm:` message that training
+turns into a `DataError`). A task whose label column a table or batch lacks (another task's
+dataset) is unlabelled there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tensorflow as tf
 from keras_mtmm.data.tables import label_column
 from keras_mtmm.errors import UnknownLabel, locate_label
 from keras_mtmm.tasks import get_task_type
+from keras_mtmm.tasks.base import label_check
 
 
 def encode_table_labels(
@@ -46,8 +48,11 @@ def encode_labels_tf(
         raw = columns.get(spec["label"])
         if raw is None:  # another task's dataset: unlabelled for this task
             raw = tf.fill([batch], math.nan) if spec["type"] == "regression" else tf.fill([batch], "")
-        task_type = get_task_type(spec["type"])
-        targets[name], masks[name] = task_type.encode_tf(
-            raw, classes_by_task[name], label_tables.get(name), label_separator, name
+        classes = classes_by_task[name]
+        target, mask, unknown = get_task_type(spec["type"]).encode_tf(
+            raw, classes, label_tables.get(name), label_separator
         )
+        text = tf.strings.strip(raw) if raw.dtype == tf.string else tf.strings.as_string(raw)
+        with tf.control_dependencies([label_check(name, classes, tf.reduce_any(unknown), text, unknown)]):
+            targets[name], masks[name] = tf.identity(target), tf.identity(mask)
     return targets, masks

@@ -22,7 +22,6 @@ travels inside a `.keras` file: its config is the specs, its assets the same sta
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -39,6 +38,7 @@ from keras_mtmm.preprocessing.labels import encode_labels_tf, encode_table_label
 from keras_mtmm.preprocessing.modalities import get_modality_type
 from keras_mtmm.preprocessing.stats import adapt_labels
 from keras_mtmm.registry import MODALITY_TYPES
+from keras_mtmm.tasks.base import class_table
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -82,12 +82,7 @@ class Preprocessor(keras.layers.Layer):
     def from_settings(cls, config) -> Preprocessor:
         """An un-adapted Preprocessor for an `ExperimentConfig`."""
         modalities = {
-            name: {
-                "type": m.type,
-                "columns": list(m.columns),
-                **dataclasses.asdict(m.get()),
-                "raw_text": m.type == "text" and m.encoder.type == "hub",
-            }
+            name: {**m.spec(), "raw_text": m.type == "text" and m.encoder.type == "hub"}
             for name, m in config.modalities.items()
         }
         tasks = {
@@ -219,16 +214,7 @@ class Preprocessor(keras.layers.Layer):
                 layers[name] = built
         self._preprocessing.value = layers
         self._label_tables = _Untracked(
-            {
-                name: tf.lookup.StaticHashTable(
-                    tf.lookup.KeyValueTensorInitializer(
-                        tf.constant(classes, tf.string), tf.range(len(classes), dtype=tf.int64)
-                    ),
-                    default_value=-1,
-                )
-                for name, classes in self.state["classes"].items()
-                if classes
-            }
+            {name: class_table(classes) for name, classes in self.state["classes"].items() if classes}
         )
 
     def preprocessing_layers(self, modality: str) -> list[keras.layers.Layer]:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mtmm.data.columns import non_finite_rows
+from keras_mtmm.data.columns import cell_kind, non_finite_rows
 from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.evaluation.predictor import load_predictor
@@ -180,7 +180,7 @@ def column_table(rows: list[InputRow], columns: dict[str, str]) -> dict[str, np.
     table = {}
     for column, kind in columns.items():
         values = [row.values[column] for row in rows]
-        table[column] = _float32(values, rows, column) if kind == "numeric" else _objects(values)
+        table[column] = _float32(values, rows, column) if cell_kind(kind) == "number" else _objects(values)
     return table
 
 

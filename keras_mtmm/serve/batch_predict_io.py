@@ -8,8 +8,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from keras_mtmm.data.columns import cell_kind
 from keras_mtmm.data.columns import parse_cell as _parse_cell
-from keras_mtmm.data.images import BadImage
+from keras_mtmm.data.images import BadFile
 from keras_mtmm.errors import DataError, UserError
 
 
@@ -76,15 +77,16 @@ def read_jsonl_rows(path: Path, columns: dict[str, str], id_column: str | None) 
 def _json_value(value, kind: str, column: str, where: str, folder: Path):
     """A JSON value as the CSV source would parse its cell (numbers may be JSON numbers or strings)."""
     at = f"{where}: column '{column}'"
-    if isinstance(value, (dict, list)) or (kind == "numeric" and isinstance(value, bool)):
-        expected = {"numeric": "a number", "image": "an image path"}.get(kind, "a string")
+    cells = cell_kind(kind)
+    if isinstance(value, (dict, list)) or (cells == "number" and isinstance(value, bool)):
+        expected = {"number": "a number", "file": f"an {kind} path"}.get(cells, "a string")
         raise DataError(at, f"expected {expected}, got {json.dumps(value)[:80]}", "fix the value or leave it out")
     if value is None:
         return _parse_cell("", kind, column, where, folder)
-    if kind == "numeric" and isinstance(value, (int, float)):
+    if cells == "number" and isinstance(value, (int, float)):
         return float(value)
-    if kind == "image" and not isinstance(value, str):
-        raise DataError(at, f"expected an image path, got {json.dumps(value)}", "give the path as a string")
+    if cells == "file" and not isinstance(value, str):
+        raise DataError(at, f"expected an {kind} path, got {json.dumps(value)}", "give the path as a string")
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 3.0 reads like the CSV cell "3"
     return _parse_cell(str(value).strip(), kind, column, where, folder)
@@ -94,7 +96,7 @@ def _image_errors(parse, value, kind: str, column: str, where: str, folder: Path
     """`parse(...)`, with the image errors' fix hint worded for scoring (no data.on_bad_record here)."""
     try:
         return parse(value, kind, column, where, folder)
-    except BadImage as error:
+    except BadFile as error:
         fix = "fix or remove the file (paths are relative to the input file)"
         raise DataError(error.where, error.what, fix) from None
 

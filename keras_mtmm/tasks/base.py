@@ -52,8 +52,30 @@ class TaskType:
         return sorted(set(values))
 
     def encode(self, raw: np.ndarray, classes: list[str], where: str, separator: str) -> tuple[np.ndarray, np.ndarray]:
-        """Raw labels -> (targets, mask). Unknown labels raise a `DataError` naming `where`."""
-        raise NotImplementedError
+        """A table's raw labels -> (targets, mask) in NumPy, by the one rule `encode_tf` (run eagerly).
+
+        A label outside `classes` is an `UnknownLabel` at its row (which `locate_label` places at its
+        file and line); classes that cannot make this task are a `DataError` naming `where`.
+        """
+        self.check_classes(classes, where)
+        targets, mask, unknown = self.encode_tf(self.raw_tensor(raw, where), classes, class_table(classes), separator)
+        unknown = np.asarray(unknown)
+        if unknown.any():
+            row = int(np.argmax(unknown))
+            label = self.unknown_label(as_strings(raw[row : row + 1])[0], classes, separator)
+            raise UnknownLabel(where, label, row, classes, "fix the label, or list every class in tasks.<task>.classes")
+        return np.asarray(targets), np.asarray(mask)
+
+    def check_classes(self, classes: list[str], where: str) -> None:
+        """A `DataError` naming `where` if `classes` cannot make this task (e.g. a binary task's 3)."""
+
+    def raw_tensor(self, raw: np.ndarray, where: str) -> tf.Tensor:
+        """A table's raw label column as `encode_tf` reads it: stripped strings, "" = missing."""
+        return tf.constant(as_strings(raw).reshape(-1).tolist(), tf.string, shape=[len(raw)])
+
+    def unknown_label(self, cell: str, classes: list[str], separator: str) -> str:
+        """The label of `cell` that is not among `classes` (for the error)."""
+        return cell
 
     def example_losses(self, predictions: np.ndarray, targets: np.ndarray, target_scale: float = 1.0) -> np.ndarray:
         """Per-example loss, computed as Keras computes it."""
@@ -65,16 +87,19 @@ class TaskType:
         """Metrics on labelled examples only (the caller drops unlabelled rows)."""
         raise NotImplementedError
 
-    def encode_tf(self, raw, classes: list[str], table, separator: str, task: str):
-        """`encode` in TF, for streamed batches: raw labels `[B]` -> (targets, mask). `table` maps a class
-        name to its index (-1: unknown); an unknown label fails the input pipeline naming the task."""
+    def encode_tf(self, raw, classes: list[str], table, separator: str):
+        """The label encoding rule: raw labels `[B]` -> (targets, mask, unknown), in TF.
+
+        Run inside tf.data for streamed batches and eagerly for tables (`encode`). `table` maps a
+        class name to its index (-1: unknown; `class_table`); `unknown` (bool `[B]`) marks the labels
+        outside the classes (their targets are placeholders), which the caller turns into an error.
+        """
         text = tf.strings.strip(raw)
         present = tf.strings.length(text) > 0
         ids = table.lookup(text)
         unknown = tf.logical_and(present, ids < 0)
-        with tf.control_dependencies([label_check(task, classes, tf.reduce_any(unknown), text, unknown)]):
-            index = tf.where(present, ids, tf.zeros_like(ids))
-        return self.targets_from_indices(index), tf.cast(present, tf.float32)
+        index = tf.where(tf.logical_and(present, tf.logical_not(unknown)), ids, tf.zeros_like(ids))
+        return self.targets_from_indices(index), tf.cast(present, tf.float32), unknown
 
     def targets_from_indices(self, index):
         """The targets of class indices `[B]` (int64), as `encode` gives them."""
@@ -87,21 +112,15 @@ class TaskType:
         """
         return None
 
-    def _indices(self, raw: np.ndarray, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
-        strings = as_strings(raw)
-        lookup = {name: i for i, name in enumerate(classes)}
-        indices = np.zeros(len(strings), dtype=np.int32)
-        mask = np.zeros(len(strings), dtype=np.float32)
-        for row, value in enumerate(strings):
-            if not value:
-                continue
-            if value not in lookup:
-                raise UnknownLabel(
-                    where, value, row, classes, "fix the label, or list every class in tasks.<task>.classes"
-                )
-            indices[row] = lookup[value]
-            mask[row] = 1.0
-        return indices, mask
+
+def class_table(classes: list[str]) -> tf.lookup.StaticHashTable | None:
+    """The lookup of a task's classes: name -> index (int64), -1 for any other label; None without classes."""
+    if not classes:
+        return None
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(classes, tf.string), tf.range(len(classes), dtype=tf.int64)),
+        default_value=-1,
+    )
 
 
 def label_check(task: str, classes: list[str], failed, values, where_failed):

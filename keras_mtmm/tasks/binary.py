@@ -34,15 +34,13 @@ class BinaryTask(TaskType):
         }
         return [table[m]() for m in metrics]
 
-    def encode(self, raw, classes, where, separator):
+    def check_classes(self, classes, where):
         if len(classes) != 2:
             raise DataError(
                 where,
                 f"a binary task needs exactly 2 classes, found {classes}",
                 "fix the labels or use type: multiclass",
             )
-        indices, mask = self._indices(raw, classes, where)
-        return indices.astype(np.float32)[:, None], mask
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         # Clip in float32 as Keras does (1 - 1e-7 rounds to 1 - 1.19e-7 there).

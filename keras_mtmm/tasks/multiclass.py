@@ -30,12 +30,11 @@ class MulticlassTask(TaskType):
         }
         return [table[m]() for m in metrics]
 
-    def encode(self, raw, classes, where, separator):
+    def check_classes(self, classes, where):
         if len(classes) < 2:
             raise DataError(
                 where, f"a multiclass task needs at least 2 classes, found {classes}", "check the label column"
             )
-        return self._indices(raw, classes, where)
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         p = predictions.astype(np.float64)

@@ -7,9 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtmm.cells import as_strings
-from keras_mtmm.errors import UnknownLabel
 from keras_mtmm.registry import TASK_TYPES
-from keras_mtmm.tasks.base import REDUCTION, TaskType, label_check
+from keras_mtmm.tasks.base import REDUCTION, TaskType
 from keras_mtmm.tasks.binary import BinaryTask
 from keras_mtmm.tasks.scores import f1, mean_defined, roc_auc
 
@@ -40,35 +39,18 @@ class MultilabelTask(TaskType):
             names.update(part.strip() for part in value.split(separator) if part.strip())
         return sorted(names)
 
-    def encode(self, raw, classes, where, separator):
-        lookup = {name: i for i, name in enumerate(classes)}
-        strings = as_strings(raw)
-        targets = np.zeros((len(strings), len(classes)), dtype=np.float32)
-        mask = np.zeros(len(strings), dtype=np.float32)
-        for row, value in enumerate(strings):
-            if not value:
-                continue
-            for part in (p.strip() for p in value.split(separator)):
-                if part not in lookup:
-                    raise UnknownLabel(
-                        where, part, row, classes, "fix the label, or list every class in tasks.<task>.classes"
-                    )
-                targets[row, lookup[part]] = 1.0
-            mask[row] = 1.0
-        return targets, mask
+    def unknown_label(self, cell, classes, separator):
+        return next(part for part in (p.strip() for p in cell.split(separator)) if part not in classes)
 
-    def encode_tf(self, raw, classes, table, separator, task):
+    def encode_tf(self, raw, classes, table, separator):
         text = tf.strings.strip(raw)
         present = tf.strings.length(text) > 0
         parts = tf.strings.strip(tf.strings.split(text, separator))
         ids = tf.ragged.map_flat_values(table.lookup, parts)
-        unknown_parts = tf.logical_and(ids.flat_values < 0, tf.repeat(present, parts.row_lengths()))
-        check = label_check(task, classes, tf.reduce_any(unknown_parts), parts.flat_values, unknown_parts)
-        with tf.control_dependencies([check]):
-            depth = len(classes)
-            hot = tf.ragged.map_flat_values(lambda i: tf.one_hot(tf.maximum(i, 0), depth), ids)
-            target = tf.reduce_max(hot, axis=1)  # [B, C]; rows without labels are masked below
-        return tf.where(present[:, None], target, tf.zeros_like(target)), tf.cast(present, tf.float32)
+        unknown = tf.logical_and(tf.reduce_any(ids < 0, axis=1), present)  # ("a||b": its empty label too)
+        hot = tf.ragged.map_flat_values(lambda i: tf.one_hot(tf.maximum(i, 0), len(classes)), ids)
+        target = tf.reduce_max(hot, axis=1)  # [B, C]; rows without labels are masked below
+        return tf.where(present[:, None], target, tf.zeros_like(target)), tf.cast(present, tf.float32), unknown
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         return BinaryTask.example_losses(self, predictions, targets)

@@ -37,7 +37,8 @@ class RegressionTask(TaskType):
     def infer_classes(self, raw, separator):
         return []
 
-    def encode(self, raw, classes, where, separator):
+    def raw_tensor(self, raw, where):
+        """Numbers (NaN: unlabelled); a cell that is not a finite number is a `BadNumber` at its row."""
         values = np.empty(len(raw), dtype=np.float32)
         for row, value in enumerate(raw):
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -49,13 +50,13 @@ class RegressionTask(TaskType):
                     raise ValueError
             except (TypeError, ValueError):
                 raise BadNumber(where, value, row, "fix the value or leave the cell empty for 'unlabelled'") from None
-        mask = np.isfinite(values).astype(np.float32)
-        return np.where(mask > 0, values, 0.0).astype(np.float32)[:, None], mask
+        return tf.constant(values)
 
-    def encode_tf(self, raw, classes, table, separator, task):
+    def encode_tf(self, raw, classes, table, separator):
         value = tf.cast(raw, tf.float32)
         present = tf.math.is_finite(value)
-        return tf.where(present, value, tf.zeros_like(value))[:, None], tf.cast(present, tf.float32)
+        targets = tf.where(present, value, tf.zeros_like(value))[:, None]
+        return targets, tf.cast(present, tf.float32), tf.zeros_like(present)
 
     def example_losses(self, predictions, targets, target_scale=1.0):
         error = (predictions.astype(np.float64) - targets.astype(np.float64)) / target_scale

@@ -7,14 +7,17 @@ import pytest
 import tensorflow as tf
 
 from keras_mtmm.data.demo import encode_png
+from keras_mtmm.data.tones import wav_bytes
 from keras_mtmm.errors import DataError
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
 
+AUDIO = {"sample_rate": 8000, "duration_s": 0.25, "num_mel_bins": 16, "frame_ms": 25.0, "hop_ms": 10.0}
 MODALITIES = {
     "photo": {"type": "image", "columns": ["img"], "image_size": [8, 8], "max_tokens": 10, "sequence_length": 4},
     "words": {"type": "text", "columns": ["txt"], "image_size": [8, 8], "max_tokens": 10, "sequence_length": 4},
     "nums": {"type": "numeric", "columns": ["a", "b"], "image_size": [8, 8], "max_tokens": 10, "sequence_length": 4},
     "cats": {"type": "categorical", "columns": ["c"], "image_size": [8, 8], "max_tokens": 10, "sequence_length": 4},
+    "sound": {"type": "audio", "columns": ["w"], **AUDIO},
 }
 TASKS = {
     "kind": {"type": "multiclass", "label": "y", "classes": None},
@@ -26,6 +29,11 @@ def pixels(value: int, height: int = 16, width: int = 16) -> np.ndarray:
     return np.full((height, width, 3), value, dtype=np.uint8)
 
 
+def tone(frequency: float, sample_rate: int = 8000, duration_s: float = 0.25) -> bytes:
+    time = np.arange(int(sample_rate * duration_s)) / sample_rate
+    return wav_bytes(0.5 * np.sin(2 * np.pi * frequency * time), sample_rate)
+
+
 def make_table() -> dict[str, np.ndarray]:
     return {
         "img": np.array([encode_png(pixels(255)), encode_png(pixels(0)), b"", encode_png(pixels(51))], dtype=object),
@@ -33,6 +41,7 @@ def make_table() -> dict[str, np.ndarray]:
         "a": np.array([1.0, 3.0, np.nan, 5.0], dtype=np.float32),
         "b": np.array([10.0, 10.0, 10.0, 10.0], dtype=np.float32),
         "c": np.array(["x", "y", "", "x"], dtype=object),
+        "w": np.array([tone(300.0), tone(1200.0, 16000), tone(600.0, 4000, 0.1), b""], dtype=object),
         "y": np.array(["cat", "dog", "", "cat"], dtype=object),
         "z": np.array([1.0, np.nan, 3.0, 5.0], dtype=np.float32),
     }

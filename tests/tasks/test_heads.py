@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mtmm.errors import ConfigError, DataError
+from keras_mtmm.errors import ConfigError, DataError, UnknownLabel
 from keras_mtmm.tasks import get_task_type
 from keras_mtmm.tasks.scores import f1, roc_auc
 
@@ -356,29 +356,56 @@ def test_regression_has_no_predicted_labels():
 
 
 @pytest.mark.parametrize(
-    ("task_type", "raw", "classes"),
+    ("task_type", "raw", "classes", "expected"),
     [
-        ("binary", ["no", "yes", "", " yes "], ["no", "yes"]),
-        ("multiclass", ["b", "", "c", "a"], ["a", "b", "c"]),
-        ("multilabel", ["a|c", "", "b", " c | a "], ["a", "b", "c"]),
-        ("regression", [1.5, float("nan"), -2.0, 0.0], []),
+        ("binary", ["no", "yes", "", " yes "], ["no", "yes"], [[0.0], [1.0], [0.0], [1.0]]),
+        ("multiclass", ["b", "", "c", "a"], ["a", "b", "c"], [1, 0, 2, 0]),
+        ("multilabel", ["a|c", "", "b", " c | a "], ["a", "b", "c"], [[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 0, 1]]),
+        ("regression", [1.5, float("nan"), -2.0, 0.0], [], [[1.5], [0.0], [-2.0], [0.0]]),
     ],
 )
-def test_the_tf_label_encoding_gives_what_the_numpy_one_gives(task_type, raw, classes):
-    """Streamed batches (tf.data) and tables (training, evaluation) get the same targets and masks."""
+def test_one_label_rule_for_tables_and_for_streamed_batches(task_type, raw, classes, expected):
+    """Tables (training, evaluation) run the task type's `encode_tf` eagerly; streamed batches run it in tf.data."""
     import tensorflow as tf
+
+    from keras_mtmm.preprocessing.labels import encode_labels_tf
+    from keras_mtmm.tasks.base import class_table
 
     kind = get_task_type(task_type)
     values = np.asarray(raw, dtype=np.float32 if task_type == "regression" else object)
     targets, mask = kind.encode(values, classes, "tasks.t.label", "|")
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(classes or [""]), tf.range(max(len(classes), 1), dtype=tf.int64)
-        ),
-        default_value=-1,
+    np.testing.assert_array_equal(targets, np.asarray(expected, dtype=targets.dtype))
+    np.testing.assert_array_equal(mask, [float(value == value and str(value).strip() != "") for value in raw])
+    tasks = {"t": {"type": task_type, "label": "y"}}
+    column = tf.constant(values if task_type == "regression" else list(raw))
+    batches = tf.data.Dataset.from_tensors({"y": column}).map(
+        lambda columns: encode_labels_tf(columns, tasks, {"t": classes}, {"t": class_table(classes)}, "|")
     )
-    tf_targets, tf_mask = kind.encode_tf(
-        tf.constant(values if task_type == "regression" else list(raw)), classes, table, "|", "t"
+    streamed_targets, streamed_masks = next(iter(batches))
+    np.testing.assert_array_equal(streamed_targets["t"].numpy(), targets)
+    np.testing.assert_array_equal(streamed_masks["t"].numpy(), mask)
+
+
+@pytest.mark.parametrize(
+    ("task_type", "raw", "label"),
+    [
+        ("multiclass", ["a", "zebra"], "zebra"),
+        ("multilabel", ["a|b", "b|zebra|a"], "zebra"),
+        ("multilabel", ["a||b"], ""),
+    ],
+)
+def test_an_unknown_label_is_named_in_both_paths(task_type, raw, label):
+    import tensorflow as tf
+
+    from keras_mtmm.preprocessing.labels import encode_labels_tf
+    from keras_mtmm.tasks.base import class_table
+
+    with pytest.raises(UnknownLabel) as raised:
+        get_task_type(task_type).encode(np.asarray(raw, dtype=object), ["a", "b"], "tasks.t.label", "|")
+    assert raised.value.label == label and raised.value.row == len(raw) - 1
+    tasks = {"t": {"type": task_type, "label": "y"}}
+    batches = tf.data.Dataset.from_tensors({"y": tf.constant(raw)}).map(
+        lambda columns: encode_labels_tf(columns, tasks, {"t": ["a", "b"]}, {"t": class_table(["a", "b"])}, "|")
     )
-    np.testing.assert_array_equal(tf_mask.numpy(), mask)
-    np.testing.assert_allclose(np.asarray(tf_targets.numpy(), dtype=np.float64), np.asarray(targets, dtype=np.float64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="keras_mtmm: tasks.t.label: labels not among"):
+        next(iter(batches))

@@ -73,22 +73,23 @@ class ConvImageEncoder(keras.layers.Layer):
         (2, 64)
     """
 
-    modality_types = ("image",)
+    modality_types = ("image", "audio")
 
     config_class = ConvImageEncoderConfig
     checks = (Widths("filters"), positive("kernel_size", "3"), Choice("pooling", POOLINGS))
 
     @classmethod
     def check_config(cls, options, encoder, context, where: str) -> None:
-        """A grid of positive cells, and an image big enough for the conv blocks (each halves it)."""
+        """A grid of positive cells, and an input big enough for the conv blocks (each halves it)."""
         if len(options.grid) != 2 or min(options.grid) < 1:
             raise ConfigError(f"{where}.grid", f"expected [rows, columns] >= 1, got {options.grid}", "e.g. [4, 4]")
         blocks = len(options.filters)
-        image_size = context.modality.get().image_size
-        if blocks == 0 or min(image_size) < 2**blocks:
+        size = list(context.modality.input_shape()[:2])
+        if blocks == 0 or min(size) < 2**blocks:
+            what = f"image_size {size}" if context.modality.type == "image" else f"its {size} input"
             raise ConfigError(
                 f"{where}.filters",
-                f"{blocks} conv blocks each halve the image; image_size {image_size} is too small for them",
+                f"{blocks} conv blocks each halve the input; {what} is too small for them",
                 f"use at least one block and image_size >= {2 ** max(blocks, 1)}, or fewer filters",
             )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.registry import MODALITY_TYPES
 
 
@@ -25,6 +26,23 @@ class ModalityType:
     checks: tuple = ()  # the checks of those keys (keras_mtmm.config.bounds)
     default_encoder = ""  # the encoder type a modality of this type gets when its config names none
     single_column = False  # whether it reads exactly one column
+    # How a data file's cell is read (keras_mtmm.data.columns): "text" (kept as it is), "number"
+    # (float32, empty = NaN), or "file" (a path relative to the data file, or the bytes themselves,
+    # read by `read_file` and checked by `check_bytes`).
+    cells = "text"
+
+    def read_file(self, cell: str, folder: Path, where: str, max_bytes: int) -> bytes:
+        """The checked bytes of the file a cell names ("file" cells; "" gives b"")."""
+        raise NotImplementedError
+
+    def check_bytes(self, content: bytes, where: str, what: str) -> bytes:
+        """`content` when the decoder training and serving use reads it; a `BadFile` otherwise ("file" cells)."""
+        raise NotImplementedError
+
+    def decodes(self, encoded: tf.Tensor) -> tf.Tensor:
+        """A scalar computed from the decoded content of non-empty `encoded` bytes (fails on bad bytes), for
+        skipping bad streamed records ("file" cells)."""
+        raise NotImplementedError
 
     def adapt(self, name: str, spec: dict, values: np.ndarray, folder: Path):
         """What is learnt from the training values (JSON-able; files go into `folder`); None: nothing."""
@@ -53,6 +71,13 @@ class ModalityType:
     def raw_input(self, name: str, spec: dict) -> tf.TensorSpec:
         """The raw serving input (the export contract)."""
         raise NotImplementedError
+
+    def table_input(self, table: dict[str, np.ndarray], columns: list[str]) -> np.ndarray:
+        """The raw serving input of a column table's rows: object [N] of bytes ("file" cells) or of str."""
+        values = table[columns[0]]
+        if self.cells == "file":
+            return np.array([b"" if value is None else bytes(value) for value in values], dtype=object)
+        return as_strings(values)
 
     def raw_from_columns(self, spec: dict, columns: dict[str, tf.Tensor]) -> tf.Tensor:
         """The raw input from streamed column batches (`{column: [B]}`, as TFRecords parse)."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.config.bounds import positive
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.preprocessing.stats import category_vocabulary
@@ -56,6 +58,9 @@ class CategoricalModality(ModalityType):
 
     def raw_input(self, name, spec):
         return tf.TensorSpec([None, len(spec["columns"])], tf.string, name=name)
+
+    def table_input(self, table, columns):
+        return np.stack([as_strings(table[c]) for c in columns], axis=1)
 
     def raw_from_columns(self, spec, columns):
         return tf.stack([tf.strings.strip(columns[c]) for c in spec["columns"]], axis=1)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 
 from keras_mtmm.config.bounds import Bound
+from keras_mtmm.data.images import check_image_bytes, read_image_bytes
 from keras_mtmm.preprocessing.image_decoding import decode_images
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.registry import MODALITY_TYPES
@@ -29,6 +30,17 @@ class ImageModality(ModalityType):
     checks = (Bound("image_size", "[height, width] >= 8", lambda size: len(size) == 2 and min(size) >= 8, "[32, 32]"),)
     default_encoder = "cnn"
     single_column = True
+    cells = "file"
+
+    def read_file(self, cell, folder, where, max_bytes):
+        return read_image_bytes(cell, folder, where, max_bytes)
+
+    def check_bytes(self, content, where, what):
+        return check_image_bytes(content, where, what)
+
+    def decodes(self, encoded):
+        # The pixels themselves are used (a shape alone can come from a truncated file's header).
+        return tf.reduce_max(tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32))
 
     def transform(self, spec, layers, value):
         return decode_images(value, spec["image_size"])

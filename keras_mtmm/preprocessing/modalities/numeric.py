@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.data.tables import numeric_values
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.preprocessing.stats import check_finite_training_values, numeric_statistics
 from keras_mtmm.registry import MODALITY_TYPES
@@ -19,6 +20,7 @@ from keras_mtmm.registry import MODALITY_TYPES
 class NumericModality(ModalityType):
     name = "numeric"
     default_encoder = "mlp"
+    cells = "number"
 
     def adapt(self, name, spec, values, folder):
         check_finite_training_values(values, spec["columns"])
@@ -42,6 +44,9 @@ class NumericModality(ModalityType):
 
     def raw_input(self, name, spec):
         return tf.TensorSpec([None, len(spec["columns"])], tf.float32, name=name)
+
+    def table_input(self, table, columns):
+        return np.stack([numeric_values(table[c], c, table) for c in columns], axis=1).astype(np.float32)
 
     def raw_from_columns(self, spec, columns):
         return tf.stack([tf.cast(columns[c], tf.float32) for c in spec["columns"]], axis=1)
