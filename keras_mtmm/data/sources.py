@@ -2,6 +2,9 @@
 
 - `demo`: the built-in synthetic catalogue (`keras_mtmm.data.demo`), generated
   on the fly from `data.num_examples` and the experiment seed.
+- `alerts`: generated alert sounds (WAV bytes) with captions
+  (`keras_mtmm.data.tones.generate_alerts`), at the first audio modality's
+  sample rate and duration; `configs/audio_text.yaml`.
 - `memory`: a table the Python API passes in (`train(config, data=frame)`:
   a pandas DataFrame or a dict of equal-length NumPy arrays / lists);
   nothing is read from disk.
@@ -30,6 +33,7 @@ from keras_mtmm.data.csv_reader import read_csv_table
 from keras_mtmm.data.demo import generate_demo
 from keras_mtmm.data.parquet import SUFFIXES, read_parquet_table
 from keras_mtmm.data.table import Table
+from keras_mtmm.data.tones import generate_alerts
 from keras_mtmm.errors import DataError
 from keras_mtmm.registry import SOURCES
 
@@ -42,6 +46,14 @@ def load_demo(data, modalities, tasks, seed: int, base_dir: Path, where: str = "
     image_sizes = {tuple(m.image_size) for m in modalities.values() if m.type == "image"}
     side = max((max(size) for size in image_sizes), default=32)
     return generate_demo(data.num_examples, seed=seed, image_size=max(side, 16))
+
+
+@SOURCES.register("alerts")
+def load_alerts(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, np.ndarray]:
+    """The generated alerts table (`data.num_examples` rows, deterministic in `seed`)."""
+    audio = [m.get() for m in modalities.values() if m.type == "audio"]
+    rate, seconds = (audio[0].sample_rate, audio[0].duration_s) if audio else (8000, 0.5)
+    return generate_alerts(data.num_examples, seed=seed, sample_rate=rate, duration_s=seconds)
 
 
 @SOURCES.register("csv")
