@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from keras_mtmm.config.bounds import Widths, positive
+from keras_mtmm.config.bounds import Choice, Widths, positive
 from keras_mtmm.layers.encoders.layers import EncoderProjection, MLPBlock
 from keras_mtmm.registry import ENCODERS
 
@@ -20,10 +20,12 @@ class NumericMLPConfig:
 
 @dataclass
 class CategoricalEmbeddingConfig:
-    """`encoder.embedding`: each column's embedding width, and the hidden layers' widths."""
+    """`encoder.embedding`: each column's embedding width, the hidden layers' widths, and how a
+    multi-valued column's values are pooled (`mean` or `sum` of their embeddings, padding left out)."""
 
     embedding_dim: int = 16
     hidden_units: list[int] = field(default_factory=list)
+    pooling: str = "mean"
 
 
 @ENCODERS.register("mlp")
@@ -81,7 +83,10 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
     """One embedding table per categorical column, concatenated, then an MLP.
 
     Index 0 is "missing", 1 the out-of-vocabulary bucket (the preprocessor's
-    `StringLookup` convention).
+    `StringLookup` convention; with hashing, the buckets start at 1). A
+    multi-valued column (`[batch, columns, values]` indices, 0 = padding)
+    is the mean or the sum of its values' embeddings (`pooling`); a row
+    without values gets zeros.
 
     Args:
         vocabulary_sizes: the number of indices of each column, in column order.
@@ -94,7 +99,7 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
     modality_types = ("categorical",)
 
     config_class = CategoricalEmbeddingConfig
-    checks = (positive("embedding_dim", "16"), Widths("hidden_units"))
+    checks = (positive("embedding_dim", "16"), Widths("hidden_units"), Choice("pooling", ("mean", "sum")))
 
     @classmethod
     def from_settings(cls, encoder, vocabulary_sizes: list[int], return_sequence: bool, name: str):
@@ -103,6 +108,7 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
             vocabulary_sizes=vocabulary_sizes,
             embedding_dim=encoder.get().embedding_dim,
             hidden_units=encoder.get().hidden_units,
+            pooling=encoder.get().pooling,
             units=encoder.units,
             dropout=encoder.dropout,
             name=name,
@@ -115,9 +121,13 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
         hidden_units: list[int] = (),
         units: int = 32,
         dropout: float = 0.0,
+        pooling: str = "mean",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if pooling not in ("mean", "sum"):
+            raise ValueError(f"CategoricalEmbeddingEncoder: pooling must be mean or sum, got {pooling!r}")
+        self.pooling = pooling
         vocabulary_sizes = [int(v) for v in vocabulary_sizes]
         if not vocabulary_sizes or any(v < 2 for v in vocabulary_sizes):
             raise ValueError(f"CategoricalEmbeddingEncoder: vocabulary_sizes must be >= 2 each, got {vocabulary_sizes}")
@@ -141,8 +151,19 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
         self.hidden.build(width)
         self.projection.build(self.hidden.compute_output_shape(width))
 
+    def _column(self, index: int, indices):
+        ids = indices[:, index]
+        vectors = self.embeddings[index](ids)
+        if len(ids.shape) == 1:
+            return vectors
+        mask = keras.ops.cast(keras.ops.expand_dims(ids > 0, -1), vectors.dtype)  # [B, values, 1]
+        total = keras.ops.sum(vectors * mask, axis=1)
+        if self.pooling == "sum":
+            return total
+        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
     def call(self, indices, training=None):
-        columns = [embedding(indices[:, i]) for i, embedding in enumerate(self.embeddings)]
+        columns = [self._column(i, indices) for i in range(len(self.embeddings))]
         x = keras.ops.concatenate(columns, axis=-1)
         return self.projection(self.hidden(x, training=training))
 
@@ -157,6 +178,7 @@ class CategoricalEmbeddingEncoder(keras.layers.Layer):
             "hidden_units": self.hidden_units,
             "units": self.units,
             "dropout": self.dropout,
+            "pooling": self.pooling,
         }
 
 
