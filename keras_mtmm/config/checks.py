@@ -262,6 +262,44 @@ def _validate_task(name: str, task, config, registries: Any) -> None:
         if task.type == "regression":
             raise ConfigError(f"{where}.classes", "a regression task has no classes", "remove classes")
     _check_positive(f"{where}.top_k", task.top_k)
+    _validate_dependency(name, task, config)
+
+
+COMBINE_CHOICES = ("product",)
+
+
+def _validate_dependency(name: str, task, config) -> None:
+    """`depends_on`: another binary task, no cycle, and no output name taken twice."""
+    where = f"tasks.{name}"
+    if task.combine not in COMBINE_CHOICES:
+        raise ConfigError(
+            f"{where}.combine", f"unknown value {task.combine!r}", choice_hint(task.combine, COMBINE_CHOICES)
+        )
+    if task.depends_on is None:
+        return
+    others = [other for other in config.tasks if other != name]
+    if task.depends_on not in others:
+        hint = did_you_mean(task.depends_on, others) or f"tasks: {', '.join(others) or 'none other'}"
+        raise ConfigError(f"{where}.depends_on", f"{task.depends_on!r} is not another configured task", hint)
+    parent = config.tasks[task.depends_on]
+    if task.type != "binary" or parent.type != "binary":
+        raise ConfigError(
+            f"{where}.depends_on",
+            f"p(t) = p(other) x p(t | other) multiplies two probabilities; '{name}' is {task.type} "
+            f"and '{task.depends_on}' is {parent.type}",
+            "make both tasks binary, or remove depends_on",
+        )
+    seen, current = {name}, task.depends_on
+    while current is not None:
+        if current in seen:
+            raise ConfigError(f"{where}.depends_on", f"the dependencies from '{name}' go round in a circle", "break it")
+        seen.add(current)
+        current = config.tasks[current].depends_on
+    output = f"{name}_conditional"
+    if output in config.tasks or output in config.modalities:
+        raise ConfigError(
+            where, f"'{output}' (this task's conditional output) is also a task or modality name", "rename one"
+        )
 
 
 def _check_positive(where: str, value: int) -> None:

@@ -172,6 +172,11 @@ class TaskConfig:
     `data` gives the task a dataset of its own (same keys as the top-level
     `data`): its examples carry this task's label only, and it needs every
     modality's columns (missing values allowed).
+
+    `depends_on` (binary tasks): the task's output is `p(t) = p(other) × p(t | other)`
+    (`combine: product`, ESMM, Ma et al., SIGIR 2018), trained on the entire space with the
+    label of `t` (e.g. converted, over all impressions); the head itself, `p(t | other)`,
+    is never supervised directly and is exported as `<t>_conditional`.
     """
 
     type: str = ""
@@ -181,6 +186,8 @@ class TaskConfig:
     classes: list[str] | None = None
     top_k: int = 2
     data: DataConfig | None = None
+    depends_on: str | None = None
+    combine: str = "product"
 
 
 @dataclass

@@ -5,6 +5,8 @@
 - `alerts`: generated alert sounds (WAV bytes) with captions
   (`keras_mtmm.data.tones.generate_alerts`), at the first audio modality's
   sample rate and duration; `configs/audio_text.yaml`.
+- `impressions`: generated recommendation impressions (clicks, conversions,
+  ratings; `keras_mtmm.data.impressions`); `configs/recsys_esmm.yaml`.
 - `memory`: a table the Python API passes in (`train(config, data=frame)`:
   a pandas DataFrame or a dict of equal-length NumPy arrays / lists);
   nothing is read from disk.
@@ -31,6 +33,7 @@ import numpy as np
 
 from keras_mtmm.data.csv_reader import read_csv_table
 from keras_mtmm.data.demo import generate_demo
+from keras_mtmm.data.impressions import generate_impressions
 from keras_mtmm.data.parquet import SUFFIXES, read_parquet_table
 from keras_mtmm.data.table import Table
 from keras_mtmm.data.tones import generate_alerts
@@ -54,6 +57,12 @@ def load_alerts(data, modalities, tasks, seed: int, base_dir: Path, where: str =
     audio = [m.get() for m in modalities.values() if m.type == "audio"]
     rate, seconds = (audio[0].sample_rate, audio[0].duration_s) if audio else (8000, 0.5)
     return generate_alerts(data.num_examples, seed=seed, sample_rate=rate, duration_s=seconds)
+
+
+@SOURCES.register("impressions")
+def load_impressions(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, np.ndarray]:
+    """The generated impressions table (`data.num_examples` rows, deterministic in `seed`)."""
+    return generate_impressions(data.num_examples, seed=seed)
 
 
 @SOURCES.register("csv")

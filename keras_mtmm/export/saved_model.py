@@ -27,6 +27,7 @@ from keras_mtmm.disk_space import DiskFull, is_disk_full, model_bytes, require_f
 from keras_mtmm.errors import ExportError
 from keras_mtmm.export.repository import check_free, check_request, existing_versions, next_version, publish_version  # noqa: F401 (re-exported)
 from keras_mtmm.export.warmup import warmup_requests, write_warmup
+from keras_mtmm.models.network import CONDITIONAL_SUFFIX
 from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.tasks import get_task_type
 from keras_mtmm.version import __version__
@@ -143,9 +144,10 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
     """
     signature = preprocessor.raw_input_signature()
     names = list(signature)
-    task_names = list(model.output.keys()) if isinstance(model.output, dict) else None
-    if task_names is None:
+    if not isinstance(model.output, dict):
         raise ValueError("export_model: the model must return a dict of outputs keyed by task name")
+    output_names = list(model.output.keys())  # the tasks, and a dependent task's `<task>_conditional`
+    task_names = [name for name in output_names if name in preprocessor.tasks]
 
     def forward(raw_inputs):
         features = preprocessor.transform(dict(zip(names, raw_inputs)))
@@ -168,15 +170,16 @@ def write_saved_model(model: keras.Model, preprocessor, path: str | Path) -> Non
 
     def serve(*raw_inputs):
         outputs = run(list(raw_inputs))
-        return {task: outputs[task] for task in task_names}
+        return {name: outputs[name] for name in output_names}
 
     def serve_task(task):
         task_type = get_task_type(preprocessor.tasks[task]["type"])
         classes = preprocessor.classes(task) if task_type.has_classes else []
 
         def serve_one(*raw_inputs):
-            output = run(list(raw_inputs))[task]
-            served = {task: output}
+            outputs = run(list(raw_inputs))
+            output = outputs[task]
+            served = {name: outputs[name] for name in output_names if name in (task, f"{task}{CONDITIONAL_SUFFIX}")}
             labels = task_type.predicted_labels(output, classes, preprocessor.label_separator)
             if labels is not None:
                 served[f"{task}{LABEL_SUFFIX}"] = labels

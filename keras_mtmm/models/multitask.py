@@ -112,7 +112,8 @@ class MultiTaskModel(keras.Model):
         self.built = network.built  # a functional network is built at construction
 
     def call(self, inputs, training=False):
-        return self.network(inputs, training=training)
+        outputs = self.network(inputs, training=training)  # (and a dependent task's `<t>_conditional`)
+        return {task: outputs[task] for task in self.task_names}
 
     @property
     def fusion(self):

@@ -28,6 +28,10 @@ from keras_mtmm.tasks import get_task_type
 TASK_FUSION = "fusion_{task}"
 
 
+# The output of a dependent task's own head, p(t | parent), beside the task's output p(t).
+CONDITIONAL_SUFFIX = "_conditional"
+
+
 def build_model(config, preprocessor) -> keras.Model:
     """Build the multi-task, multi-modal model an experiment config describes.
 
@@ -38,7 +42,8 @@ def build_model(config, preprocessor) -> keras.Model:
 
     Returns:
         An uncompiled `keras.Model` taking `{modality: tensor, "modality_presence": [B, M]}`
-        (what `Preprocessor.transform` gives) and returning `{task: tensor}`.
+        (what `Preprocessor.transform` gives) and returning `{task: tensor}`, plus
+        `{task}_conditional` for each task with `depends_on`.
     """
     specs = preprocessor.model_input_specs()
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name) for name, (shape, dtype) in specs.items()}
@@ -94,14 +99,44 @@ def build_model(config, preprocessor) -> keras.Model:
         else:
             towers = sharing(fused)
         outputs = _heads(config, preprocessor, towers, suffix="")
+    outputs = _dependencies(config, outputs)
     # Identity layers named after the tasks give the outputs their serving names.
-    outputs = {task: keras.layers.Identity(name=task)(outputs[task]) for task in task_names}
+    outputs = {name: keras.layers.Identity(name=name)(output) for name, output in outputs.items()}
     return keras.Model(inputs=inputs, outputs=outputs, name=config.name)
 
 
 def _fusion(config, name: str):
     fusion = config.fusion
     return build_fusion(fusion.strategy, len(config.modalities), name, list(config.tasks), fusion.get())
+
+
+def dependency_order(tasks: dict) -> list[str]:
+    """The tasks with `depends_on`, each after the task it depends on (the config checks forbid cycles)."""
+    order: list[str] = []
+
+    def visit(task):
+        parent = tasks[task].depends_on
+        if parent is not None and parent not in order:
+            visit(parent)
+        if task not in order:
+            order.append(task)
+
+    for task in tasks:
+        if tasks[task].depends_on is not None:
+            visit(task)
+    return [task for task in order if tasks[task].depends_on is not None]
+
+
+def _dependencies(config, outputs: dict) -> dict:
+    """ESMM: a dependent task's output is `p(parent) × p(t | parent)`, its head's own output `<t>_conditional`."""
+    outputs = dict(outputs)
+    for task in dependency_order(config.tasks):
+        conditional = outputs[task]
+        outputs[task] = keras.layers.Multiply(name=f"{task}_product")(
+            [outputs[config.tasks[task].depends_on], conditional]
+        )
+        outputs[f"{task}{CONDITIONAL_SUFFIX}"] = conditional
+    return outputs
 
 
 def _own(value, task: str):
