@@ -262,6 +262,11 @@ def _validate_task(name: str, task, config, registries: Any) -> None:
         if task.type == "regression":
             raise ConfigError(f"{where}.classes", "a regression task has no classes", "remove classes")
     _check_positive(f"{where}.top_k", task.top_k)
+    _check_positive(f"{where}.ndcg_k", task.ndcg_k)
+    if task.group is not None and task.type != "binary":
+        raise ConfigError(
+            f"{where}.group", f"ranking within groups scores binary tasks, not {task.type}", "remove group"
+        )
     _validate_dependency(name, task, config)
 
 

@@ -177,6 +177,9 @@ class TaskConfig:
     (`combine: product`, ESMM, Ma et al., SIGIR 2018), trained on the entire space with the
     label of `t` (e.g. converted, over all impressions); the head itself, `p(t | other)`,
     is never supervised directly and is exported as `<t>_conditional`.
+
+    `group` (binary tasks): a column whose values group the rows (e.g. `user_id`); evaluation then
+    also reports the ranking metrics within groups, `gauc` and `ndcg@<ndcg_k>`.
     """
 
     type: str = ""
@@ -188,6 +191,8 @@ class TaskConfig:
     data: DataConfig | None = None
     depends_on: str | None = None
     combine: str = "product"
+    group: str | None = None
+    ndcg_k: int = 10
 
 
 @dataclass

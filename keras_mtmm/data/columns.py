@@ -39,6 +39,8 @@ def column_kinds(modalities, tasks, extra_columns=()) -> dict[str, str]:
             kinds[column] = modality.type
     for task in tasks.values():
         kinds.setdefault(task.label, "label")
+        if getattr(task, "group", None):  # (a TaskConfig; the Preprocessor's task dicts have none)
+            kinds.setdefault(task.group, "label")
     for column in extra_columns:
         kinds.setdefault(column, "label")
     return kinds

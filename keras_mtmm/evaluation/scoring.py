@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.data.manifest import join_row_ids, row_ids_of
 from keras_mtmm.data.pipeline import data_errors
 from keras_mtmm.data.tables import iter_tables, modality_inputs, num_rows
@@ -24,6 +25,7 @@ from keras_mtmm.evaluation.predictor import load_predictor
 from keras_mtmm.files import write_json
 from keras_mtmm.preprocessing.labels import encode_table_labels
 from keras_mtmm.tasks import get_task_type
+from keras_mtmm.tasks.scores import group_auc, ndcg_at
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -33,6 +35,7 @@ def score_tasks(
     targets: dict[str, np.ndarray],
     masks: dict[str, np.ndarray],
     metadata: dict,
+    groups: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Per-task loss and metrics on labelled rows, and the total weighted loss.
 
@@ -42,6 +45,8 @@ def score_tasks(
         masks: 1 where the task's label is present, 0 where it is missing.
         metadata: the model metadata (`export.model_metadata`): task types,
             metrics, target scales, task weights.
+        groups: per task with a `group` column, its values per row: `gauc` and
+            `ndcg@k` are added (`keras_mtmm.tasks.scores`).
 
     Returns:
         `{"loss": Σ w_i L_i, "weights": {...}, "tasks": {task: {"loss", <metric>..., "labelled"}}}`.
@@ -63,6 +68,10 @@ def score_tasks(
                 "loss": float(np.mean(losses)),
                 **task_type.score(prediction, target, metric_names, spec.get("top_k", 2)),
             }
+            if groups and task in groups:
+                group, k = np.asarray(groups[task])[labelled], int(spec.get("ndcg_k", 10))
+                result["gauc"] = group_auc(target[:, 0], prediction[:, 0], group)
+                result[f"ndcg@{k}"] = ndcg_at(target[:, 0], prediction[:, 0], group, k)
         result["labelled"] = count
         tasks[task] = result
         total += metadata["task_weights"][task] * result["loss"]
@@ -146,6 +155,7 @@ def score_batches(
     predictions: dict[str, list] = {}
     targets: dict[str, list] = {}
     masks: dict[str, list] = {}
+    groups: dict[str, list] = {}  # a task's group column, where the model has one and the data holds it
     rows, origins = 0, []
     for table in tables:
         origins.append(row_ids_of(table))  # where each row came from, for the dump
@@ -158,12 +168,16 @@ def score_batches(
             predictions.setdefault(task, []).append(np.asarray(outputs[task]))
             targets.setdefault(task, []).append(batch_targets[task])
             masks.setdefault(task, []).append(batch_masks[task])
+            column = metadata["tasks"][task].get("group")
+            if column is not None and column in table:
+                groups.setdefault(task, []).append(as_strings(table[column]))
         rows += len(next(iter(inputs.values())))
     joined = [{task: np.concatenate(parts) for task, parts in d.items()} for d in (predictions, targets, masks)]
     if dump is not None:
         row_ids, row_files = join_row_ids(origins)
         write_evaluation_dump(dump, *joined, split, row_ids=row_ids, row_files=row_files)
-    return metrics_report(model_name, split, rows, score_tasks(*joined, metadata))
+    grouped = {task: np.concatenate(parts) for task, parts in groups.items() if len(parts) == len(origins)}
+    return metrics_report(model_name, split, rows, score_tasks(*joined, metadata, grouped))
 
 
 def raw_inputs(table: dict[str, np.ndarray], metadata: dict) -> dict[str, np.ndarray]:

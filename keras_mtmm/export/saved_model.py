@@ -254,6 +254,8 @@ def model_metadata(config, preprocessor, task_weights: dict[str, float]) -> dict
             "classes": preprocessor.classes(task),
             "metrics": list(task_config.metrics) if task_config.metrics else None,
             "top_k": task_config.top_k,
+            "group": task_config.group,
+            "ndcg_k": task_config.ndcg_k,
             "target_offset": offset,
             "target_scale": scale,
         }

@@ -1,4 +1,5 @@
-"""Metric formulas in NumPy that the task types score with (AUC by Mann-Whitney U, F1)."""
+"""Metric formulas in NumPy that the task types score with (AUC by Mann-Whitney U, F1), and the ranking
+metrics of a binary task scored per group (GAUC, NDCG@k)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,39 @@ def f1(truth: np.ndarray, predicted: np.ndarray) -> float:
 def mean_defined(values: list[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return float(np.mean(defined)) if defined else None
+
+
+def groups_of(groups: np.ndarray) -> list[np.ndarray]:
+    """The row indices of each group (e.g. each user's impressions), in order of first appearance."""
+    _, first, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    members = [np.flatnonzero(inverse == group) for group in range(len(first))]
+    return [members[group] for group in order]
+
+
+def group_auc(targets: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float | None:
+    """GAUC: the mean of each group's AUC weighted by its row count, over the groups holding both classes
+    (Zhou et al., "Deep Interest Network", KDD 2018: impressions per user); None if no group does."""
+    total, weight = 0.0, 0
+    for rows in groups_of(groups):
+        auc = roc_auc(targets[rows], scores[rows])
+        if auc is not None:
+            total, weight = total + len(rows) * auc, weight + len(rows)
+    return total / weight if weight else None
+
+
+def ndcg_at(targets: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int) -> float | None:
+    """NDCG@k: per group, the rows ranked by score (ties: in row order), gains 2^y - 1 discounted by
+    log2(rank + 1) over the top k, divided by the ideal ranking's; the mean over groups with a positive."""
+    values = []
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    for rows in groups_of(groups):
+        relevance = (np.asarray(targets)[rows] > 0.5).astype(np.float64)
+        if not relevance.any():
+            continue
+        ranked = relevance[np.argsort(-np.asarray(scores, dtype=np.float64)[rows], kind="stable")][:k]
+        ideal = np.sort(relevance)[::-1][:k]
+        values.append(
+            float(((2**ranked - 1) * discounts[: len(ranked)]).sum() / ((2**ideal - 1) * discounts[: len(ideal)]).sum())
+        )
+    return float(np.mean(values)) if values else None

@@ -409,3 +409,18 @@ def test_an_unknown_label_is_named_in_both_paths(task_type, raw, label):
     )
     with pytest.raises(tf.errors.InvalidArgumentError, match="keras_mtmm: tasks.t.label: labels not among"):
         next(iter(batches))
+
+
+def test_group_auc_and_ndcg_match_hand_computed_values():
+    from keras_mtmm.tasks.scores import group_auc, ndcg_at
+
+    groups = np.array(["u1", "u2", "u1", "u3", "u2", "u1", "u3"], dtype=object)
+    targets = np.array([1, 0, 0, 1, 1, 0, 1], dtype=np.float32)
+    scores = np.array([0.9, 0.7, 0.8, 0.5, 0.2, 0.1, 0.6], dtype=np.float32)
+    # u1: AUC 1 (3 rows), u2: AUC 0 (2 rows), u3: one class only (left out): (3 * 1 + 2 * 0) / 5
+    assert group_auc(targets, scores, groups) == pytest.approx(0.6)
+    # NDCG@2: u1 [1, 0] -> 1; u2 ranked [0, 1] -> (1 / log2 3) / 1; u3 [1, 1] -> 1
+    assert ndcg_at(targets, scores, groups, 2) == pytest.approx((1 + 1 / np.log2(3) + 1) / 3)
+    assert ndcg_at(targets, scores, groups, 1) == pytest.approx((1 + 0 + 1) / 3)
+    assert group_auc(np.ones(3), scores[:3], groups[:3]) is None
+    assert ndcg_at(np.zeros(3), scores[:3], groups[:3], 5) is None
