@@ -1,4 +1,4 @@
-"""Modality encoders: one file per family (image, text, tabular, TF Hub modules).
+"""Modality encoders: one file per family (image, text, Transformer text, tabular, TF Hub modules).
 
 Each encoder is a registered, serializable Keras layer that maps one
 preprocessed modality tensor to a feature vector of width `units`.
@@ -11,6 +11,7 @@ from keras_mtmm.layers.encoders.hub import HubEncoder
 from keras_mtmm.layers.encoders.image import ConvImageEncoder
 from keras_mtmm.layers.encoders.tabular import CategoricalEmbeddingEncoder, IdentityEncoder, NumericMLPEncoder
 from keras_mtmm.layers.encoders.text import BagOfWordsTextEncoder, ConvTextEncoder
+from keras_mtmm.layers.encoders.transformer import TransformerTextEncoder
 from keras_mtmm.registry import ENCODERS
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "HubEncoder",
     "IdentityEncoder",
     "NumericMLPEncoder",
+    "TransformerTextEncoder",
     "build_encoder",
 ]
 
