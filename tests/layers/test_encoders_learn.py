@@ -98,12 +98,11 @@ def _train(tmp_path, name: str, seed: int, path, modalities: dict, tasks: dict, 
     return train(config_from_dict(raw), output_dir=tmp_path / "run", export=False, verbose=0).metrics["tasks"]
 
 
-# The three modalities in three seeds in the default run (30-40 s each on 2 cores); left/right in
-# seed 0, its other two seeds with `pytest -m slow`.
+# Seed 0 in the default run (30-40 s each on 2 cores), the other two seeds with `pytest -m slow`.
 SEEDS = [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_default_encoders_learn_text_image_and_numbers_in_every_seed(tmp_path, seed):
     path = _three_modalities_csv(tmp_path, 600, seed)
     modalities = {  # default encoders: only the types and columns are given

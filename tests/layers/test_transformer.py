@@ -50,7 +50,7 @@ def order_task(rows: int, seed: int):
     return ids.astype("int64"), first.astype("float32")
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_it_learns_which_word_comes_first(seed):
     keras.utils.set_random_seed(seed)
     x, y = order_task(3000, seed)
