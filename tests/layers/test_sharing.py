@@ -545,7 +545,7 @@ END_TO_END = {
 # test_sharing_weighting_matrix.py: their cases here are slow.
 @pytest.mark.parametrize(
     "sharing_type",
-    [pytest.param(t, marks=pytest.mark.slow) if t in ("ple", "cross_stitch") else t for t in END_TO_END],
+    [pytest.param(t, marks=pytest.mark.slow) if t in ("ple", "cross_stitch", "mmoe") else t for t in END_TO_END],
 )
 def test_train_and_serve_end_to_end(sharing_type, tiny_config_factory, tmp_path):
     from keras_mtmm.training.run import train

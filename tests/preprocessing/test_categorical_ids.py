@@ -107,7 +107,7 @@ def train_recommendation(tmp_path, rows: int):
 
 
 def test_hashed_ids_and_a_pooled_history_train_and_export(tmp_path):
-    result = train_recommendation(tmp_path, 20_000)
+    result = train_recommendation(tmp_path, 10_000)
     assert result.metrics["tasks"]["clicked"]["auc"] >= 0.9  # the history's rule, learnt through pooling
     serving = tf.saved_model.load(str(result.export_path)).signatures["serving_default"]
     outputs = serving(
