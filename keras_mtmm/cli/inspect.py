@@ -16,6 +16,7 @@ from keras_mtmm.evaluation.inspection import (
 )
 from keras_mtmm.export.saved_model import is_saved_model, read_export_metadata
 from keras_mtmm.export.warmup import WARMUP_FILE, read_warmup, rest_body
+from keras_mtmm.models.network import CONDITIONAL_SUFFIX
 from keras_mtmm.run_folder import RunFolder
 
 INSPECT_ROWS = 20000
@@ -51,8 +52,12 @@ def _inspect_export(args) -> int:
         print(f"signature {name} outputs:")
         for output_name, spec in sorted(signature.structured_outputs.items()):
             task = metadata["tasks"].get(output_name, {})
+            dependent = output_name.removesuffix(CONDITIONAL_SUFFIX)
             if output_name.endswith("_label") and output_name not in metadata["tasks"]:
                 meaning = "predicted class name(s)"
+            elif dependent != output_name and dependent in metadata["tasks"]:
+                parent = metadata["tasks"][dependent].get("depends_on")
+                meaning = f"p({dependent} | {parent}): the head of {dependent} = {parent} x this"
             else:
                 classes = f" classes={task['classes']}" if task.get("classes") else ""
                 meaning = f"{task.get('type', '')}{classes}"

@@ -255,6 +255,7 @@ def model_metadata(config, preprocessor, task_weights: dict[str, float]) -> dict
             "metrics": list(task_config.metrics) if task_config.metrics else None,
             "top_k": task_config.top_k,
             "group": task_config.group,
+            "depends_on": task_config.depends_on,
             "ndcg_k": task_config.ndcg_k,
             "target_offset": offset,
             "target_scale": scale,

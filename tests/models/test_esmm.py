@@ -41,7 +41,7 @@ def esmm_run(tmp_path_factory):
     return config, train(config, output_dir=root / "run", export_dir=root / "models", verbose=0)
 
 
-def test_the_conditional_head_trained_only_through_the_product_ranks_conversions_after_a_click(esmm_run):
+def test_the_conditional_head_trained_only_through_the_product_ranks_conversions_after_a_click(esmm_run, capsys):
     config, result = esmm_run
     test = load_splits(config)["test"]
     raw = result.preprocessor.raw_inputs(test)
@@ -63,6 +63,10 @@ def test_the_conditional_head_trained_only_through_the_product_ranks_conversions
     ranking = result.metrics["tasks"]["ctr"]
     assert ranking["gauc"] is not None and 0.5 < ranking["gauc"] <= 1 and 0 < ranking["ndcg@10"] <= 1
     assert "gauc" not in result.metrics["tasks"]["ctcvr"]  # (no group column there)
+    from keras_mtmm.cli.commands import main
+
+    assert main(["inspect", "--model", str(result.export_path)]) == 0
+    assert "p(ctcvr | ctr): the head of ctcvr" in capsys.readouterr().out
     task_signature = tf.saved_model.load(str(result.export_path)).signatures["predict_ctcvr"]
     assert sorted(task_signature.structured_outputs) == ["ctcvr", "ctcvr_conditional", "ctcvr_label"]
 
