@@ -91,7 +91,9 @@ class ModalityConfig(OneOfConfig):
     @classmethod
     def from_raw(cls, raw: dict, where: str, build):
         """As every one-of block, after giving the encoder the modality type's default type."""
-        kind = raw.get("type")
+        kind = raw.get("type", "")
+        if isinstance(kind, str):
+            MODALITY_TYPES.get(kind, f"{where}.type")  # (before the encoder, whose default type it gives)
         encoder = raw.get("encoder")
         if isinstance(kind, str) and kind in MODALITY_TYPES and (encoder is None or isinstance(encoder, dict)):
             if (encoder or {}).get("type") is None:

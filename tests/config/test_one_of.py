@@ -194,3 +194,10 @@ def test_the_block_refuses_keys_the_selected_class_does_not_have():
         _ = sharing.shared_units
     assert copy.deepcopy(sharing) == sharing
     assert WeightingConfig.of(strategy="dwa", dwa={"temperature": 3.0}).temperature == 3.0
+
+
+def test_an_unknown_modality_type_is_named_before_its_default_encoder_is_looked_for():
+    raw = demo_raw()
+    raw["modalities"]["text"] = {"type": "txt", "columns": ["description"]}
+    with pytest.raises(ConfigError, match=r"modalities\.text\.type: unknown modality type 'txt'.*did you mean 'text'"):
+        config_from_dict(raw)
