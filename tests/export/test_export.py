@@ -161,6 +161,8 @@ def test_interrupted_export_leaves_no_version_folder(tiny_run, tmp_path, monkeyp
     assert export_model(run.model, run.preprocessor, config_yaml, metadata, tmp_path, "demo").name == "1"
 
 
+# (-m slow: a subprocess trains and is killed; staging and publishing are unit-tested in test_repository.py)
+@pytest.mark.slow
 def test_a_killed_exporter_never_shows_a_version(tiny_run, tmp_path):
     """SIGKILL during the write: what is left sits in .tmp/, which TF Serving never polls."""
     script = tmp_path / "export_and_die.py"

@@ -109,6 +109,8 @@ def test_the_cli_reports_divergence_with_exit_status_2(tmp_path):
     assert "Traceback" not in completed.stderr
 
 
+# (-m slow: the default run resumes from the last finished epoch in test_training.py)
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_inside_an_epoch_in_process(tmp_path, tiny_config_factory, monkeypatch):
     """The default-run twin of the SIGKILL test: interrupted after step 3 (state saved at step 2)."""
     from keras_mtmm.training.checkpointing import StepCheckpoint
