@@ -129,6 +129,12 @@ def test_a_value_for_a_strategy_not_selected_is_checked_and_kept():
         (["modalities.image.image.image_size=[9, 9]"], "modalities.image.image_size", "given twice"),
         (["modalities.image.encoder.type=bag"], "modalities.image.encoder.type", "does not take image input"),
         (["fusion.strategy=sum"], "fusion.strategy", "unknown fusion.strategy 'sum'"),
+        (["modalities.categorical.hash_buckets=1000000000"], "modalities.categorical.hash_buckets", "16777216"),
+        (
+            ["modalities.sound.type=audio", "modalities.sound.columns=[clip]", "modalities.sound.duration_s=3600"],
+            "modalities.sound.duration_s",
+            "at most 60 seconds",
+        ),
     ],
 )
 def test_errors_name_the_key_as_the_config_gave_it(overrides, where, what):

@@ -8,6 +8,7 @@ empty string (a missing clip) gives the all-zero spectrogram (the mean, after st
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import keras
@@ -50,7 +51,8 @@ class AudioModality(ModalityType):
     config_class = AudioModalityConfig
     checks = (
         positive("sample_rate", "16000"),
-        Bound("duration_s", "> 0 seconds", lambda seconds: seconds > 0, "1.0"),
+        # (every clip becomes duration_s x sample_rate floats, then its spectrogram, per example)
+        Bound("duration_s", "more than 0 and at most 60 seconds", lambda seconds: 0 < seconds <= 60, "1.0"),
         positive("num_mel_bins", "40"),
         Bound("frame_ms", "> 0", lambda ms: ms > 0, "25"),
         Bound("hop_ms", "> 0", lambda ms: ms > 0, "10"),
@@ -62,7 +64,7 @@ class AudioModality(ModalityType):
     @classmethod
     def check_config(cls, options, modality, config, where: str) -> None:
         """A clip long enough for one frame, and no more mel bins than FFT bins."""
-        spec = {"type": "audio", **options.__dict__}
+        spec = {"type": "audio", **dataclasses.asdict(options)}
         frame_length, _, fft_length = frame_sizes(options.sample_rate, options.frame_ms, options.hop_ms)
         if num_samples(spec) < frame_length:
             raise ConfigError(

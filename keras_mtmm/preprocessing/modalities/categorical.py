@@ -42,7 +42,8 @@ class CategoricalModality(ModalityType):
     config_class = CategoricalModalityConfig
     checks = (
         positive("max_tokens", "2000"),
-        Bound("hash_buckets", ">= 0 (0: a vocabulary)", lambda buckets: buckets >= 0, "1048576"),
+        # (an embedding row per bucket: 2^24 rows of 16 floats are already 1 GiB)
+        Bound("hash_buckets", "0 (a vocabulary) to 16777216", lambda buckets: 0 <= buckets <= 2**24, "1048576"),
         positive("max_values", "16"),
         Bound("separator", "a non-empty string", lambda separator: len(separator) > 0, "'|'"),
     )
