@@ -268,6 +268,40 @@ def _validate_task(name: str, task, config, registries: Any) -> None:
             f"{where}.group", f"ranking within groups scores binary tasks, not {task.type}", "remove group"
         )
     _validate_dependency(name, task, config)
+    _validate_token_task(name, task, config, head, registries)
+
+
+def _validate_token_task(name: str, task, config, head, registries: Any) -> None:
+    """A token task names a text modality whose encoder keeps one feature per token, one token per word."""
+    where = f"tasks.{name}.modality"
+    if not head.per_token:
+        if task.modality is not None:
+            raise ConfigError(where, f"a {task.type} task reads every modality, not one", "remove modality")
+        return
+    texts = [m for m, modality in config.modalities.items() if modality.type == "text"]
+    if task.modality not in texts:
+        given = "no modality is named" if task.modality is None else f"{task.modality!r} is not a text modality"
+        hint = did_you_mean(task.modality or "", texts) or f"text modalities: {', '.join(texts) or 'none'}"
+        raise ConfigError(where, f"a {task.type} task tags the tokens of a text modality; {given}", hint)
+    modality = config.modalities[task.modality]
+    if not getattr(registries.ENCODERS.get(modality.encoder.type), "reads_token_ids", False):
+        raise ConfigError(
+            f"modalities.{task.modality}.encoder.type",
+            f"the {modality.encoder.type} encoder gives no feature per token, which tasks.{name} reads",
+            "use transformer, conv1d or bag",
+        )
+    if "strip_punctuation" in modality.get().standardize:
+        raise ConfigError(
+            f"modalities.{task.modality}.standardize",
+            f"stripping punctuation can drop a whole word, and tasks.{name} has a tag per word",
+            "use standardize: lower (or auto)",
+        )
+    if registries.FUSIONS.get(config.fusion.strategy).is_decision_level:
+        raise ConfigError(
+            "fusion.strategy",
+            f"{config.fusion.strategy} fusion makes one prediction per modality, and tasks.{name} reads the tokens",
+            "use a feature-level fusion strategy",
+        )
 
 
 COMBINE_CHOICES = ("product",)

@@ -70,7 +70,7 @@ def _validate_split_form(data, where: str) -> None:
                 "split files are already split",
                 f"remove {where}.split_column, or use {where}.path with it",
             )
-        if data.source in ("demo", "alerts", "impressions", "tfrecord"):
+        if data.source in ("demo", "alerts", "impressions", "sentences", "tfrecord"):
             raise ConfigError(
                 f"{where}.split_column",
                 f"{data.source} data has no split column",

@@ -182,6 +182,9 @@ class TaskConfig:
 
     `group` (binary tasks): a column whose values group the rows (e.g. `user_id`); evaluation then
     also reports the ranking metrics within groups, `gauc` and `ndcg@<ndcg_k>`.
+
+    `modality` (token tasks, `token_tagging`): the text modality whose tokens are tagged; the
+    head reads that modality's encoder per token (`keras_mtmm.tasks.token_tagging`).
     """
 
     type: str = ""
@@ -195,6 +198,7 @@ class TaskConfig:
     combine: str = "product"
     group: str | None = None
     ndcg_k: int = 10
+    modality: str | None = None
 
 
 @dataclass

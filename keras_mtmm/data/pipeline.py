@@ -353,6 +353,5 @@ def data_errors():
             raise
         detail = message[message.index("keras_mtmm:") + len("keras_mtmm:") :].strip()
         where, _, what = detail.partition(": ")
-        raise DataError(
-            where, " ".join(what.split())[:500], "fix the data, or list every class in the config"
-        ) from None
+        fix = "give one tag per word of the text" if "one per word" in what else "list every class in the config"
+        raise DataError(where, " ".join(what.split())[:500], f"fix the data, or {fix}") from None

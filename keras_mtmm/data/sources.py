@@ -7,6 +7,8 @@
   sample rate and duration; `configs/audio_text.yaml`.
 - `impressions`: generated recommendation impressions (clicks, conversions,
   ratings; `keras_mtmm.data.impressions`); `configs/recsys_esmm.yaml`.
+- `sentences`: generated sentences with BIO entity tags and a sentiment
+  (`keras_mtmm.data.sentences`); `configs/nlp_multitask.yaml`.
 - `memory`: a table the Python API passes in (`train(config, data=frame)`:
   a pandas DataFrame or a dict of equal-length NumPy arrays / lists);
   nothing is read from disk.
@@ -35,6 +37,7 @@ from keras_mtmm.data.csv_reader import read_csv_table
 from keras_mtmm.data.demo import generate_demo
 from keras_mtmm.data.impressions import generate_impressions
 from keras_mtmm.data.parquet import SUFFIXES, read_parquet_table
+from keras_mtmm.data.sentences import generate_sentences
 from keras_mtmm.data.table import Table
 from keras_mtmm.data.tones import generate_alerts
 from keras_mtmm.errors import DataError
@@ -63,6 +66,12 @@ def load_alerts(data, modalities, tasks, seed: int, base_dir: Path, where: str =
 def load_impressions(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, np.ndarray]:
     """The generated impressions table (`data.num_examples` rows, deterministic in `seed`)."""
     return generate_impressions(data.num_examples, seed=seed)
+
+
+@SOURCES.register("sentences")
+def load_sentences(data, modalities, tasks, seed: int, base_dir: Path, where: str = "data") -> dict[str, np.ndarray]:
+    """The generated sentences table (`data.num_examples` rows, deterministic in `seed`)."""
+    return generate_sentences(data.num_examples, seed=seed)
 
 
 @SOURCES.register("csv")

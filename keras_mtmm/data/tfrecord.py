@@ -52,6 +52,7 @@ from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.registry import MODALITY_TYPES, SOURCES
 from keras_mtmm.tasks import get_task_type
+from keras_mtmm.tasks.base import task_settings
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -268,14 +269,14 @@ def prepare(config, out: str | Path, shards: int = 4) -> Path:
         # Classes and label counts over the training split, as training would find them.
         tasks = {}
         for name, task in config.tasks.items():
-            task_type = get_task_type(task.type)
+            task_type = get_task_type(task.type, spec=task_settings(config, task))
             classes = task.classes or task_type.infer_classes(splits["train"][task.label], config.data.label_separator)
             labelled = {}
             for split, table in splits.items():
                 _, mask = task_type.encode(
                     table[task.label], list(classes), f"tasks.{name}.label", config.data.label_separator
                 )
-                labelled[split] = int(mask.sum())
+                labelled[split] = int((mask.reshape(len(mask), -1) > 0).any(axis=1).sum())
             tasks[name] = {"label": task.label, "type": task.type, "classes": list(classes), "labelled": labelled}
         schema = {
             "format": SCHEMA_FORMAT,

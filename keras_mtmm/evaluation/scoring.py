@@ -54,24 +54,15 @@ def score_tasks(
     tasks = {}
     total = 0.0
     for task, spec in metadata["tasks"].items():
-        task_type = get_task_type(spec["type"])
-        labelled = masks[task] > 0
-        count = int(labelled.sum())
+        task_type = get_task_type(spec["type"], spec=spec)
         metric_names = spec.get("metrics") or list(task_type.default_metrics)
-        if count == 0:
-            result = {"loss": 0.0, **{m: None for m in metric_names}}
-        else:
-            prediction = np.asarray(predictions[task])[labelled]
-            target = np.asarray(targets[task])[labelled]
-            losses = task_type.example_losses(prediction, target, spec.get("target_scale", 1.0))
-            result = {
-                "loss": float(np.mean(losses)),
-                **task_type.score(prediction, target, metric_names, spec.get("top_k", 2)),
-            }
-            if groups and task in groups:
-                group, k = np.asarray(groups[task])[labelled], int(spec.get("ndcg_k", 10))
-                result["gauc"] = group_auc(target[:, 0], prediction[:, 0], group)
-                result[f"ndcg@{k}"] = ndcg_at(target[:, 0], prediction[:, 0], group, k)
+        count, result = task_type.labelled_scores(predictions[task], targets[task], masks[task], metric_names, spec)
+        if count and groups and task in groups:
+            labelled = masks[task] > 0
+            prediction, target = np.asarray(predictions[task])[labelled], np.asarray(targets[task])[labelled]
+            group, k = np.asarray(groups[task])[labelled], int(spec.get("ndcg_k", 10))
+            result["gauc"] = group_auc(target[:, 0], prediction[:, 0], group)
+            result[f"ndcg@{k}"] = ndcg_at(target[:, 0], prediction[:, 0], group, k)
         result["labelled"] = count
         tasks[task] = result
         total += metadata["task_weights"][task] * result["loss"]

@@ -39,6 +39,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "top_k": True,
     "f1_micro": True,
     "f1_macro": True,
+    "entity_f1": True,
+    "token_accuracy": True,
     "loss": False,
     "mae": False,
     "rmse": False,

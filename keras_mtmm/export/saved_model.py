@@ -30,6 +30,7 @@ from keras_mtmm.export.warmup import warmup_requests, write_warmup
 from keras_mtmm.models.network import CONDITIONAL_SUFFIX
 from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.tasks import get_task_type
+from keras_mtmm.tasks.base import task_settings
 from keras_mtmm.version import __version__
 
 CONFIG_ASSET = "keras_mtmm_config.yaml"
@@ -259,6 +260,7 @@ def model_metadata(config, preprocessor, task_weights: dict[str, float]) -> dict
             "ndcg_k": task_config.ndcg_k,
             "target_offset": offset,
             "target_scale": scale,
+            **task_settings(config, task_config),
         }
     inputs = {
         name: {

@@ -59,3 +59,35 @@ class TaskHead(keras.layers.Layer):
             "target_scale": self.target_scale,
             "target_offset": self.target_offset,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class TokenHead(keras.layers.Layer):
+    """The output layer of a token task: a softmax over the classes at each token, 0 at padding.
+
+    `call(sequence [B, L, D], token_ids [B, L])` -> `[B, L, units]`; a position whose token id is 0
+    (padding) gets all-zero probabilities, so the served output says where the text ends.
+
+    Args:
+        units: the class (tag) count.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        if units < 2:
+            raise ValueError(f"TokenHead: units must be >= 2, got {units}")
+        self.units = units
+        self.dense = keras.layers.Dense(units, activation="softmax", dtype="float32", name="dense")
+
+    def build(self, sequence_shape, token_ids_shape=None):
+        self.dense.build(sequence_shape)
+
+    def call(self, sequence, token_ids):
+        present = keras.ops.expand_dims(keras.ops.cast(token_ids > 0, "float32"), -1)
+        return self.dense(sequence) * present
+
+    def compute_output_shape(self, sequence_shape, token_ids_shape=None):
+        return (*sequence_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

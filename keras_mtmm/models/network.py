@@ -18,8 +18,9 @@ import keras
 
 from keras_mtmm.config.schema import PRESENCE_KEY
 from keras_mtmm.layers.encoders import build_encoder
+from keras_mtmm.layers.encoders.layers import MaskedMeanPool
 from keras_mtmm.layers.fusion import ModalityDropout, TokenMask, build_fusion
-from keras_mtmm.layers.heads import TaskHead
+from keras_mtmm.layers.heads import TaskHead, TokenHead
 from keras_mtmm.layers.sharing import build_sharing
 from keras_mtmm.registry import ENCODERS, FUSIONS, SHARINGS
 from keras_mtmm.tasks import get_task_type
@@ -47,19 +48,40 @@ def build_model(config, preprocessor) -> keras.Model:
     """
     specs = preprocessor.model_input_specs()
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name) for name, (shape, dtype) in specs.items()}
-    fusion = config.fusion
-    layer_class = FUSIONS.get(fusion.strategy, "fusion.strategy")
+    layer_class = FUSIONS.get(config.fusion.strategy, "fusion.strategy")
     sequences = getattr(layer_class, "takes_sequences", False)
-    task_names = list(config.tasks)
+    token_tasks = {task: t for task, t in config.tasks.items() if get_task_type(t.type).per_token}
+    task_names = [task for task in config.tasks if task not in token_tasks]  # one output per example
+    tokens_read = {t.modality for t in token_tasks.values()}
     # MTAN: each cnn image encoder becomes a shared conv base read through per-task attention ({task: vector}).
     attended_encoder = getattr(SHARINGS.get(config.sharing.type, "sharing.type"), "build_image_encoder", None)
-    features = {}
+    features, token_features = {}, {}
     for name, modality in config.modalities.items():
         if attended_encoder is not None and modality.type == "image" and modality.encoder.type == "cnn":
             encoder = attended_encoder(name, modality.encoder, task_names)
         else:
-            encoder = build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=sequences)
+            per_token = sequences or name in tokens_read
+            encoder = build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=per_token)
         features[name] = encoder(inputs[name])
+        if name in tokens_read:  # token tasks read the sequence; fusion its mean (or the sequence, if it takes them)
+            token_features[name] = features[name]
+            if not sequences:
+                features[name] = MaskedMeanPool(name=f"{name}_pool")(features[name], inputs[name])
+    outputs = _example_outputs(config, preprocessor, inputs, features, task_names, layer_class) if task_names else {}
+    for task, task_config in token_tasks.items():
+        head = TokenHead(len(preprocessor.classes(task)), name=f"head_{task}")
+        outputs[task] = head(token_features[task_config.modality], inputs[task_config.modality])
+    outputs = {task: outputs[task] for task in config.tasks}  # (in the config's order)
+    outputs = _dependencies(config, outputs)
+    # Identity layers named after the tasks give the outputs their serving names.
+    outputs = {name: keras.layers.Identity(name=name)(output) for name, output in outputs.items()}
+    return keras.Model(inputs=inputs, outputs=outputs, name=config.name)
+
+
+def _example_outputs(config, preprocessor, inputs: dict, features: dict, task_names: list[str], layer_class) -> dict:
+    """The outputs of the tasks with one prediction per example: fusion, sharing, their heads."""
+    fusion = config.fusion
+    sequences = getattr(layer_class, "takes_sequences", False)
     presence = inputs[PRESENCE_KEY]
     if fusion.modality_dropout:
         rates = [fusion.modality_dropout.get(name, 0.0) for name in config.modalities]
@@ -67,16 +89,16 @@ def build_model(config, preprocessor) -> keras.Model:
     if layer_class.is_decision_level:
         per_modality = {
             name: _heads(
-                config, preprocessor, _sharing(config, task_names, f"sharing_{name}")(feature), suffix=f"_{name}"
+                config, preprocessor, _sharing(config, task_names, f"sharing_{name}")(feature), task_names, f"_{name}"
             )
             for name, feature in features.items()
         }
         outputs = {}
         for task in task_names:
-            layer = _fusion(config, TASK_FUSION.format(task=task))
+            layer = _fusion(config, TASK_FUSION.format(task=task), task_names)
             outputs[task] = layer([per_modality[name][task] for name in features], presence)
     else:
-        layer = _fusion(config, "fusion")
+        layer = _fusion(config, "fusion", task_names)
         feature_list = [features[name] for name in config.modalities]
         if sequences:
             masks = [
@@ -98,16 +120,13 @@ def build_model(config, preprocessor) -> keras.Model:
             towers = {task: sharing(fused[task])[task] for task in task_names}
         else:
             towers = sharing(fused)
-        outputs = _heads(config, preprocessor, towers, suffix="")
-    outputs = _dependencies(config, outputs)
-    # Identity layers named after the tasks give the outputs their serving names.
-    outputs = {name: keras.layers.Identity(name=name)(output) for name, output in outputs.items()}
-    return keras.Model(inputs=inputs, outputs=outputs, name=config.name)
+        outputs = _heads(config, preprocessor, towers, task_names, suffix="")
+    return outputs
 
 
-def _fusion(config, name: str):
+def _fusion(config, name: str, task_names: list[str]):
     fusion = config.fusion
-    return build_fusion(fusion.strategy, len(config.modalities), name, list(config.tasks), fusion.get())
+    return build_fusion(fusion.strategy, len(config.modalities), name, task_names, fusion.get())
 
 
 def dependency_order(tasks: dict) -> list[str]:
@@ -154,9 +173,10 @@ def _sharing(config, task_names: list[str], name: str):
     return build_sharing(config.sharing, task_names, name=name)
 
 
-def _heads(config, preprocessor, towers: dict, suffix: str) -> dict:
+def _heads(config, preprocessor, towers: dict, task_names: list[str], suffix: str) -> dict:
     outputs = {}
-    for task, task_config in config.tasks.items():
+    for task in task_names:
+        task_config = config.tasks[task]
         task_type = get_task_type(task_config.type)
         units = task_type.output_units(len(preprocessor.classes(task)))
         offset, scale = preprocessor.target_statistics(task)

@@ -15,10 +15,11 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_mtmm.cells import as_strings
 from keras_mtmm.data.tables import label_column
 from keras_mtmm.errors import UnknownLabel, locate_label
 from keras_mtmm.tasks import get_task_type
-from keras_mtmm.tasks.base import label_check
+from keras_mtmm.tasks.base import alignment_check, label_check
 
 
 def encode_table_labels(
@@ -29,13 +30,28 @@ def encode_table_labels(
     for name, spec in tasks.items():
         where = f"tasks.{name}.label (column '{spec['label']}')"
         column = label_column(table, spec["label"], spec["type"] == "regression")
+        task_type = get_task_type(spec["type"], spec=spec)
         try:
-            targets[name], masks[name] = get_task_type(spec["type"]).encode(
-                column, classes_by_task[name], where, label_separator
-            )
+            targets[name], masks[name] = task_type.encode(column, classes_by_task[name], where, label_separator)
         except UnknownLabel as error:
             raise locate_label(error, table, spec["label"], name) from None
+        text = spec.get("text_column")
+        if text is not None and text in table:
+            _check_aligned(task_type, table, column, text, name, spec["label"])
     return targets, masks
+
+
+def _check_aligned(task_type, table, column: np.ndarray, text_column: str, task: str, label: str) -> None:
+    """A token task's rows must have one tag per word of their text: else an error at the first row's place."""
+    text = as_strings(table[text_column])
+    misaligned = np.asarray(
+        task_type.misaligned_tf(tf.constant(as_strings(column).tolist(), tf.string), tf.constant(text.tolist()))
+    )
+    if misaligned.any():
+        row = int(np.argmax(misaligned))
+        place = table.where(row) if hasattr(table, "where") else None
+        at = f"{place}: column '{label}'" if place else f"tasks.{task}.label (column '{label}'), row {row}"
+        raise task_type.misaligned_error(column, text, row, at)
 
 
 def encode_labels_tf(
@@ -49,10 +65,13 @@ def encode_labels_tf(
         if raw is None:  # another task's dataset: unlabelled for this task
             raw = tf.fill([batch], math.nan) if spec["type"] == "regression" else tf.fill([batch], "")
         classes = classes_by_task[name]
-        target, mask, unknown = get_task_type(spec["type"]).encode_tf(
-            raw, classes, label_tables.get(name), label_separator
-        )
+        task_type = get_task_type(spec["type"], spec=spec)
+        target, mask, unknown = task_type.encode_tf(raw, classes, label_tables.get(name), label_separator)
         text = tf.strings.strip(raw) if raw.dtype == tf.string else tf.strings.as_string(raw)
-        with tf.control_dependencies([label_check(name, classes, tf.reduce_any(unknown), text, unknown)]):
+        checks = [label_check(name, classes, tf.reduce_any(unknown), text, unknown)]
+        if spec.get("text_column") in columns:
+            misaligned = task_type.misaligned_tf(raw, columns[spec["text_column"]])
+            checks.append(alignment_check(name, tf.reduce_any(misaligned), text, misaligned))
+        with tf.control_dependencies(checks):
             targets[name], masks[name] = tf.identity(target), tf.identity(mask)
     return targets, masks

@@ -38,7 +38,7 @@ from keras_mtmm.preprocessing.labels import encode_labels_tf, encode_table_label
 from keras_mtmm.preprocessing.modalities import get_modality_type
 from keras_mtmm.preprocessing.stats import adapt_labels
 from keras_mtmm.registry import MODALITY_TYPES
-from keras_mtmm.tasks.base import class_table
+from keras_mtmm.tasks.base import class_table, task_settings
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -86,9 +86,17 @@ class Preprocessor(keras.layers.Layer):
             for name, m in config.modalities.items()
         }
         tasks = {
-            name: {"type": t.type, "label": t.label, "classes": None if t.classes is None else list(t.classes)}
+            name: {
+                "type": t.type,
+                "label": t.label,
+                "classes": None if t.classes is None else list(t.classes),
+                **task_settings(config, t),
+            }
             for name, t in config.tasks.items()
         }
+        for spec in tasks.values():  # a token task's text keeps one token per word: no punctuation stripped
+            if "modality" in spec and modalities[spec["modality"]].get("standardize") == "auto":
+                modalities[spec["modality"]]["standardize"] = "lower"
         return cls(modalities, tasks, config.data.label_separator)
 
     @classmethod

@@ -13,8 +13,12 @@ from keras_mtmm.errors import DataError, UnknownLabel, locate_label
 from keras_mtmm.tasks import get_task_type
 
 
-def text_vocabulary(texts: np.ndarray, max_tokens: int, sequence_length: int) -> list[str]:
-    layer = keras.layers.TextVectorization(max_tokens=max_tokens, output_sequence_length=sequence_length)
+def text_vocabulary(
+    texts: np.ndarray, max_tokens: int, sequence_length: int, standardize: str | None = "lower_and_strip_punctuation"
+) -> list[str]:
+    layer = keras.layers.TextVectorization(
+        max_tokens=max_tokens, output_sequence_length=sequence_length, standardize=standardize
+    )
     layer.adapt(tf.constant(list(texts), dtype=tf.string), batch_size=1024)
     vocabulary = layer.get_vocabulary(include_special_tokens=False)
     if not vocabulary:

@@ -337,9 +337,9 @@ def _task_plots(run: Run, page: Page) -> str:
         if not labelled.any():
             notes.append(page.skipped(f"{task}: no labelled rows in evaluation.npz"))
             continue
-        where = f"{split}, {int(labelled.sum())} labelled rows"
         kind = spec["type"]
-        if kind == "multiclass":
+        where = f"{split}, {int(labelled.sum())} labelled {'tokens' if kind == 'token_tagging' else 'rows'}"
+        if kind in ("multiclass", "token_tagging"):
             figure = confusion_matrix(
                 predictions, targets, spec["classes"], f"{task}: confusion matrix ({where})", colour
             )

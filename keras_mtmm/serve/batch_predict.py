@@ -21,7 +21,10 @@ index of the data row), then per task:
   and, in JSON lines, `<task>_probabilities` (`{class: p}`);
 - multilabel: `<task>` (the classes with P > 0.5, joined by the data's label
   separator) and, in JSON lines, `<task>_probabilities`;
-- regression: `<task>` (the value, in the label's units).
+- regression: `<task>` (the value, in the label's units);
+- token_tagging: `<task>` (one tag per token of the text, joined by spaces; words past the
+  modality's `sequence_length` get none) and, in JSON lines, `<task>_probability` (each tag's
+  probability, a list).
 
 The decision rule (P > 0.5, argmax) is the one the metrics and the export's
 `<task>_label` outputs use.
@@ -218,6 +221,8 @@ def output_fields(metadata: dict, id_field: str, jsonl: bool) -> list[str]:
             fields.append(f"{task}_probability")
         if jsonl and spec["type"] in ("multiclass", "multilabel"):
             fields.append(f"{task}_probabilities")
+        if jsonl and spec["type"] == "token_tagging":
+            fields.append(f"{task}_probability")
     return fields
 
 
@@ -233,20 +238,24 @@ def prediction_records(
         chosen = get_task_type(spec["type"]).predicted_labels(
             np.asarray(outputs[task]), spec.get("classes") or [], separator
         )
-        if chosen is not None:
+        if chosen is not None and np.ndim(chosen) == 2:  # a tag per token, "" past the text's end
+            labels[task] = [" ".join(tag.decode("utf-8") for tag in tags if tag) for tags in np.asarray(chosen)]
+        elif chosen is not None:
             labels[task] = [value.decode("utf-8") for value in np.asarray(chosen)]
     for row, identifier in enumerate(identifiers):
         record = {id_field: identifier}
         for task, spec in metadata["tasks"].items():
             values = np.asarray(outputs[task])[row]
             kind, classes = spec["type"], spec.get("classes") or []
-            record[task] = labels[task][row] if task in labels else _number(values[0])
+            record[task] = labels[task][row] if task in labels else _number(values.ravel()[0])
             if kind == "binary":
                 record[f"{task}_probability"] = _number(values[0])
             elif kind == "multiclass":
                 record[f"{task}_probability"] = _number(values[classes.index(record[task])])
             if jsonl and kind in ("multiclass", "multilabel"):
                 record[f"{task}_probabilities"] = {name: _number(p) for name, p in zip(classes, values)}
+            if jsonl and kind == "token_tagging":
+                record[f"{task}_probability"] = [_number(p) for p in values.max(axis=-1) if p > 0]
         yield record
 
 

@@ -36,6 +36,9 @@ class TaskType:
     metric_names: tuple[str, ...] = ()
     default_metrics: tuple[str, ...] = ()
     has_classes = True
+    per_token = False  # one output per token of a text modality (`tasks.<t>.modality`), targets [B, L]
+    settings: tuple[str, ...] = ()  # the task spec's keys the type is made with (`get_task_type(spec=...)`)
+    numpy_metrics: tuple[str, ...] = ()  # metrics with no Keras counterpart: scored on validation only
 
     def output_units(self, num_classes: int) -> int:
         return num_classes
@@ -87,6 +90,23 @@ class TaskType:
         """Metrics on labelled examples only (the caller drops unlabelled rows)."""
         raise NotImplementedError
 
+    def labelled_scores(
+        self, predictions: np.ndarray, targets: np.ndarray, mask: np.ndarray, metrics: list[str], spec: dict
+    ) -> tuple[int, dict[str, float | None]]:
+        """`(labelled rows, {"loss", <metric>...})` over the rows `mask` marks (`spec`: the task's metadata)."""
+        labelled = np.asarray(mask) > 0
+        count = int(labelled.sum())
+        if count == 0:
+            return count, {"loss": 0.0, **{m: None for m in metrics}}
+        prediction, target = np.asarray(predictions)[labelled], np.asarray(targets)[labelled]
+        losses = self.example_losses(prediction, target, spec.get("target_scale", 1.0))
+        return count, {"loss": float(np.mean(losses)), **self.score(prediction, target, metrics, spec.get("top_k", 2))}
+
+    def prior(self, targets: np.ndarray, mask: np.ndarray, classes: list[str]) -> np.ndarray:
+        """The label prior, one row's constant prediction: class frequencies, positive rates or the mean."""
+        target = np.asarray(targets)[np.asarray(mask) > 0]
+        return target.reshape(len(target), -1).mean(axis=0) if len(target) else np.zeros(1)
+
     def encode_tf(self, raw, classes: list[str], table, separator: str):
         """The label encoding rule: raw labels `[B]` -> (targets, mask, unknown), in TF.
 
@@ -135,6 +155,35 @@ def label_check(task: str, classes: list[str], failed, values, where_failed):
     )
 
 
-def get_task_type(name: str, where: str | None = None) -> TaskType:
-    """The task type registered as `name` (a `ConfigError` naming `where` if unknown)."""
-    return TASK_TYPES.get(name, where)()
+def task_settings(config, task) -> dict:
+    """A task spec's keys besides type and label: a token task's text modality, its length and its column."""
+    if not getattr(task, "modality", None) or task.modality not in config.modalities:
+        return {}
+    modality = config.modalities[task.modality]
+    return {
+        "modality": task.modality,
+        "sequence_length": modality.get().sequence_length,
+        "text_column": modality.columns[0],
+    }
+
+
+def alignment_check(task: str, failed, values, where_failed):
+    """An assertion that every row of a token task has one tag per word of its text."""
+    return tf.debugging.Assert(
+        tf.logical_not(failed),
+        [
+            f"keras_mtmm: tasks.{task}.label: rows whose tags are not one per word of the text:",
+            tf.boolean_mask(values, where_failed)[:5],
+        ],
+        summarize=5,
+    )
+
+
+def get_task_type(name: str, where: str | None = None, spec: dict | None = None) -> TaskType:
+    """The task type registered as `name` (a `ConfigError` naming `where` if unknown).
+
+    `spec` (a task's spec dict) gives the type the settings it is made with (`TaskType.settings`,
+    e.g. a token task's `sequence_length`); the label rule of such a type needs them.
+    """
+    cls = TASK_TYPES.get(name, where)
+    return cls(**{key: spec[key] for key in cls.settings if key in spec}) if spec else cls()

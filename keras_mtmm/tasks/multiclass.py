@@ -52,5 +52,9 @@ class MulticlassTask(TaskType):
         }
         return {m: table[m]() for m in metrics}
 
+    def prior(self, targets, mask, classes):
+        counts = np.bincount(np.asarray(targets)[np.asarray(mask) > 0].astype(np.int64), minlength=len(classes))
+        return counts / max(counts.sum(), 1)
+
     def predicted_labels(self, predictions, classes, separator):
         return tf.gather(tf.constant(classes), tf.argmax(predictions, axis=-1))

@@ -66,3 +66,41 @@ def ndcg_at(targets: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int)
             float(((2**ranked - 1) * discounts[: len(ranked)]).sum() / ((2**ideal - 1) * discounts[: len(ideal)]).sum())
         )
     return float(np.mean(values)) if values else None
+
+
+def bio_entities(tags: list[str]) -> set[tuple[int, int, str]]:
+    """The entities `(start, end exclusive, type)` of one sentence's BIO tags, as conlleval reads them.
+
+    `B-X` starts an entity of type X; `I-X` continues the entity of type X before it, and starts one
+    when the tag before it is `O`, padding or another type (conlleval's rule); `O` and "" (padding,
+    unlabelled) end it. A tag without a `B-`/`I-` prefix other than `O` is an entity of one token.
+    """
+    entities, start, kind = set(), None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, name = tag.partition("-") if tag[:2] in ("B-", "I-") else ("", "", tag)
+        continues = prefix == "I" and kind == name and start is not None
+        if start is not None and not continues:
+            entities.add((start, i, kind))
+            start, kind = None, None
+        if prefix == "B" or (prefix == "I" and not continues) or (not prefix and tag not in ("O", "")):
+            start, kind = i, name
+            if not prefix:  # a bare tag: an entity of its own token
+                entities.add((i, i + 1, name))
+                start, kind = None, None
+    return entities
+
+
+def entity_f1(truth: list[list[str]], predicted: list[list[str]]) -> float:
+    """Micro-averaged entity-level F1 over sentences (an entity counts when its span and type match exactly).
+
+    1.0 when neither side has an entity (nothing to find, nothing wrongly found).
+    """
+    found = true_count = predicted_count = 0
+    for true_tags, predicted_tags in zip(truth, predicted):
+        expected, guessed = bio_entities(true_tags), bio_entities(predicted_tags)
+        found += len(expected & guessed)
+        true_count += len(expected)
+        predicted_count += len(guessed)
+    if true_count + predicted_count == 0:
+        return 1.0
+    return 2.0 * found / (true_count + predicted_count)

@@ -12,6 +12,7 @@ from keras_mtmm.data.tables import iter_tables
 from keras_mtmm.evaluation.scoring import score_batches
 from keras_mtmm.files import write_json
 from keras_mtmm.run_folder import read_history
+from keras_mtmm.tasks import get_task_type
 
 
 class WeightingLogger(keras.callbacks.Callback):
@@ -140,7 +141,8 @@ class ValidationScores(keras.callbacks.Callback):
             batches = iter_tables(self.split, self.batch_size)
             report = score_batches(self.predict, batches, self.metadata, "", "validation")
         for task, scores in report["tasks"].items():
+            own = get_task_type(self.metadata["tasks"][task]["type"]).numpy_metrics  # (no Keras metric: added)
             for metric, value in scores.items():
                 key = f"val_{task}_{metric}"
-                if key in logs and metric not in ("loss", "labelled") and value is not None:
+                if (key in logs or metric in own) and metric not in ("loss", "labelled") and value is not None:
                     logs[key] = value

@@ -81,14 +81,8 @@ def prior_predictions(metadata: dict, train_targets: dict, train_masks: dict, ro
     """Each task's label-prior prediction for `rows` rows: the training labels' class frequencies or mean."""
     predictions = {}
     for task, spec in metadata["tasks"].items():
-        labelled = train_masks[task] > 0
-        target = np.asarray(train_targets[task])[labelled]
-        if spec["type"] == "multiclass":
-            counts = np.bincount(target.astype(np.int64).ravel(), minlength=len(spec["classes"]))
-            prior = counts / max(counts.sum(), 1)
-        else:  # binary and multilabel: the frequency of each positive; regression: the mean
-            prior = target.reshape(len(target), -1).mean(axis=0) if len(target) else np.zeros(1)
-        predictions[task] = np.tile(prior.astype(np.float32), (rows, 1))
+        prior = get_task_type(spec["type"], spec=spec).prior(train_targets[task], train_masks[task], spec["classes"])
+        predictions[task] = np.tile(prior.astype(np.float32), (rows,) + (1,) * prior.ndim)
     return predictions
 
 

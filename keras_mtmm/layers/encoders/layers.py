@@ -104,3 +104,20 @@ class EncoderProjection(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "normalize": self.normalize}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class MaskedMeanPool(keras.layers.Layer):
+    """The mean of a token sequence `[B, L, D]` over its present tokens (token id > 0): `[B, D]`.
+
+    A text modality that a token task reads keeps its encoder's per-token features; this pools them
+    for fusion, as the encoder's own pooling would (0 for a text without tokens).
+    """
+
+    def call(self, sequence, token_ids):
+        present = keras.ops.expand_dims(keras.ops.cast(token_ids > 0, sequence.dtype), -1)
+        total = keras.ops.sum(sequence * present, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(present, axis=1), 1.0)
+
+    def compute_output_shape(self, sequence_shape, token_ids_shape=None):
+        return (sequence_shape[0], sequence_shape[-1])

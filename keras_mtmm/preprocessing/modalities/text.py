@@ -12,32 +12,43 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from keras_mtmm.config.bounds import positive
+from keras_mtmm.config.bounds import Choice, positive
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.preprocessing.stats import text_vocabulary
 from keras_mtmm.registry import MODALITY_TYPES
 
+# How the text is standardized before it is split on whitespace (`auto`: `lower_and_strip_punctuation`, or
+# `lower` where a token task reads the modality, so that each whitespace word stays one token).
+STANDARDIZE = ("auto", "lower_and_strip_punctuation", "lower", "strip_punctuation", "none")
+
 
 @dataclass
 class TextModalityConfig:
-    """`modalities.<m>.text`: the vocabulary size and the token sequence length."""
+    """`modalities.<m>.text`: the vocabulary size, the token sequence length and the standardization."""
 
     max_tokens: int = 2000
     sequence_length: int = 16
+    standardize: str = "auto"
+
+
+def standardize_of(spec: dict) -> str | None:
+    """TextVectorization's `standardize` for a modality spec (specs saved before the key: the default)."""
+    value = spec.get("standardize", "auto")
+    return {"auto": "lower_and_strip_punctuation", "none": None}.get(value, value)
 
 
 @MODALITY_TYPES.register("text")
 class TextModality(ModalityType):
     name = "text"
     config_class = TextModalityConfig
-    checks = (positive("max_tokens", "2000"), positive("sequence_length", "16"))
+    checks = (positive("max_tokens", "2000"), positive("sequence_length", "16"), Choice("standardize", STANDARDIZE))
     default_encoder = "conv1d"
     single_column = True
 
     def adapt(self, name, spec, values, folder):
         if spec.get("raw_text", False):
             return None
-        vocabulary = text_vocabulary(values, spec["max_tokens"], spec["sequence_length"])
+        vocabulary = text_vocabulary(values, spec["max_tokens"], spec["sequence_length"], standardize_of(spec))
         filename = f"vocabulary_{name}.txt"
         (folder / filename).write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
         return filename
@@ -51,6 +62,7 @@ class TextModality(ModalityType):
         layer = keras.layers.TextVectorization(
             max_tokens=spec["max_tokens"],
             output_sequence_length=spec["sequence_length"],
+            standardize=standardize_of(spec),
             vocabulary=vocabularies[learnt] if learnt in vocabularies else str(folder / learnt),
             name=f"{name}_vectorizer",
         )
