@@ -240,7 +240,7 @@ def _validate_task(name: str, task, config, registries: Any) -> None:
     if name in config.modalities:
         raise ConfigError(where, f"task name '{name}' is also a modality name", "rename one of them")
     head = registries.TASK_TYPES.get(task.type, f"{where}.type")
-    if not task.label:
+    if not task.label and head.needs_label:
         raise ConfigError(f"{where}.label", "no label column is named", "set the column holding this task's labels")
     if task.weight < 0:
         raise ConfigError(f"{where}.weight", f"expected a weight >= 0, got {task.weight}", "use 0 to switch a task off")
@@ -278,12 +278,20 @@ def _validate_token_task(name: str, task, config, head, registries: Any) -> None
         if task.modality is not None:
             raise ConfigError(where, f"a {task.type} task reads every modality, not one", "remove modality")
         return
+    if not 0.0 < task.mask_rate < 1.0:
+        raise ConfigError(f"tasks.{name}.mask_rate", f"expected a rate in (0, 1), got {task.mask_rate}", "e.g. 0.15")
     texts = [m for m, modality in config.modalities.items() if modality.type == "text"]
     if task.modality not in texts:
         given = "no modality is named" if task.modality is None else f"{task.modality!r} is not a text modality"
         hint = did_you_mean(task.modality or "", texts) or f"text modalities: {', '.join(texts) or 'none'}"
         raise ConfigError(where, f"a {task.type} task tags the tokens of a text modality; {given}", hint)
     modality = config.modalities[task.modality]
+    if not head.needs_label and task.label != modality.columns[0]:
+        raise ConfigError(
+            f"tasks.{name}.label",
+            f"a {task.type} task predicts its text's own words, column '{modality.columns[0]}'",
+            "remove label",
+        )
     if not getattr(registries.ENCODERS.get(modality.encoder.type), "reads_token_ids", False):
         raise ConfigError(
             f"modalities.{task.modality}.encoder.type",

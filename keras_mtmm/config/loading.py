@@ -13,6 +13,7 @@ from keras_mtmm.config.schema import ExperimentConfig
 from keras_mtmm.config.types import build, deep_copy
 from keras_mtmm.config.yaml_reader import MAX_YAML_NODES, load_yaml  # noqa: F401 (MAX_YAML_NODES: part of the API)
 from keras_mtmm.errors import ConfigError, did_you_mean
+from keras_mtmm.registry import TASK_TYPES
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -65,8 +66,17 @@ def config_from_dict(
         apply_override(raw, override)
         check_named_member(raw, override, named)
     config = build(ExperimentConfig, raw, "")
+    _derive_labels(config)
     validate(config, check_files)
     return config
+
+
+def _derive_labels(config: ExperimentConfig) -> None:
+    """A task whose targets come from its inputs (a masked language model) has its text column as its label."""
+    for task in config.tasks.values():
+        if not task.label and task.modality in config.modalities and task.type in TASK_TYPES:
+            if not TASK_TYPES.get(task.type).needs_label:
+                task.label = config.modalities[task.modality].columns[0]
 
 
 def validate(config: ExperimentConfig, check_files: bool = True) -> None:

@@ -184,7 +184,9 @@ class TaskConfig:
     also reports the ranking metrics within groups, `gauc` and `ndcg@<ndcg_k>`.
 
     `modality` (token tasks, `token_tagging`): the text modality whose tokens are tagged; the
-    head reads that modality's encoder per token (`keras_mtmm.tasks.token_tagging`).
+    head reads that modality's encoder per token (`keras_mtmm.tasks.token_tagging`). A
+    `masked_language_model` task (`mask_rate`: the fraction of tokens hidden) needs no label: its
+    targets are that modality's own tokens (`keras_mtmm.tasks.masked_lm`).
     """
 
     type: str = ""
@@ -199,6 +201,7 @@ class TaskConfig:
     group: str | None = None
     ndcg_k: int = 10
     modality: str | None = None
+    mask_rate: float = 0.15
 
 
 @dataclass

@@ -41,6 +41,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "f1_macro": True,
     "entity_f1": True,
     "token_accuracy": True,
+    "masked_accuracy": True,
     "loss": False,
     "mae": False,
     "rmse": False,

@@ -63,10 +63,11 @@ class TaskHead(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class TokenHead(keras.layers.Layer):
-    """The output layer of a token task: a softmax over the classes at each token, 0 at padding.
+    """The output layer of a token task: a softmax over the classes at each position it is asked for, else 0.
 
-    `call(sequence [B, L, D], token_ids [B, L])` -> `[B, L, units]`; a position whose token id is 0
-    (padding) gets all-zero probabilities, so the served output says where the text ends.
+    `call(sequence [B, L, D], asked [B, L])` -> `[B, L, units]`; a position where `asked` is 0
+    (padding for a tagger; a token not hidden for a masked language model) gets all-zero
+    probabilities, so the output itself says which positions it predicts.
 
     Args:
         units: the class (tag) count.
@@ -79,14 +80,13 @@ class TokenHead(keras.layers.Layer):
         self.units = units
         self.dense = keras.layers.Dense(units, activation="softmax", dtype="float32", name="dense")
 
-    def build(self, sequence_shape, token_ids_shape=None):
+    def build(self, sequence_shape, asked_shape=None):
         self.dense.build(sequence_shape)
 
-    def call(self, sequence, token_ids):
-        present = keras.ops.expand_dims(keras.ops.cast(token_ids > 0, "float32"), -1)
-        return self.dense(sequence) * present
+    def call(self, sequence, asked):
+        return self.dense(sequence) * keras.ops.expand_dims(keras.ops.cast(asked, "float32"), -1)
 
-    def compute_output_shape(self, sequence_shape, token_ids_shape=None):
+    def compute_output_shape(self, sequence_shape, asked_shape=None):
         return (*sequence_shape[:-1], self.units)
 
     def get_config(self):

@@ -21,9 +21,11 @@ from keras_mtmm.layers.encoders import build_encoder
 from keras_mtmm.layers.encoders.layers import MaskedMeanPool
 from keras_mtmm.layers.fusion import ModalityDropout, TokenMask, build_fusion
 from keras_mtmm.layers.heads import TaskHead, TokenHead
+from keras_mtmm.layers.masking import TokenMasking
 from keras_mtmm.layers.sharing import build_sharing
 from keras_mtmm.registry import ENCODERS, FUSIONS, SHARINGS
 from keras_mtmm.tasks import get_task_type
+from keras_mtmm.tasks.masked_lm import MASK_TOKEN
 
 # With decision-level fusion, the fusion layer of each task (what `NetworkParts.task_fusion` finds).
 TASK_FUSION = "fusion_{task}"
@@ -55,13 +57,14 @@ def build_model(config, preprocessor) -> keras.Model:
     tokens_read = {t.modality for t in token_tasks.values()}
     # MTAN: each cnn image encoder becomes a shared conv base read through per-task attention ({task: vector}).
     attended_encoder = getattr(SHARINGS.get(config.sharing.type, "sharing.type"), "build_image_encoder", None)
-    features, token_features = {}, {}
+    features, token_features, encoders = {}, {}, {}
     for name, modality in config.modalities.items():
         if attended_encoder is not None and modality.type == "image" and modality.encoder.type == "cnn":
             encoder = attended_encoder(name, modality.encoder, task_names)
         else:
             per_token = sequences or name in tokens_read
             encoder = build_encoder(name, modality, preprocessor.vocabulary_sizes(name), return_sequence=per_token)
+        encoders[name] = encoder
         features[name] = encoder(inputs[name])
         if name in tokens_read:  # token tasks read the sequence; fusion its mean (or the sequence, if it takes them)
             token_features[name] = features[name]
@@ -69,8 +72,16 @@ def build_model(config, preprocessor) -> keras.Model:
                 features[name] = MaskedMeanPool(name=f"{name}_pool")(features[name], inputs[name])
     outputs = _example_outputs(config, preprocessor, inputs, features, task_names, layer_class) if task_names else {}
     for task, task_config in token_tasks.items():
-        head = TokenHead(len(preprocessor.classes(task)), name=f"head_{task}")
-        outputs[task] = head(token_features[task_config.modality], inputs[task_config.modality])
+        ids, classes = inputs[task_config.modality], preprocessor.classes(task)
+        if get_task_type(task_config.type).reads_vocabulary:  # a masked language model: a pass over masked text
+            masking = TokenMasking(
+                task_config.mask_rate, classes.index(MASK_TOKEN), config.seed, name=f"{task}_masking"
+            )
+            masked, asked = masking(ids)
+            sequence = encoders[task_config.modality](masked)
+        else:
+            sequence, asked = token_features[task_config.modality], TokenMask(from_ids=True, name=f"{task}_tokens")(ids)
+        outputs[task] = TokenHead(len(classes), name=f"head_{task}")(sequence, asked)
     outputs = {task: outputs[task] for task in config.tasks}  # (in the config's order)
     outputs = _dependencies(config, outputs)
     # Identity layers named after the tasks give the outputs their serving names.

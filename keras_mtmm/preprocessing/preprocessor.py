@@ -38,6 +38,7 @@ from keras_mtmm.preprocessing.labels import encode_labels_tf, encode_table_label
 from keras_mtmm.preprocessing.modalities import get_modality_type
 from keras_mtmm.preprocessing.stats import adapt_labels
 from keras_mtmm.registry import MODALITY_TYPES
+from keras_mtmm.tasks import get_task_type
 from keras_mtmm.tasks.base import class_table, task_settings
 
 STATE_FILE = "state.json"
@@ -95,8 +96,10 @@ class Preprocessor(keras.layers.Layer):
             for name, t in config.tasks.items()
         }
         for spec in tasks.values():  # a token task's text keeps one token per word: no punctuation stripped
-            if "modality" in spec and modalities[spec["modality"]].get("standardize") == "auto":
-                modalities[spec["modality"]]["standardize"] = "lower"
+            if "modality" in spec:
+                modalities[spec["modality"]]["standardize"] = spec["standardize"]
+                if get_task_type(spec["type"]).reads_vocabulary:  # a masked language model's [mask] token
+                    modalities[spec["modality"]]["mask_token"] = True
         return cls(modalities, tasks, config.data.label_separator)
 
     @classmethod
@@ -138,6 +141,10 @@ class Preprocessor(keras.layers.Layer):
             if learnt is not None:
                 state[spec["type"]][name] = learnt
         state["classes"], state["targets"] = adapt_labels(self.tasks, table, self.label_separator)
+        for task, spec in self.tasks.items():  # a masked language model's classes: its text's token ids
+            if get_task_type(spec["type"]).reads_vocabulary:
+                modality = spec["modality"]
+                state["classes"][task] = self.kinds[modality].token_names(state["text"][modality], folder)
         self.state = state
         self.folder = folder
         self._write_state()

@@ -320,15 +320,14 @@ def evaluation_section(run: Run, page: Page) -> tuple[str, str, str]:
 
 
 def _task_plots(run: Run, page: Page) -> str:
-
     if run.evaluation is None:
         why = "no evaluation.npz in the run folder (training writes it; `evaluate.py --model RUN/best.keras "
         return page.skipped(why + "--output RUN/metrics.json` writes it for an older run)")
     split, dumps = run.evaluation
     figures, notes = [], []
     for task in run.tasks:
-        if task not in dumps:
-            notes.append(page.skipped(f"{task}: not in evaluation.npz"))
+        if task not in dumps or run.metadata["tasks"][task]["type"] == "masked_language_model":
+            notes.append(page.skipped(f"{task}: {'a language model' if task in dumps else 'not in evaluation.npz'}"))
             continue
         spec, dump = run.metadata["tasks"][task], dumps[task]
         labelled = dump["mask"] > 0

@@ -39,6 +39,8 @@ class TaskType:
     per_token = False  # one output per token of a text modality (`tasks.<t>.modality`), targets [B, L]
     settings: tuple[str, ...] = ()  # the task spec's keys the type is made with (`get_task_type(spec=...)`)
     numpy_metrics: tuple[str, ...] = ()  # metrics with no Keras counterpart: scored on validation only
+    needs_label = True  # False: the targets come from the inputs (a masked language model's text)
+    reads_vocabulary = False  # its classes are its text modality's vocabulary
 
     def output_units(self, num_classes: int) -> int:
         return num_classes
@@ -160,10 +162,12 @@ def task_settings(config, task) -> dict:
     if not getattr(task, "modality", None) or task.modality not in config.modalities:
         return {}
     modality = config.modalities[task.modality]
+    standardize = modality.get().standardize
     return {
         "modality": task.modality,
         "sequence_length": modality.get().sequence_length,
         "text_column": modality.columns[0],
+        "standardize": "lower" if standardize == "auto" else standardize,
     }
 
 

@@ -35,3 +35,34 @@ class ScaledMeanSquaredError(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "target_scale": self.target_scale}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtmm")
+class MaskedTokenCrossentropy(keras.losses.Loss):
+    """Cross-entropy at the positions a token head predicted, averaged over them.
+
+    The head (`keras_mtmm.layers.heads.TokenHead`) gives all-zero probabilities where it was not
+    asked to predict (unmasked or padded tokens of a masked language model); the loss counts the
+    other positions, weighted by the sample weight (the label mask): `Σ w·CE / Σ w` over them,
+    0 when a batch has none.
+    """
+
+    def __init__(self, name: str = "masked_token_crossentropy", dtype=None):
+        super().__init__(name=name, reduction="mean_with_sample_weight", dtype=dtype)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = keras.ops.cast(y_pred, "float32")
+        asked = keras.ops.sum(y_pred, axis=-1, keepdims=True) > 0
+        uniform = keras.ops.ones_like(y_pred) / keras.ops.cast(keras.ops.shape(y_pred)[-1], "float32")
+        probabilities = keras.ops.where(asked, y_pred, uniform)  # (no 0/0 where nothing was asked)
+        losses = keras.losses.sparse_categorical_crossentropy(y_true, probabilities)
+        weights = keras.ops.cast(keras.ops.squeeze(asked, -1), "float32")
+        if sample_weight is not None:
+            weights = weights * keras.ops.cast(sample_weight, "float32")
+        return keras.ops.sum(losses * weights) / keras.ops.maximum(keras.ops.sum(weights), 1e-12)
+
+    def call(self, y_true, y_pred):  # (Keras' reduction path, unused: `__call__` weighs the asked positions)
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}

@@ -1,7 +1,10 @@
-"""NLP multi-task on one Transformer: entity tags per word and the sentence's sentiment are learnt; the
-export takes raw sentences and serves one tag per word ("" past the text's end), as the model in memory."""
+"""NLP multi-task on one Transformer: a masked language model, entity tags per word and the sentence's
+sentiment are learnt; the export takes raw sentences and serves one tag per word ("" past the text's end)
+and the hidden words, as the model in memory."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -27,6 +30,7 @@ def nlp_config(seed: int = 0, num_examples: int = 800, epochs: int = 8) -> dict:
         },
         "sharing": {"type": "hard", "tower_units": [16]},
         "tasks": {
+            "words": {"type": "masked_language_model", "modality": "sentence", "weight": 0.5},  # no label column
             "entities": {"type": "token_tagging", "label": "tags", "modality": "sentence"},
             "sentiment": {"type": "binary", "label": "sentiment"},
         },
@@ -57,6 +61,9 @@ def test_entities_and_sentiment_are_learnt(nlp_run):
     assert tasks["entities"]["entity_f1"] >= 0.9, tasks["entities"]
     assert tasks["entities"]["token_accuracy"] >= 0.95, tasks["entities"]
     assert tasks["sentiment"]["auc"] >= 0.8, tasks["sentiment"]  # (the label prior: 0.5)
+    health = json.loads((result.run_dir / "inspection.json").read_text())["health"]
+    prior = health["label_prior"]["words"]["prior"]["masked_accuracy"]  # the most frequent word's rate
+    assert tasks["words"]["masked_accuracy"] >= 2 * prior, (tasks["words"], prior)
 
 
 def test_the_export_serves_one_tag_per_word_as_the_model_in_memory(nlp_run):
@@ -66,6 +73,8 @@ def test_the_export_serves_one_tag_per_word_as_the_model_in_memory(nlp_run):
     served = signatures["predict_entities"](sentence=tf.constant(list(texts)))
     in_memory = result.model(result.preprocessor.transform({"sentence": tf.constant(list(texts))}))
     np.testing.assert_allclose(served["entities"].numpy(), np.asarray(in_memory["entities"]), atol=1e-5)
+    words = signatures["predict_words"](sentence=tf.constant(list(texts)))["words"].numpy()
+    np.testing.assert_allclose(words, np.asarray(in_memory["words"]), atol=1e-5)  # the same hidden positions
     tags = served["entities_label"].numpy()
     assert tags.shape == (16, 16)
     for text, row in zip(texts, tags):
@@ -76,6 +85,16 @@ def test_the_export_serves_one_tag_per_word_as_the_model_in_memory(nlp_run):
     assert [tag.decode() for tag in tags[0, : len(named)]] == named
     empty = signatures["predict_entities"](sentence=tf.constant([""]))
     assert not empty["entities"].numpy().any() and not any(empty["entities_label"].numpy()[0])
+
+
+def test_a_word_written_mask_is_predicted_and_the_others_are_kept(nlp_run):
+    _, result = nlp_run
+    signatures = tf.saved_model.load(str(result.export_path)).signatures
+    served = signatures["predict_words"](sentence=tf.constant(["anna met tom in [mask] it was great"]))
+    labels = served["words_label"].numpy()[0]
+    assert labels[4]  # the [mask] word gets a guess
+    asked = served["words"].numpy()[0].sum(axis=-1) > 0
+    assert asked[4] and not asked[8:].any()  # and padding none
 
 
 @pytest.mark.slow

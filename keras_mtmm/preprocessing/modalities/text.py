@@ -16,6 +16,7 @@ from keras_mtmm.config.bounds import Choice, positive
 from keras_mtmm.preprocessing.modalities.base import ModalityType
 from keras_mtmm.preprocessing.stats import text_vocabulary
 from keras_mtmm.registry import MODALITY_TYPES
+from keras_mtmm.tasks.masked_lm import MASK_TOKEN
 
 # How the text is standardized before it is split on whitespace (`auto`: `lower_and_strip_punctuation`, or
 # `lower` where a token task reads the modality, so that each whitespace word stays one token).
@@ -49,9 +50,15 @@ class TextModality(ModalityType):
         if spec.get("raw_text", False):
             return None
         vocabulary = text_vocabulary(values, spec["max_tokens"], spec["sequence_length"], standardize_of(spec))
+        if spec.get("mask_token", False):  # a masked language model's [mask], in place of the rarest token
+            vocabulary = [token for token in vocabulary if token != MASK_TOKEN][: spec["max_tokens"] - 3] + [MASK_TOKEN]
         filename = f"vocabulary_{name}.txt"
         (folder / filename).write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
         return filename
+
+    def token_names(self, learnt, folder) -> list[str]:
+        """The token of each id: padding "", the out-of-vocabulary `[UNK]`, then the vocabulary file's."""
+        return ["", "[UNK]", *(folder / learnt).read_text(encoding="utf-8").splitlines()]
 
     def files(self, learnt):
         return [learnt]
