@@ -200,6 +200,7 @@ def load_tfrecord(data, modalities, tasks, seed: int, base_dir: Path, where: str
     columns = schema["columns"]
     wanted = [(f"modalities.{name}.columns", c) for name, m in modalities.items() for c in m.columns]
     wanted += [(f"tasks.{name}.label", task.label) for name, task in tasks.items()]
+    wanted += [(f"tasks.{name}.group", task.group) for name, task in tasks.items() if task.group]
     for where, column in wanted:
         if column not in columns:
             raise DataError(
@@ -236,6 +237,8 @@ def column_kinds(config) -> dict[str, dict]:
     for task in config.tasks.values():
         dtype = "float" if task.type == "regression" else "bytes"
         columns.setdefault(task.label, {"kind": "label", "dtype": dtype})
+        if task.group:  # (ranking within groups: the evaluation reads it beside the label)
+            columns.setdefault(task.group, {"kind": "label", "dtype": "bytes"})
     return columns
 
 

@@ -100,6 +100,8 @@ def check_kinds(columns: dict, modalities, tasks, folder: Path) -> None:
     }
     for task in tasks.values():
         wanted.setdefault(task.label, ("label", "float" if task.type == "regression" else "bytes"))
+        if task.group:
+            wanted.setdefault(task.group, ("label", "bytes"))
     for column, expected in wanted.items():
         recorded = (columns[column].get("kind"), columns[column].get("dtype"))
         if recorded != expected:

@@ -55,7 +55,8 @@ class Preprocessor(keras.layers.Layer):
     Args:
         modalities: per modality, a spec dict with `type`, `columns`,
             `image_size`, `max_tokens`, `sequence_length`, and for text
-            `raw_text` (pass the strings through, for hub encoders; missing = False).
+            `raw_text` (pass the strings through, for hub encoders; missing = False), `waveform`
+            (audio as the waveform, for hub encoders; missing = False).
         tasks: per task, a spec dict with `type`, `label`, `classes` (None = infer).
         label_separator: joins the labels of a multilabel cell.
 
@@ -83,7 +84,11 @@ class Preprocessor(keras.layers.Layer):
     def from_settings(cls, config) -> Preprocessor:
         """An un-adapted Preprocessor for an `ExperimentConfig`."""
         modalities = {
-            name: {**m.spec(), "raw_text": m.type == "text" and m.encoder.type == "hub"}
+            name: {
+                **m.spec(),
+                "raw_text": m.type == "text" and m.encoder.type == "hub",
+                "waveform": m.type == "audio" and m.encoder.type == "hub",
+            }
             for name, m in config.modalities.items()
         }
         tasks = {

@@ -81,7 +81,8 @@ def prior_predictions(metadata: dict, train_targets: dict, train_masks: dict, ro
     """Each task's label-prior prediction for `rows` rows: the training labels' class frequencies or mean."""
     predictions = {}
     for task, spec in metadata["tasks"].items():
-        prior = get_task_type(spec["type"], spec=spec).prior(train_targets[task], train_masks[task], spec["classes"])
+        task_type = get_task_type(spec["type"], spec=spec)
+        prior = task_type.prior(train_targets[task], train_masks[task], spec.get("classes") or [])
         predictions[task] = np.tile(prior.astype(np.float32), (rows,) + (1,) * prior.ndim)
     return predictions
 

@@ -40,6 +40,7 @@ class HubEncoderConfig:
     trainable: bool = exclusive(False)
     signature: str | None = exclusive(None)
     output_key: str | None = exclusive(None)
+    batched: bool = exclusive(True)
 
 
 @ENCODERS.register("hub")
@@ -48,9 +49,15 @@ class HubEncoder(keras.layers.Layer):
     """A TF Hub module (TF2 SavedModel) as an encoder, then dropout and a linear projection + LayerNorm.
 
     Text modules take the raw strings, `tf.string [B]`; image modules take
-    `float32 [B, H, W, 3]` in [0, 1] (TF Hub's image convention). The module
-    must return `[B, D]` (or a dict holding such an output: `output_key`);
-    the projection gives the encoder its configured width `units`.
+    `float32 [B, H, W, 3]` in [0, 1] (TF Hub's image convention); audio modules
+    take the waveform, `float32 [B, samples]` in [-1, 1], mono at the modality's
+    `sample_rate` (YAMNet's convention, at 16 kHz). The module returns `[B, D]`,
+    or one vector per frame `[B, frames, D]` (averaged over the frames); a dict
+    or a tuple of outputs is read at `output_key` (a tuple's: its index, e.g.
+    "1" for YAMNet's embeddings). With `batched=False` the module takes one
+    example at a time (YAMNet takes one waveform `[samples]` and returns
+    `[frames, D]`): it is mapped over the batch. The projection gives the
+    encoder its configured width `units`.
 
     The module's variables become the layer's weights, trainable only with
     `fine_tune=True`; they are saved in `.keras` checkpoints (the checkpoint
@@ -64,7 +71,8 @@ class HubEncoder(keras.layers.Layer):
         fine_tune: train the module's own variables too (else they are frozen).
         signature: call this signature of the module instead of its `__call__`
             (frozen only, as with `hub.KerasLayer`).
-        output_key: the output to use when the module returns a dict.
+        output_key: the output to use when the module returns a dict (its key) or a tuple (its index).
+        batched: whether the module takes a batch; False maps it over the examples.
         dropout: dropout rate before the output projection.
 
     Example:
@@ -72,7 +80,7 @@ class HubEncoder(keras.layers.Layer):
         >>> features = encoder(tf.constant(["a red ball", "a blue box"]))  # [2, 32]
     """
 
-    modality_types = ("image", "text")
+    modality_types = ("image", "text", "audio")
 
     config_class = HubEncoderConfig
 
@@ -98,6 +106,7 @@ class HubEncoder(keras.layers.Layer):
             fine_tune=encoder.get().trainable,
             signature=encoder.get().signature,
             output_key=encoder.get().output_key,
+            batched=encoder.get().batched,
             dropout=encoder.dropout,
             name=name,
         )
@@ -110,6 +119,7 @@ class HubEncoder(keras.layers.Layer):
         signature: str | None = None,
         output_key: str | None = None,
         dropout: float = 0.0,
+        batched: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,6 +137,7 @@ class HubEncoder(keras.layers.Layer):
         self.signature = signature
         self.output_key = output_key
         self.dropout = dropout
+        self.batched = bool(batched)
         import tensorflow_hub as hub
 
         # An attribute, so that exports track the module's tables and assets.
@@ -198,6 +209,10 @@ class HubEncoder(keras.layers.Layer):
         """The module's output width D, from a trace (nothing is computed)."""
         dtype = tf.string if len(input_shape) == 1 else tf.float32
         spec = tf.TensorSpec([None, *input_shape[1:]], dtype)
+        if not self.batched:  # one example's features [D], which mapping over the batch stacks
+            example = tf.TensorSpec(input_shape[1:], dtype)
+            once = tf.function(lambda x: self._frames_mean(self._call_once(x, False), batch_axes=0), autograph=False)
+            self._example_shape = once.get_concrete_function(example).structured_outputs.shape
         traced = tf.function(lambda x: self._call_module(x, False), autograph=False).get_concrete_function(spec)
         shape = traced.structured_outputs.shape
         if shape.rank != 2 or shape[-1] is None:
@@ -210,12 +225,36 @@ class HubEncoder(keras.layers.Layer):
         return int(shape[-1])
 
     def _call_module(self, inputs, training: bool):
+        """The module's features `[B, D]`: called on the batch, or on each example (`batched=False`)."""
+        if self.batched:
+            return self._frames_mean(self._call_once(inputs, training), batch_axes=1)
+        return tf.map_fn(
+            lambda example: self._frames_mean(self._call_once(example, training), batch_axes=0),
+            inputs,
+            fn_output_signature=tf.TensorSpec(self._example_shape, self.compute_dtype),
+        )
+
+    def _frames_mean(self, outputs, batch_axes: int):
+        """One vector per example: one per frame (a rank above `[batch_axes..., D]`) is averaged."""
+        outputs = tf.cast(outputs, self.compute_dtype)
+        return tf.reduce_mean(outputs, axis=batch_axes) if outputs.shape.rank == batch_axes + 2 else outputs
+
+    def _call_once(self, inputs, training: bool):
         if self._input_name is not None:
             outputs = self._function(**{self._input_name: inputs})
         elif self._takes_training:
             outputs = self._function(inputs, training=training)
         else:
             outputs = self._function(inputs)
+        if isinstance(outputs, (tuple, list)):
+            index = self.output_key
+            if index is None or not index.isdigit() or int(index) >= len(outputs):
+                raise ConfigError(
+                    "encoder.output_key",
+                    f"hub module '{self.handle}' returns {len(outputs)} outputs, got output_key {self.output_key!r}",
+                    f"set output_key to the index of the feature output (0 to {len(outputs) - 1})",
+                )
+            return outputs[int(index)]
         if isinstance(outputs, dict):
             key = self.output_key
             if key is None and len(outputs) == 1:
@@ -226,14 +265,14 @@ class HubEncoder(keras.layers.Layer):
                     f"hub module '{self.handle}' returns {sorted(outputs)}, got output_key {self.output_key!r}",
                     f"set output_key to one of: {', '.join(sorted(outputs))}",
                 )
-            outputs = outputs[key]
-        elif self.output_key is not None:
+            return outputs[key]
+        if self.output_key is not None:
             raise ConfigError(
                 "encoder.output_key",
                 f"hub module '{self.handle}' returns one tensor, not a dict",
                 "remove output_key",
             )
-        return tf.cast(outputs, self.compute_dtype)
+        return outputs
 
     def call(self, inputs, training=None):
         features = self._call_module(inputs, bool(training) and self.fine_tune)
@@ -251,4 +290,5 @@ class HubEncoder(keras.layers.Layer):
             "signature": self.signature,
             "output_key": self.output_key,
             "dropout": self.dropout,
+            "batched": self.batched,
         }

@@ -1,4 +1,6 @@
-"""Audio: WAV bytes `tf.string [B]` -> a standardized log-mel spectrogram `float32 [B, frames, mels, 1]`.
+"""Audio: WAV bytes `tf.string [B]` -> a standardized log-mel spectrogram `float32 [B, frames, mels, 1]`,
+or, for a `hub` encoder (`waveform`), the waveform itself, `float32 [B, samples]` in [-1, 1] (mono,
+at `sample_rate`, cropped or zero-padded to `duration_s`): TF Hub audio modules (YAMNet) take that.
 
 The decoding, resampling, cropping and spectrogram run in TensorFlow (`audio_decoding`), in
 training's input pipeline and inside the export alike. `adapt` learns one mean and one standard
@@ -89,6 +91,8 @@ class AudioModality(ModalityType):
         return tf.reduce_max(tf.abs(tf.audio.decode_wav(encoded)[0]))
 
     def adapt(self, name, spec, values, folder):
+        if spec.get("waveform", False):
+            return None
         clips = [value for value in values[:ADAPT_CLIPS] if value]
         if not clips:
             return {"mean": 0.0, "std": 1.0}
@@ -100,6 +104,8 @@ class AudioModality(ModalityType):
         return log_mel_spectrogram(samples, spec["sample_rate"], spec["frame_ms"], spec["hop_ms"], spec["num_mel_bins"])
 
     def layers(self, name, spec, learnt, folder, vocabularies):
+        if spec.get("waveform", False):
+            return None
         layer = keras.layers.Normalization(
             axis=None, mean=learnt["mean"], variance=learnt["std"] ** 2, name=f"{name}_normalizer"
         )
@@ -107,6 +113,8 @@ class AudioModality(ModalityType):
         return [layer]
 
     def transform(self, spec, layers, value):
+        if spec.get("waveform", False):  # (a missing clip decodes to silence)
+            return decode_audio(value, int(spec["sample_rate"]), num_samples(spec))
         standardized = layers[0](self.spectrogram(spec, value))
         present = tf.reshape(tf.cast(self.present(spec, value), tf.float32), [-1, 1, 1])
         return (standardized * present)[..., None]
@@ -115,6 +123,8 @@ class AudioModality(ModalityType):
         return tf.strings.length(value) > 0
 
     def model_input(self, spec):
+        if spec.get("waveform", False):
+            return (num_samples(spec),), "float32"
         return (*spectrogram_shape(spec), 1), "float32"
 
     def raw_input(self, name, spec):
