@@ -1,4 +1,4 @@
-"""`mtmm train|evaluate|inspect|export|predict|serve|...`: the command line (train.py and evaluate.py call it too).
+"""`mtmm train|evaluate|tune|inspect|export|predict|serve|...`: the command line (train.py and evaluate.py call it too).
 
 User mistakes (bad config, data or flags) end with exit status 2 and one
 line on stderr, `error: <where>: <what>; <fix>`; `--debug` shows the
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from keras_mtmm.cli.demo_data import add_demo_data_parser
 from keras_mtmm.cli.inspect import inspect_command
+from keras_mtmm.cli.tune import add_tune_parser
 from keras_mtmm.config.loading import load_config
 from keras_mtmm.data.tables import load_splits
 from keras_mtmm.data.tfrecord import prepare, read_schema
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(handler=_report)
     add_demo_data_parser(commands, DEFAULT_CONFIG)  # (with its own --debug)
+    add_tune_parser(commands, DEFAULT_CONFIG)  # (with its own --debug)
 
     for command in (train, evaluate, baselines, inspect, prepare, label, export, predict, serve, launch, report):
         command.add_argument("--debug", action="store_true", help="show tracebacks for errors")

@@ -10,6 +10,7 @@ import yaml
 from keras_mtmm.config.checks import validate_config
 from keras_mtmm.config.data import DataConfig, config_relative_paths  # noqa: F401 (DataConfig: part of the API)
 from keras_mtmm.config.schema import ExperimentConfig
+from keras_mtmm.config.tune import check_tune
 from keras_mtmm.config.types import build, deep_copy
 from keras_mtmm.config.yaml_reader import MAX_YAML_NODES, load_yaml  # noqa: F401 (MAX_YAML_NODES: part of the API)
 from keras_mtmm.errors import ConfigError, did_you_mean
@@ -26,14 +27,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     Returns:
         The validated `ExperimentConfig`.
     """
+    return config_from_dict(load_raw(path), overrides)
+
+
+def load_raw(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A YAML config file as plain data, the paths it names made absolute against its folder (unchecked)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(str(path), f"cannot read the config ({error.strerror})", "pass --config PATH") from None
+        raise ConfigError(str(path), f"cannot read the {what} ({error.strerror})", "pass --config PATH") from None
     except UnicodeDecodeError as error:
         raise ConfigError(
-            str(path), f"is not UTF-8 text (byte {error.start}: {error.reason})", "save the config as UTF-8"
+            str(path), f"is not UTF-8 text (byte {error.start}: {error.reason})", f"save the {what} as UTF-8"
         ) from None
     try:
         raw = load_yaml(text, str(path))
@@ -49,7 +55,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
             str(path), f"expected a mapping at the top level, got {type(raw).__name__}", "see configs/demo.yaml"
         )
     # Paths the file names are relative to the file; `--set` paths (applied next) to the working folder.
-    return config_from_dict(config_relative_paths(raw, path.parent), overrides)
+    return config_relative_paths(raw, path.parent)
 
 
 def config_from_dict(
@@ -68,6 +74,8 @@ def config_from_dict(
     config = build(ExperimentConfig, raw, "")
     _derive_labels(config)
     validate(config, check_files)
+    if config.tune is not None:
+        check_tune(config.tune, raw, lambda candidate: config_from_dict(candidate, check_files=check_files))
     return config
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from keras_mtmm.config.data import DataConfig
 from keras_mtmm.config.one_of import OneOfConfig
+from keras_mtmm.config.tune import TuneConfig
 from keras_mtmm.config.types import to_plain
 from keras_mtmm.registry import ENCODERS, FUSIONS, MODALITY_TYPES, SHARINGS, WEIGHTINGS
 
@@ -297,6 +298,7 @@ class ExperimentConfig:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    tune: TuneConfig | None = None  # a hyperparameter search (`mtmm tune`; train.py reads none of it)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-ready data (the resolved config)."""

@@ -96,6 +96,8 @@ _FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
     """Check `value` against the type hint and convert it (int -> float, nested dataclasses)."""
+    if hint is typing.Any:  # (checked by its section's own checks: a tune space entry)
+        return value
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
