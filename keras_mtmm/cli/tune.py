@@ -7,7 +7,11 @@ from pathlib import Path
 
 from keras_mtmm.config.loading import apply_override, check_named_member, load_raw
 from keras_mtmm.errors import ConfigError
+from keras_mtmm.export.saved_model import export_run
+from keras_mtmm.report.tuning import build_tuning_report
 from keras_mtmm.run_folder import RunFolder
+from keras_mtmm.training.tune import tune
+from keras_mtmm.training.tune_records import BEST, TRIALS, leaderboard
 
 
 def add_tune_parser(commands, default_config: Path) -> None:
@@ -47,9 +51,6 @@ def search_raw(config_path: Path, space: str | None, overrides: list[str]) -> di
 
 
 def tune_command(args, default_config: Path) -> int:
-    from keras_mtmm.training.tune import tune
-    from keras_mtmm.training.tune_records import BEST, TRIALS, leaderboard
-
     raw = search_raw(Path(args.config) if args.config else default_config, args.space, args.overrides)
     name = raw.get("name", "experiment")
     output = (raw.get("training") or {}).get("output_dir", "runs")
@@ -66,8 +67,6 @@ def tune_command(args, default_config: Path) -> int:
     if result.trials and result.trials[0]["status"] == "COMPLETED":
         print(f"best: trial {result.trials[0]['trial']}, {folder / BEST}")
         if args.export_best:
-            from keras_mtmm.export.saved_model import export_run
-
             path = export_run(folder / result.trials[0]["run"], args.export_dir, checkpoint=RunFolder.BEST)
             print(f"exported for TF Serving: {path}")
     else:
@@ -79,8 +78,6 @@ def tune_command(args, default_config: Path) -> int:
 
 def _tuning_report(folder: Path) -> None:
     try:
-        from keras_mtmm.report.tuning import build_tuning_report
-
         print(f"tuning report: {build_tuning_report(folder)}")
     except ImportError as error:
         print(f"note: no tuning report ({error})")

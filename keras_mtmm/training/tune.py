@@ -29,6 +29,7 @@ import yaml
 from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.config.tune import set_dotted
 from keras_mtmm.errors import UserError
+from keras_mtmm.training.run import train
 from keras_mtmm.training.tune_records import SEARCH, TRIAL_RECORD, write_search_files
 
 KT_PROJECT = "keras_tuner"  # KerasTuner's own state, under the tune folder
@@ -138,7 +139,6 @@ class TuneResult:
 def make_tuner(base: dict, config, folder: Path, overwrite: bool, verbose):
     """A KerasTuner tuner whose trials are training runs of `base` with the trial's values."""
     kt = require_keras_tuner()
-    from keras_mtmm.training.run import train
 
     class ConfigTuner(kt.engine.base_tuner.BaseTuner):
         def run_trial(self, trial, *args, **kwargs):
@@ -185,6 +185,12 @@ def tune(raw: dict, folder: str | Path, overwrite: bool = False, verbose: int | 
     """
     config = config_from_dict(raw)  # (checks the tune section and every space value)
     role = tuner_environment(os.environ)
+    weights = [key for key in config.tune.space if key.startswith("weighting.") or key.endswith(".weight")]
+    if weights and "val_loss" in config.tune.objective.names() and role in (None, "chief"):
+        print(
+            f"warning: tune.objective: val_loss is the weighted sum of the task losses, which {weights[0]} "
+            "changes: trials are not comparable by it; weigh task metrics instead (tune.objective.metrics)"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     base = {key: value for key, value in raw.items() if key != "tune"}

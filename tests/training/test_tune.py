@@ -86,8 +86,10 @@ def test_a_random_search_records_every_trial_and_its_best(search):
 
 def test_the_leaderboard_ranks_the_records_and_a_rerun_resumes_without_training(search, capsys):
     folder, config = search
-    status, out, _ = run_tune(capsys, "--config", config, "--output-dir", str(folder / "tune"), "--no-report")
+    args = ["--config", config, "--output-dir", str(folder / "tune"), "--no-report"]
+    status, out, _ = run_tune(capsys, *args, "--export-best", "--export-dir", str(folder / "models"))
     assert status == 0 and "run folder:" not in out  # every trial is finished: nothing is trained again
+    assert (folder / "models" / "tiny" / "1" / "saved_model.pb").exists()  # the best trial, exported
     records = json.loads((folder / "tune" / "trials.json").read_text())
     ranked = sorted(records, key=lambda r: r["objective"])
     rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
