@@ -83,6 +83,3 @@ SHARINGS: Registry = Registry("sharing.type")
 TASK_TYPES: Registry = Registry("task type")
 WEIGHTINGS: Registry = Registry("weighting.strategy")
 MODALITY_TYPES: Registry = Registry("modality type")
-
-# The encoder a modality gets when its config names none.
-DEFAULT_ENCODERS = {"image": "cnn", "text": "conv1d", "numeric": "mlp", "categorical": "embedding"}

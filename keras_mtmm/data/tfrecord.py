@@ -52,7 +52,7 @@ from keras_mtmm.data.tfrecord_schema import (  # noqa: F401 (SCHEMA_VERSION: re-
 from keras_mtmm.errors import DataError, UserError
 from keras_mtmm.registry import MODALITY_TYPES, SOURCES
 from keras_mtmm.tasks import get_task_type
-from keras_mtmm.tasks.base import task_settings
+from keras_mtmm.tasks.base import labelled_rows, task_settings
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -279,7 +279,7 @@ def prepare(config, out: str | Path, shards: int = 4) -> Path:
                 _, mask = task_type.encode(
                     table[task.label], list(classes), f"tasks.{name}.label", config.data.label_separator
                 )
-                labelled[split] = int((mask.reshape(len(mask), -1) > 0).any(axis=1).sum())
+                labelled[split] = labelled_rows(mask)
             tasks[name] = {"label": task.label, "type": task.type, "classes": list(classes), "labelled": labelled}
         schema = {
             "format": SCHEMA_FORMAT,

@@ -14,6 +14,8 @@ labelled examples only.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -63,7 +65,9 @@ class TaskType:
         file and line); classes that cannot make this task are a `DataError` naming `where`.
         """
         self.check_classes(classes, where)
-        targets, mask, unknown = self.encode_tf(self.raw_tensor(raw, where), classes, class_table(classes), separator)
+        eager = tf.executing_eagerly()  # (one table per class list: scoring encodes batch by batch)
+        table = (_eager_table(tuple(classes)) if eager else class_table(classes)) if classes else None
+        targets, mask, unknown = self.encode_tf(self.raw_tensor(raw, where), classes, table, separator)
         unknown = np.asarray(unknown)
         if unknown.any():
             row = int(np.argmax(unknown))
@@ -135,6 +139,11 @@ class TaskType:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _eager_table(classes: tuple[str, ...]) -> tf.lookup.StaticHashTable:
+    return class_table(list(classes))
+
+
 def class_table(classes: list[str]) -> tf.lookup.StaticHashTable | None:
     """The lookup of a task's classes: name -> index (int64), -1 for any other label; None without classes."""
     if not classes:
@@ -155,6 +164,12 @@ def label_check(task: str, classes: list[str], failed, values, where_failed):
         ],
         summarize=5,
     )
+
+
+def labelled_rows(mask: np.ndarray) -> int:
+    """The rows a label mask marks: a row of a token task counts once, however many of its tokens."""
+    mask = np.asarray(mask)
+    return int((mask.reshape(len(mask), -1) > 0).any(axis=1).sum())
 
 
 def task_settings(config, task) -> dict:

@@ -21,6 +21,7 @@ from keras_mtmm.evaluation.inspection import fusion_summary, gate_summary, mixin
 from keras_mtmm.evaluation.scoring import encode_targets
 from keras_mtmm.files import write_json
 from keras_mtmm.run_folder import RunFolder
+from keras_mtmm.tasks.base import labelled_rows
 
 # The modality and gate weights in inspection.json are averaged over at most this many validation rows.
 INSPECTION_ROWS = 5000
@@ -94,7 +95,7 @@ def write_data_sizes(path: str | Path, splits: dict, metadata: dict, train_label
         for table in iter_tables(splits[split], 4096):
             _, masks = encode_targets(table, metadata)
             for task, mask in masks.items():
-                counts[task] += int(mask.sum())
+                counts[task] += labelled_rows(mask)
         labelled[split] = counts
     examples = {split: num_rows(splits[split]) for split in ("train", "validation", "test")}
     sizes = {"examples": examples, "labelled": labelled}

@@ -10,6 +10,7 @@ from keras_mtmm.data.manifest import split_manifest
 from keras_mtmm.data.tables import StreamSplit, as_table, num_rows
 from keras_mtmm.errors import ConfigError, DataError
 from keras_mtmm.run_folder import RunFolder
+from keras_mtmm.tasks.base import labelled_rows
 
 
 def check_writable_folder(folder: str | Path, flag: str) -> None:
@@ -72,7 +73,7 @@ def adapt_preprocessor(preprocessor, config, train_split, folder) -> dict[str, i
         _, masks = preprocessor.encode_labels(part if isinstance(part, dict) else sample)
         for task, spec in preprocessor.tasks.items():
             entry = entries.get((spec["label"], spec["type"]))
-            counts[task] += int(entry["labelled"]["train"]) if entry is not None else int(masks[task].sum())
+            counts[task] += int(entry["labelled"]["train"]) if entry is not None else labelled_rows(masks[task])
     for task, count in counts.items():
         if count == 0:
             raise DataError(

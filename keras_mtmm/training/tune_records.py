@@ -18,6 +18,8 @@ import math
 import shutil
 from pathlib import Path
 
+from keras_mtmm.run_folder import RunFolder
+
 TRIAL_RECORD = "trial.json"  # in each trial's folder, written by the process that ran it
 TRIALS = "trials.json"
 BEST = "best.yaml"
@@ -58,7 +60,7 @@ def write_search_files(folder: Path, oracle, tune) -> list[dict]:
     _replace(folder / TRIALS, json.dumps(records, indent=1, default=str) + "\n")
     best = ranked(records, tune.objective.direction)
     if best:
-        source = folder / best[0]["run"] / "config.yaml"
+        source = folder / best[0]["run"] / RunFolder.CONFIG
         if source.exists():
             staging = folder / f".{BEST}.tmp"
             shutil.copyfile(source, staging)
