@@ -15,7 +15,7 @@ from keras_mtmm.data.sentences import generate_sentences
 from keras_mtmm.data.tables import load_splits
 
 
-def nlp_config(seed: int = 0, num_examples: int = 800, epochs: int = 8) -> dict:
+def nlp_config(seed: int = 0, num_examples: int = 800, epochs: int = 10) -> dict:
     return {
         "name": "nlp",
         "seed": seed,
