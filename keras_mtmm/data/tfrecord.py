@@ -272,13 +272,19 @@ def prepare(config, out: str | Path, shards: int = 4) -> Path:
         # Classes and label counts over the training split, as training would find them.
         tasks = {}
         for name, task in config.tasks.items():
-            task_type = get_task_type(task.type, spec=task_settings(config, task))
+            settings = task_settings(config, task)
+            task_type = get_task_type(task.type, spec=settings)
             classes = task.classes or task_type.infer_classes(splits["train"][task.label], config.data.label_separator)
             labelled = {}
             for split, table in splits.items():
+                if task_type.reads_vocabulary:  # (a language model: its classes are the vocabulary adapt learns)
+                    labelled[split] = int(sum(bool(text.split()) for text in as_strings(table[task.label])))
+                    continue
                 _, mask = task_type.encode(
                     table[task.label], list(classes), f"tasks.{name}.label", config.data.label_separator
                 )
+                if "text_column" in settings:  # a token task: one tag per word, checked before any shard is kept
+                    task_type.check_aligned(table, table[task.label], settings["text_column"], name, task.label)
                 labelled[split] = labelled_rows(mask)
             tasks[name] = {"label": task.label, "type": task.type, "classes": list(classes), "labelled": labelled}
         schema = {

@@ -141,7 +141,10 @@ class MultiTaskModel(keras.Model):
         for task in self.task_names:
             mask = None if sample_weight is None else sample_weight[task]
             losses.append(self.task_losses[task](y[task], y_pred[task], sample_weight=mask))
-            if mask is None:
+            weights_of = getattr(self.task_losses[task], "weights_of", None)  # (a loss over some positions only)
+            if weights_of is not None:
+                counts.append(keras.ops.cast(keras.ops.sum(weights_of(y_pred[task], mask)), losses[-1].dtype))
+            elif mask is None:
                 counts.append(keras.ops.cast(_batch_size(y_pred), losses[-1].dtype))
             else:
                 counts.append(keras.ops.cast(keras.ops.sum(mask), losses[-1].dtype))

@@ -15,7 +15,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_mtmm.cells import as_strings
 from keras_mtmm.data.tables import label_column
 from keras_mtmm.errors import UnknownLabel, locate_label
 from keras_mtmm.tasks import get_task_type
@@ -37,21 +36,8 @@ def encode_table_labels(
             raise locate_label(error, table, spec["label"], name) from None
         text = spec.get("text_column")
         if text is not None and text in table:
-            _check_aligned(task_type, table, column, text, name, spec["label"])
+            task_type.check_aligned(table, column, text, name, spec["label"])
     return targets, masks
-
-
-def _check_aligned(task_type, table, column: np.ndarray, text_column: str, task: str, label: str) -> None:
-    """A token task's rows must have one tag per word of their text: else an error at the first row's place."""
-    text = as_strings(table[text_column])
-    misaligned = np.asarray(
-        task_type.misaligned_tf(tf.constant(as_strings(column).tolist(), tf.string), tf.constant(text.tolist()))
-    )
-    if misaligned.any():
-        row = int(np.argmax(misaligned))
-        place = table.where(row) if hasattr(table, "where") else None
-        at = f"{place}: column '{label}'" if place else f"tasks.{task}.label (column '{label}'), row {row}"
-        raise task_type.misaligned_error(column, text, row, at)
 
 
 def encode_labels_tf(

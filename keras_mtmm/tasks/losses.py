@@ -56,10 +56,16 @@ class MaskedTokenCrossentropy(keras.losses.Loss):
         uniform = keras.ops.ones_like(y_pred) / keras.ops.cast(keras.ops.shape(y_pred)[-1], "float32")
         probabilities = keras.ops.where(asked, y_pred, uniform)  # (no 0/0 where nothing was asked)
         losses = keras.losses.sparse_categorical_crossentropy(y_true, probabilities)
-        weights = keras.ops.cast(keras.ops.squeeze(asked, -1), "float32")
-        if sample_weight is not None:
-            weights = weights * keras.ops.cast(sample_weight, "float32")
+        weights = self.weights_of(y_pred, sample_weight)
         return keras.ops.sum(losses * weights) / keras.ops.maximum(keras.ops.sum(weights), 1e-12)
+
+    def weights_of(self, y_pred, sample_weight=None):
+        """The weight of each position: its sample weight where the head predicted, else 0.
+
+        Their sum is the count the loss is a mean over (what weighs a replica's loss in the global one).
+        """
+        weights = keras.ops.cast(keras.ops.sum(keras.ops.cast(y_pred, "float32"), axis=-1) > 0, "float32")
+        return weights if sample_weight is None else weights * keras.ops.cast(sample_weight, "float32")
 
     def call(self, y_true, y_pred):  # (Keras' reduction path, unused: `__call__` weighs the asked positions)
         return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)

@@ -78,6 +78,18 @@ class TokenTaggingTask(TaskType):
         tags = words(raw).row_lengths()
         return tf.logical_and(tags > 0, tags != words(text).row_lengths())
 
+    def check_aligned(self, table, column: np.ndarray, text_column: str, task: str, label: str) -> None:
+        """A `DataError` at the first row (its file and line where the table knows them) whose tags are not
+        one per word of its text."""
+        text = as_strings(table[text_column])
+        raw = tf.constant(as_strings(column).tolist(), tf.string)
+        misaligned = np.asarray(self.misaligned_tf(raw, tf.constant(text.tolist(), tf.string)))
+        if misaligned.any():
+            row = int(np.argmax(misaligned))
+            place = table.where(row) if hasattr(table, "where") else None
+            at = f"{place}: column '{label}'" if place else f"tasks.{task}.label (column '{label}'), row {row}"
+            raise self.misaligned_error(column, text, row, at)
+
     def misaligned_error(self, raw, text, row: int, where: str) -> DataError:
         tags, count = as_strings(raw[row : row + 1])[0].split(), len(as_strings(text[row : row + 1])[0].split())
         return DataError(

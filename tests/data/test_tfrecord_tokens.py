@@ -74,15 +74,29 @@ def test_tags_per_word_from_the_shards_encode_as_from_the_csv_and_the_group_colu
         np.testing.assert_array_equal(tf_masks[task].numpy(), masks[task], err_msg=task)
 
 
-def test_a_shard_row_whose_tags_are_not_one_per_word_stops_the_pipeline(prepared, tmp_path):
-    folder, _, _ = prepared
+def test_prepare_names_a_row_whose_tags_are_not_one_per_word_and_the_pipeline_stops_on_one(tmp_path):
+    bad = raw_config(write_sentences(tmp_path / "bad.csv", 40, seed=1, bad_row=3))
+    with pytest.raises(DataError, match=r"bad\.csv:5: column 'tags': \d+ tags for \d+ words"):
+        prepare(config_from_dict(bad), tmp_path / "shards", shards=1)
+    assert not (tmp_path / "shards").exists()  # nothing half written
     good = raw_config(write_sentences(tmp_path / "good.csv", 40, seed=1))
     preprocessor = Preprocessor.from_settings(config_from_dict(good))
     preprocessor.adapt(load_splits(config_from_dict(good))["train"], tmp_path / "adapted")
-    bad = raw_config(write_sentences(tmp_path / "bad.csv", 40, seed=1, bad_row=3))
-    out = prepare(config_from_dict(bad), tmp_path / "shards", shards=1)
-    split = load_splits(config_from_dict({**bad, "data": {"source": "tfrecord", "path": str(out)}}))["train"]
-    columns = split.parse(tf.stack(list(split.records())))
+    columns = {  # a batch as streamed shards give it, its second row misaligned
+        "text": tf.constant(["anna met tom", "in oslo"]),
+        "tags": tf.constant(["B-PER O B-PER", "O"]),
+        "sentiment": tf.constant(["positive", "negative"]),
+        "writer": tf.constant(["w1", "w2"]),
+    }
     with pytest.raises(DataError, match=r"tasks\.entities\.label.*not one per word.*give one tag per word"):
         with data_errors():
             preprocessor.encode_labels_tf(columns)
+
+
+def test_a_language_model_prepares_and_counts_its_texts(tmp_path):
+    raw = raw_config(write_sentences(tmp_path / "lm.csv", 40, seed=2))
+    raw["modalities"]["sentence"]["encoder"] = {"type": "transformer"}
+    raw["tasks"] = {"words": {"type": "masked_language_model", "modality": "sentence"}}
+    out = prepare(config_from_dict(raw), tmp_path / "shards", shards=1)
+    entry = read_schema(out, "data.path")["tasks"]["words"]
+    assert entry["classes"] == [] and sum(entry["labelled"].values()) == 40  # (its vocabulary: learnt at adapt)

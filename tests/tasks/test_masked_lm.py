@@ -26,6 +26,8 @@ def test_the_loss_is_the_mean_cross_entropy_over_the_asked_and_labelled_position
     assert float(loss) == pytest.approx(-np.log(0.6), rel=1e-5)
     nothing = MaskedTokenCrossentropy()(targets, np.zeros_like(y_pred), sample_weight=weights)
     assert float(nothing) == 0.0  # a batch with no hidden token adds nothing (and no NaN)
+    # The count the mean is over (what weighs a replica's share, and says whether the task is in the batch).
+    assert float(keras.ops.sum(MaskedTokenCrossentropy().weights_of(y_pred, weights))) == 1.0
 
 
 def test_masking_hides_the_rate_of_the_tokens_at_random_in_training_and_by_the_text_otherwise():
