@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import zipfile
 from pathlib import Path
@@ -185,6 +186,16 @@ def read_history(path: str | Path) -> dict[str, list]:
     corrupt file raises rather than reading as an empty history."""
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def kept_index(history: dict[str, list]) -> int | None:
+    """The index, in a run's history lists, of the epoch whose checkpoint training kept (`best.keras`):
+    the lowest validation loss, else the lowest training loss; None when neither has a finite value."""
+    for key in ("val_loss", "loss"):
+        values = [math.inf if v is None else v for v in history.get(key, [])]
+        if values and any(math.isfinite(v) for v in values):
+            return values.index(min(values))
+    return None
 
 
 def seed_of(folder) -> int | None:

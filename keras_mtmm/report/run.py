@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import zipfile
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import yaml
 from keras_mtmm.errors import UserError, one_line
 from keras_mtmm.evaluation.dump import read_evaluation_dump
 from keras_mtmm.report.html import read_json
-from keras_mtmm.run_folder import RunFolder
+from keras_mtmm.run_folder import RunFolder, kept_index
 
 REWRITE = "restore the file, or rerun train.py into a new folder"
 
@@ -64,11 +63,8 @@ class Run:
     def best_epoch(self) -> int | None:
         """The 0-based epoch whose checkpoint training kept (lowest validation loss, else training loss)."""
         history = self.history or {}
-        for key in ("val_loss", "loss"):
-            values = [math.inf if v is None else v for v in history.get(key, [])]
-            if values and any(math.isfinite(v) for v in values):
-                return int(history["epoch"][values.index(min(values))])
-        return None
+        kept = kept_index(history)
+        return None if kept is None else int(history["epoch"][kept])
 
 
 def read_dump(path: Path):

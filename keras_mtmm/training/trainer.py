@@ -46,7 +46,7 @@ from keras_mtmm.export.saved_model import export_model, model_metadata
 from keras_mtmm.models.multitask import compile_model
 from keras_mtmm.models.network import build_model
 from keras_mtmm.preprocessing.preprocessor import Preprocessor
-from keras_mtmm.run_folder import RunFolder
+from keras_mtmm.run_folder import RunFolder, kept_index
 from keras_mtmm.training.callbacks import (
     DataPass,
     HistoryWriter,
@@ -341,8 +341,8 @@ class Trainer:
         """Scores are reported with the task weights of the epoch whose checkpoint was kept."""
         if self.config.weighting.strategy in ("static", "inverse_size"):
             return
-        monitored = [v if v is not None else float("inf") for v in self.history.get(self.monitor, [])]
-        kept = monitored.index(min(monitored)) if monitored else -1
+        kept = kept_index(self.history)
+        kept = -1 if kept is None else kept
         tasks = self.config.tasks
         used = {task: self.history[f"weight_{task}"][kept] for task in tasks if f"weight_{task}" in self.history}
         if len(used) == len(tasks):
