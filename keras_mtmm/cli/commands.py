@@ -14,6 +14,7 @@ from pathlib import Path
 
 from keras_mtmm.cli.demo_data import add_demo_data_parser
 from keras_mtmm.cli.inspect import inspect_command
+from keras_mtmm.cli.notes import report_after
 from keras_mtmm.cli.tune import add_tune_parser
 from keras_mtmm.config.loading import load_config
 from keras_mtmm.data.tables import load_splits
@@ -27,6 +28,7 @@ from keras_mtmm.evaluation.transfer import format_comparison
 from keras_mtmm.export.repository import set_label
 from keras_mtmm.export.saved_model import export_run
 from keras_mtmm.report.build import build_report
+from keras_mtmm.report.tuning import build_tuning_report
 from keras_mtmm.run_folder import RunFolder
 from keras_mtmm.serve.batch_predict import predict_file
 from keras_mtmm.serve.server import serve
@@ -34,6 +36,7 @@ from keras_mtmm.tf_start import quiet_tensorflow_start
 from keras_mtmm.training.baselines import seed_list, train_baselines, train_other_seeds
 from keras_mtmm.training.launch import launch
 from keras_mtmm.training.run import train
+from keras_mtmm.training.tune_records import TRIALS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 # `mtmm inspect` averages gates and modality weights over at most this many rows of the split.
@@ -179,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="one self-contained HTML page (curves, weights, gates, transfer, evaluation) of a run folder"
     )
-    report.add_argument("run_dir", metavar="RUN_DIR", help="the run folder train.py wrote, e.g. runs/demo")
+    report.add_argument(
+        "run_dir", metavar="RUN_DIR", help="the run folder train.py wrote, e.g. runs/demo (or a tune folder)"
+    )
     report.add_argument(
         "--baselines", default=None, metavar="DIR", help="single-task runs (<DIR>/<task>/metrics.json) to compare with"
     )
@@ -272,21 +277,14 @@ def _train(args) -> int:
             write_report(transfer, result.run_dir / RunFolder.TRANSFER)
             print(format_comparison(transfer))
     if not args.no_report and result.chief:
-        _report_after_training(result.run_dir)
+        report_after("run report", build_report, result.run_dir)
     return 0
 
 
-def _report_after_training(run_dir: Path) -> None:
-    """Build the run report; a missing matplotlib or a report problem is a note: the training succeeded."""
-    try:
-        print(f"run report: {build_report(run_dir)}")
-    except ImportError as error:
-        print(f"note: no run report ({error})")
-    except Exception as error:  # the run folder is complete; the report can be rebuilt with `mtmm report`
-        print(f"warning: the run report failed ({type(error).__name__}: {error}); retry: mtmm report {run_dir}")
-
-
 def _report(args) -> int:
+    if (Path(args.run_dir) / TRIALS).is_file():  # a search's tune folder
+        print(f"tuning report: {build_tuning_report(args.run_dir)}")
+        return 0
     print(f"run report: {build_report(args.run_dir, baselines=args.baselines, out=args.out)}")
     return 0
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from keras_mtmm.config.loading import apply_override, check_named_member, load_raw
+from keras_mtmm.cli.notes import report_after
+from keras_mtmm.config.loading import apply_overrides, load_raw
 from keras_mtmm.errors import ConfigError
 from keras_mtmm.export.saved_model import export_run
 from keras_mtmm.report.tuning import build_tuning_report
@@ -38,13 +38,10 @@ def add_tune_parser(commands, default_config: Path) -> None:
 def search_raw(config_path: Path, space: str | None, overrides: list[str]) -> dict:
     """The config to search as plain data: the YAML, its `--set` overrides, and `--space` as its tune section."""
     raw = load_raw(config_path)
-    named = {kind: set(raw[kind]) if isinstance(raw.get(kind), dict) else set() for kind in ("tasks", "modalities")}
-    for override in overrides:
-        apply_override(raw, override)
-        check_named_member(raw, override, named)
     if space is not None:
-        section = load_raw(space, "search space")
+        section = load_raw(space, "search space", "--space")
         raw["tune"] = section["tune"] if set(section) == {"tune"} else section
+    raw = apply_overrides(raw, overrides)  # (after --space: `--set tune.max_trials=N` changes either)
     if raw.get("tune") is None:
         raise ConfigError("tune", "the config has no tune section", "add tune: {space: ...} or pass --space S.yaml")
     return raw
@@ -52,13 +49,8 @@ def search_raw(config_path: Path, space: str | None, overrides: list[str]) -> di
 
 def tune_command(args, default_config: Path) -> int:
     raw = search_raw(Path(args.config) if args.config else default_config, args.space, args.overrides)
-    name = raw.get("name", "experiment")
-    output = (raw.get("training") or {}).get("output_dir", "runs")
-    folder = Path(args.output_dir) if args.output_dir else Path(output) / str(name) / "tune"
-    if args.overwrite:
-        for trial in folder.glob("trial_*"):
-            shutil.rmtree(trial)
-    result = tune(raw, folder, overwrite=args.overwrite, verbose=2 if args.verbose else 0)
+    result = tune(raw, args.output_dir, overwrite=args.overwrite, verbose=2 if args.verbose else 0)
+    folder = result.folder
     if result.role not in (None, "chief"):
         print(f"{result.role}: no more trials; the chief writes {folder / TRIALS}")
         return 0
@@ -72,12 +64,5 @@ def tune_command(args, default_config: Path) -> int:
     else:
         print("warning: no trial finished; see each trial's trial.json")
     if not args.no_report:
-        _tuning_report(folder)
+        report_after("tuning report", build_tuning_report, folder)
     return 0
-
-
-def _tuning_report(folder: Path) -> None:
-    try:
-        print(f"tuning report: {build_tuning_report(folder)}")
-    except ImportError as error:
-        print(f"note: no tuning report ({error})")

@@ -30,13 +30,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     return config_from_dict(load_raw(path), overrides)
 
 
-def load_raw(path: str | Path, what: str = "config") -> dict[str, Any]:
+def load_raw(path: str | Path, what: str = "config", flag: str = "--config") -> dict[str, Any]:
     """A YAML config file as plain data, the paths it names made absolute against its folder (unchecked)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(str(path), f"cannot read the {what} ({error.strerror})", "pass --config PATH") from None
+        raise ConfigError(str(path), f"cannot read the {what} ({error.strerror})", f"pass {flag} PATH") from None
     except UnicodeDecodeError as error:
         raise ConfigError(
             str(path), f"is not UTF-8 text (byte {error.start}: {error.reason})", f"save the {what} as UTF-8"
@@ -66,17 +66,22 @@ def config_from_dict(
     `check_files=False` leaves out the checks of files the config names
     (TF Hub handles), for a config read back from an export.
     """
-    raw = deep_copy(raw)
-    named = {kind: set(raw[kind]) if isinstance(raw.get(kind), dict) else set() for kind in ("tasks", "modalities")}
-    for override in overrides or []:
-        apply_override(raw, override)
-        check_named_member(raw, override, named)
+    raw = apply_overrides(deep_copy(raw), overrides or [])
     config = build(ExperimentConfig, raw, "")
     _derive_labels(config)
     validate(config, check_files)
     if config.tune is not None:
         check_tune(config.tune, raw, lambda candidate: config_from_dict(candidate, check_files=check_files))
     return config
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`raw` with `--set` overrides applied, in place; a key on a task or modality the config lacks is a typo."""
+    named = {kind: set(raw[kind]) if isinstance(raw.get(kind), dict) else set() for kind in ("tasks", "modalities")}
+    for override in overrides:
+        apply_override(raw, override)
+        check_named_member(raw, override, named)
+    return raw
 
 
 def _derive_labels(config: ExperimentConfig) -> None:

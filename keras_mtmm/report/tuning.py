@@ -12,10 +12,11 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
+from keras_mtmm.errors import UserError
 from keras_mtmm.report.build import CSS
 from keras_mtmm.report.html import Page, esc, table
 from keras_mtmm.report.plots import TAB10, _figure, require_matplotlib
-from keras_mtmm.training.tune_records import SEARCH
+from keras_mtmm.training.tune_records import SEARCH, TRIALS
 
 REPORT = "report.html"
 
@@ -62,7 +63,7 @@ def build_tuning_report(folder: str | Path) -> Path:
     """Write `<folder>/report.html` (and its PNGs) from `<folder>/trials.json`; return its path."""
     require_matplotlib()
     folder = Path(folder)
-    records = json.loads((folder / "trials.json").read_text(encoding="utf-8"))
+    records = _records(folder / TRIALS)
     config = _tune_section(folder, records)
     direction = (config.get("objective") or {}).get("direction", "min")
     page = Page(folder, {})
@@ -94,6 +95,19 @@ objective: {esc(json.dumps(config.get("objective") or {"metric": "val_loss", "di
     out = folder / REPORT
     out.write_text(html, encoding="utf-8")
     return out
+
+
+def _records(path: Path) -> list[dict]:
+    """`trials.json` as `mtmm tune` writes it; missing or corrupt: a UserError naming it."""
+    fix = "run mtmm tune again (it rewrites trials.json from KerasTuner's state)"
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        what = f"cannot be read as the search's trials ({type(error).__name__}: {error})"
+        raise UserError(str(path), what, fix) from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "values" in r for r in records):
+        raise UserError(str(path), "does not hold the list of trial records mtmm tune writes", fix)
+    return records
 
 
 def _tune_section(folder: Path, records: list[dict]) -> dict:

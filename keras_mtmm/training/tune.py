@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import yaml
 from keras_mtmm.config.loading import config_from_dict
 from keras_mtmm.config.tune import set_dotted
 from keras_mtmm.errors import UserError
+from keras_mtmm.run_folder import kept_index
 from keras_mtmm.training.run import train
 from keras_mtmm.training.tune_records import SEARCH, TRIAL_RECORD, write_search_files
 
@@ -108,12 +110,10 @@ def trial_config(base: dict, values: dict, epochs: int | None):
 
 
 def objective_of(history: dict, objective) -> tuple[float, dict[str, float], int]:
-    """(the objective, its metrics, the kept epoch): each metric at the epoch with the lowest val_loss."""
-    monitor = "val_loss" if history.get("val_loss") else "loss"
-    seen = [v if v is not None else float("inf") for v in history.get(monitor, [])]
-    if not seen:
-        raise UserError("tune.objective", "the trial's history is empty", "check the trial's run folder")
-    kept = seen.index(min(seen))
+    """(the objective, its metrics, the kept epoch): each metric at the epoch `best.keras` holds."""
+    kept = kept_index(history)
+    if kept is None:
+        raise UserError("tune.objective", "the trial's history has no finite loss", "check the trial's run folder")
     metrics = {}
     for name in objective.names():
         values = history.get(name)
@@ -171,13 +171,13 @@ def _write_record(trial_folder: Path, record: dict) -> None:
     staging.replace(trial_folder / TRIAL_RECORD)
 
 
-def tune(raw: dict, folder: str | Path, overwrite: bool = False, verbose: int | str = 0) -> TuneResult:
+def tune(raw: dict, folder: str | Path | None = None, overwrite: bool = False, verbose: int | str = 0) -> TuneResult:
     """Run (or resume) the search `raw["tune"]` describes, its files under `folder`.
 
     Args:
         raw: the experiment config as plain data, with its `tune` section (relative paths resolved).
-        folder: the tune folder (`runs/<name>/tune`).
-        overwrite: start over (the oracle's state and the trial folders are removed).
+        folder: the tune folder (default `training.output_dir/<name>/tune`).
+        overwrite: start over (the chief, or the one process, removes the oracle's state and the trials).
         verbose: the trials' Keras verbosity.
 
     Returns:
@@ -191,14 +191,18 @@ def tune(raw: dict, folder: str | Path, overwrite: bool = False, verbose: int | 
             f"warning: tune.objective: val_loss is the weighted sum of the task losses, which {weights[0]} "
             "changes: trials are not comparable by it; weigh task metrics instead (tune.objective.metrics)"
         )
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else Path(config.training.output_dir) / config.name / "tune"
     folder.mkdir(parents=True, exist_ok=True)
     base = {key: value for key, value in raw.items() if key != "tune"}
-    if role in (None, "chief"):  # what was searched, for the tuning report
+    owner = role in (None, "chief")  # (a worker never removes nor rewrites what the search shares)
+    if owner and overwrite:
+        for trial in folder.glob("trial_*"):
+            shutil.rmtree(trial)
+    if owner:  # what was searched, for the tuning report
         (folder / SEARCH).write_text(yaml.safe_dump(raw["tune"], sort_keys=False), encoding="utf-8")
-    tuner = make_tuner(base, config, folder, overwrite and role in (None, "chief"), verbose)
+    tuner = make_tuner(base, config, folder, overwrite and owner, verbose)
     tuner.search()
-    if role not in (None, "chief"):
+    if not owner:
         return TuneResult(folder, [], role)
     trials = write_search_files(folder, tuner.oracle, config.tune)
     return TuneResult(folder, trials, role)

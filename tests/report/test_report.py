@@ -321,12 +321,12 @@ def test_corrupt_run_file_is_a_user_error(full_run, tmp_path, capsys):
 
 
 def test_missing_matplotlib_names_the_pip_command(full_run, monkeypatch, capsys):
-    from keras_mtmm.cli.commands import _report_after_training
+    from keras_mtmm.cli.notes import report_after
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     with pytest.raises(ImportError, match=r'pip install "keras_mtmm\[report\]"'):
         build_report(full_run)
-    _report_after_training(full_run)  # after training: a note, not a failure
+    report_after("run report", build_report, full_run)  # after training: a note, not a failure
     assert capsys.readouterr().out.startswith("note: no run report (the run report draws its figures with matplotlib")
 
 

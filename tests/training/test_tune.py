@@ -97,7 +97,7 @@ def test_the_leaderboard_ranks_the_records_and_a_rerun_resumes_without_training(
     assert f"best: trial {ranked[0]['trial']}" in out
 
 
-def test_more_trials_run_only_the_new_ones(search, capsys, tmp_path):
+def test_more_trials_run_only_the_new_ones_and_overwrite_starts_over(search, capsys, tmp_path):
     folder, config = search
     copy = tmp_path / "tune"
     subprocess.run(["cp", "-r", str(folder / "tune"), str(copy)], check=True)
@@ -108,6 +108,11 @@ def test_more_trials_run_only_the_new_ones(search, capsys, tmp_path):
     after = {path.parent.name: path.stat().st_mtime_ns for path in copy.glob("trial_*/trial.json")}
     assert set(after) == {*before, "trial_4"}
     assert all(after[name] == mtime for name, mtime in before.items())  # the finished ones: not run again
+    args = ["--config", config, "--output-dir", str(copy), "--no-report", "--overwrite", "--set", "tune.max_trials=1"]
+    status, out, _ = run_tune(capsys, *args)
+    assert status == 0 and out.count("run folder:") == 1  # started over
+    assert [p.name for p in copy.glob("trial_*")] == ["trial_0"]
+    assert [r["trial"] for r in json.loads((copy / "trials.json").read_text())] == ["0"]
 
 
 @pytest.mark.parametrize(
@@ -198,3 +203,15 @@ def test_a_two_worker_distributed_search_runs_every_trial_once(tmp_path):
     assert [r["trial"] for r in records] == ["0", "1", "2", "3"] and all(r["status"] == "COMPLETED" for r in records)
     assert {r["tuner"] for r in records} == {"tuner0", "tuner1"}  # both workers ran trials; the chief none
     assert "[worker 0] rank" in done.stdout
+
+
+def test_mtmm_report_rebuilds_a_tuning_report_and_names_a_corrupt_trials_file(search, capsys, tmp_path):
+    folder, _ = search
+    (folder / "tune" / "report.html").unlink()
+    assert main(["report", str(folder / "tune")]) == 0 and (folder / "tune" / "report.html").exists()
+    broken = tmp_path / "tune"
+    broken.mkdir()
+    (broken / "trials.json").write_text("[{oops")
+    capsys.readouterr()
+    assert main(["report", str(broken)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {broken / 'trials.json'}: cannot be read as the search's trials")
