@@ -166,10 +166,15 @@ def label_check(task: str, classes: list[str], failed, values, where_failed):
     )
 
 
+def labelled_row_mask(mask: np.ndarray) -> np.ndarray:
+    """Which rows a label mask marks (`[N]` bool): a token task's row, where any of its tokens is labelled."""
+    mask = np.asarray(mask)
+    return (mask.reshape(len(mask), -1) > 0).any(axis=1)
+
+
 def labelled_rows(mask: np.ndarray) -> int:
     """The rows a label mask marks: a row of a token task counts once, however many of its tokens."""
-    mask = np.asarray(mask)
-    return int((mask.reshape(len(mask), -1) > 0).any(axis=1).sum())
+    return int(labelled_row_mask(mask).sum())
 
 
 def task_settings(config, task) -> dict:

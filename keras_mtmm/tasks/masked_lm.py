@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from keras_mtmm.errors import DataError
 from keras_mtmm.registry import TASK_TYPES
+from keras_mtmm.tasks.base import labelled_row_mask
 from keras_mtmm.tasks.losses import MaskedTokenCrossentropy
 from keras_mtmm.tasks.token_tagging import TokenTaggingTask, words
 
@@ -75,7 +76,7 @@ class MaskedLanguageModelTask(TokenTaggingTask):
     def labelled_scores(self, predictions, targets, mask, metrics, spec):
         predictions = np.asarray(predictions)
         asked = (np.asarray(mask) > 0) & (predictions.sum(axis=-1) > 0)  # the positions the head predicted
-        rows = asked.reshape(len(asked), -1).any(axis=1)
+        rows = labelled_row_mask(asked)
         count = int(rows.sum())
         if count == 0:
             return count, {"loss": 0.0, **{m: None for m in metrics}}

@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras_mtmm.cells import as_strings
 from keras_mtmm.errors import DataError
 from keras_mtmm.registry import TASK_TYPES
-from keras_mtmm.tasks.base import REDUCTION, TaskType
+from keras_mtmm.tasks.base import REDUCTION, TaskType, labelled_row_mask
 from keras_mtmm.tasks.multiclass import MulticlassTask
 from keras_mtmm.tasks.scores import entity_f1
 
@@ -106,7 +106,7 @@ class TokenTaggingTask(TaskType):
         return MulticlassTask.example_losses(self, guess, targets)
 
     def labelled_scores(self, predictions, targets, mask, metrics, spec):
-        rows = (np.asarray(mask) > 0).reshape(len(mask), -1).any(axis=1)
+        rows = labelled_row_mask(mask)
         count = int(rows.sum())
         if count == 0:
             return count, {"loss": 0.0, **{m: None for m in metrics}}
@@ -125,9 +125,8 @@ class TokenTaggingTask(TaskType):
         return tf.where(tf.reduce_sum(predictions, axis=-1) > 0, names, tf.zeros_like(names))
 
     def prior(self, targets, mask, classes):
-        """The training tags' frequencies at every position, `[L, C]`."""
-        counts = np.bincount(np.asarray(targets)[np.asarray(mask) > 0].astype(np.int64), minlength=len(classes))
-        return np.tile(counts / max(counts.sum(), 1), (np.asarray(targets).shape[1], 1))
+        """The training tags' frequencies (over every labelled token) at every position, `[L, C]`."""
+        return np.tile(MulticlassTask.prior(self, targets, mask, classes), (np.asarray(targets).shape[1], 1))
 
 
 def _tag_names(indices: np.ndarray, mask: np.ndarray, classes: list[str]) -> list[list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -118,6 +120,7 @@ def test_a_token_task_that_cannot_read_tokens_is_a_config_error(overrides, where
     from keras_mtmm.config.checks import validate_config
 
     (tmp_path / "saved_model.pb").write_bytes(b"")  # a hub module folder, as far as the checks look
+    overrides = copy.deepcopy(overrides)  # (the parameters stay as they are for another run)
     encoder = overrides.get("modalities", {}).get("sentence", {}).get("encoder", {})
     if encoder.get("handle") == "HUB":
         encoder["handle"] = str(tmp_path)
