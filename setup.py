@@ -9,7 +9,7 @@ TEST = [
     "pandas>=2",
     "matplotlib>=3.8",
     "hypothesis>=6.100",
-    "keras-tuner>=1.4.7,<2",
+    "keras-tuner[bayesian]>=1.4.7,<2",
 ]
 
 setup(
@@ -41,8 +41,9 @@ setup(
         # order-dependent test shows up instead of hiding.
         "test": TEST,
         "dev": [*TEST, "ruff>=0.6"],
-        # keras-tuner: `mtmm tune`'s search (tested by the default suite); imported lazily.
-        "tune": ["keras-tuner>=1.4.7,<2"],
+        # keras-tuner: `mtmm tune`'s search (tested by the default suite); imported lazily. [bayesian]: scipy,
+        # for KerasTuner's Gaussian process (`tune.algorithm: bayesian`).
+        "tune": ["keras-tuner[bayesian]>=1.4.7,<2"],
         # The HTML run report (`mtmm report`, and at the end of `mtmm train`); imported lazily.
         "report": ["matplotlib>=3.8"],
         # Peers measured side by side in benchmarks/ (imported lazily there).

@@ -19,6 +19,7 @@ KerasTuner is imported here only (`pip install keras-tuner`, or the `tune` extra
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import shutil
@@ -40,11 +41,11 @@ PIP_HINT = 'pip install keras-tuner  (or: pip install "keras_mtmm[tune]")'
 
 
 def require_keras_tuner():
-    """Import keras_tuner, or raise an ImportError that names the pip command."""
+    """Import keras_tuner; without it, a `UserError` (one line, exit 2) that names the pip command."""
     try:
         import keras_tuner
-    except ImportError as error:
-        raise ImportError(f"mtmm tune searches with KerasTuner, which is not installed: {PIP_HINT}") from error
+    except ImportError:
+        raise UserError("mtmm tune", "it searches with KerasTuner, which is not installed", PIP_HINT) from None
     return keras_tuner
 
 
@@ -64,6 +65,17 @@ def tuner_environment(env: dict) -> str | None:
             KERASTUNER_ORACLE_PORT=port,
         )
     return env.get("KERASTUNER_TUNER_ID") if "KERASTUNER_ORACLE_IP" in env else None
+
+
+def require_algorithm(tune) -> None:
+    """KerasTuner, and scipy for `bayesian` (its Gaussian process): a `UserError` naming the pip command if absent."""
+    require_keras_tuner()
+    if tune.algorithm == "bayesian" and importlib.util.find_spec("scipy") is None:
+        raise UserError(
+            "tune.algorithm",
+            "bayesian optimisation needs scipy (KerasTuner's Gaussian process), which is not installed",
+            'pip install "keras-tuner[bayesian]" (or: pip install scipy), or use random or hyperband',
+        )
 
 
 def hyperparameters(space: dict):
@@ -184,6 +196,7 @@ def tune(raw: dict, folder: str | Path | None = None, overwrite: bool = False, v
         The `TuneResult`; a worker of a distributed search has no records (the chief writes them).
     """
     config = config_from_dict(raw)  # (checks the tune section and every space value)
+    require_algorithm(config.tune)  # (before anything is written)
     role = tuner_environment(os.environ)
     weights = [key for key in config.tune.space if key.startswith("weighting.") or key.endswith(".weight")]
     if weights and "val_loss" in config.tune.objective.names() and role in (None, "chief"):
