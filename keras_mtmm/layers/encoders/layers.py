@@ -106,6 +106,13 @@ class EncoderProjection(keras.layers.Layer):
         return {**super().get_config(), "units": self.units, "normalize": self.normalize}
 
 
+def masked_mean(sequence, token_ids):
+    """The mean of `sequence` `[B, L, D]` over the positions whose token id is not 0 (padding): `[B, D]`."""
+    present = keras.ops.expand_dims(keras.ops.cast(keras.ops.not_equal(token_ids, 0), sequence.dtype), -1)
+    total = keras.ops.sum(sequence * present, axis=1)
+    return total / keras.ops.maximum(keras.ops.sum(present, axis=1), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="keras_mtmm")
 class MaskedMeanPool(keras.layers.Layer):
     """The mean of a token sequence `[B, L, D]` over its present tokens (token id > 0): `[B, D]`.
@@ -115,9 +122,7 @@ class MaskedMeanPool(keras.layers.Layer):
     """
 
     def call(self, sequence, token_ids):
-        present = keras.ops.expand_dims(keras.ops.cast(token_ids > 0, sequence.dtype), -1)
-        total = keras.ops.sum(sequence * present, axis=1)
-        return total / keras.ops.maximum(keras.ops.sum(present, axis=1), 1.0)
+        return masked_mean(sequence, token_ids)
 
     def compute_output_shape(self, sequence_shape, token_ids_shape=None):
         return (sequence_shape[0], sequence_shape[-1])

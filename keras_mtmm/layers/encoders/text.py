@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import keras
 
 from keras_mtmm.config.bounds import Widths, positive
-from keras_mtmm.layers.encoders.layers import EncoderProjection
+from keras_mtmm.layers.encoders.layers import EncoderProjection, masked_mean
 from keras_mtmm.registry import ENCODERS
 
 
@@ -206,10 +206,7 @@ class BagOfWordsTextEncoder(keras.layers.Layer):
         embedded = self.embedding(token_ids)
         if self.return_sequence:
             return self.projection(self.dropout_layer(embedded, training=training))
-        present = keras.ops.cast(keras.ops.not_equal(token_ids, 0), embedded.dtype)[..., None]
-        total = keras.ops.sum(embedded * present, axis=1)
-        count = keras.ops.maximum(keras.ops.sum(present, axis=1), 1.0)
-        return self.projection(self.dropout_layer(total / count, training=training))
+        return self.projection(self.dropout_layer(masked_mean(embedded, token_ids), training=training))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.units) if self.return_sequence else (input_shape[0], self.units)

@@ -14,7 +14,7 @@ import keras
 
 from keras_mtmm.config.bounds import positive
 from keras_mtmm.errors import ConfigError
-from keras_mtmm.layers.encoders.layers import EncoderProjection
+from keras_mtmm.layers.encoders.layers import EncoderProjection, masked_mean
 from keras_mtmm.registry import ENCODERS
 
 
@@ -173,15 +173,13 @@ class TransformerTextEncoder(keras.layers.Layer):
         self.projection.build((input_shape[0], self.embedding_dim) if not self.return_sequence else shape)
 
     def call(self, token_ids, training=None):
-        present = keras.ops.cast(token_ids > 0, "float32")  # [B, L]
         mask = token_ids > 0
         x = self.embedding(token_ids) + keras.ops.expand_dims(self.positions, 0)
         for block in self.blocks:
             x = block(x, mask, training=training)
         x = self.final_norm(x)
         if not self.return_sequence:
-            weights = keras.ops.expand_dims(present, -1)
-            x = keras.ops.sum(x * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+            x = masked_mean(x, token_ids)
         return self.projection(self.dropout_layer(x, training=training))
 
     def compute_output_shape(self, input_shape):
