@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_mtmm.data.sampling import AnnealedSampler, mix_interleaved, mix_joint
 from keras_mtmm.data.tables import StreamSplit, num_rows
 from keras_mtmm.errors import DataError
+from keras_mtmm.tasks.base import FIX_MARK
 
 
 def make_dataset(
@@ -353,5 +354,8 @@ def data_errors():
             raise
         detail = message[message.index("keras_mtmm:") + len("keras_mtmm:") :].strip()
         where, _, what = detail.partition(": ")
-        fix = "give one tag per word of the text" if "one per word" in what else "list every class in the config"
-        raise DataError(where, " ".join(what.split())[:500], f"fix the data, or {fix}") from None
+        what, _, rest = what.partition(FIX_MARK)  # (tasks.base.pipeline_check: "what ##fix##: values")
+        fix, _, values = rest.partition(FIX_MARK)
+        values = values.lstrip(':"').strip()  # (the first offending values, after the message's closing quote)
+        what = f"{what.strip()}: {values}" if values else what
+        raise DataError(where, " ".join(what.split())[:500], fix or "fix the data") from None

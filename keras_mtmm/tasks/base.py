@@ -154,16 +154,23 @@ def class_table(classes: list[str]) -> tf.lookup.StaticHashTable | None:
     )
 
 
-def label_check(task: str, classes: list[str], failed, values, where_failed):
-    """An assertion (to run before the targets are used) that no label is outside `classes`."""
+def pipeline_check(where: str, what: str, fix: str, failed, values, where_failed):
+    """An assertion for the input pipeline: when `failed`, it stops it with `where`, `what`, `fix` and the
+    first offending values, which `keras_mtmm.data.pipeline.data_errors` turns into one `DataError`."""
     return tf.debugging.Assert(
         tf.logical_not(failed),
-        [
-            f"keras_mtmm: tasks.{task}.label: labels not among the known classes {classes}:",
-            tf.boolean_mask(values, where_failed)[:5],
-        ],
+        [f"keras_mtmm: {where}: {what} {FIX_MARK}{fix}{FIX_MARK}:", tf.boolean_mask(values, where_failed)[:5]],
         summarize=5,
     )
+
+
+FIX_MARK = "##"  # around the fix in a `pipeline_check` message
+
+
+def label_check(task: str, classes: list[str], failed, values, where_failed):
+    """An assertion (to run before the targets are used) that no label is outside `classes`."""
+    what, fix = f"labels not among the known classes {classes}", "fix the data, or list every class in the config"
+    return pipeline_check(f"tasks.{task}.label", what, fix, failed, values, where_failed)
 
 
 def labelled_row_mask(mask: np.ndarray) -> np.ndarray:
@@ -193,14 +200,8 @@ def task_settings(config, task) -> dict:
 
 def alignment_check(task: str, failed, values, where_failed):
     """An assertion that every row of a token task has one tag per word of its text."""
-    return tf.debugging.Assert(
-        tf.logical_not(failed),
-        [
-            f"keras_mtmm: tasks.{task}.label: rows whose tags are not one per word of the text:",
-            tf.boolean_mask(values, where_failed)[:5],
-        ],
-        summarize=5,
-    )
+    what, fix = "rows whose tags are not one per word of the text", "fix the data: give one tag per word of the text"
+    return pipeline_check(f"tasks.{task}.label", what, fix, failed, values, where_failed)
 
 
 def get_task_type(name: str, where: str | None = None, spec: dict | None = None) -> TaskType:
